@@ -1,0 +1,1 @@
+"""Persais: a GitHub App and Telegram bot that changes its own code."""

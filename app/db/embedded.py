@@ -1,0 +1,88 @@
+"""The embedded Postgres: pgserver's bundled PostgreSQL (with pgvector) in PERSAIS_HOME.
+
+pgserver keeps one server per data directory and a list of the processes holding it; the
+last one to exit stops it. Two Persais processes on one PERSAIS_HOME (say `serve` and
+`chat`) therefore share one server. A process killed with SIGKILL never removes itself
+from that list, so before joining we drop the pids that are no longer alive; otherwise a
+crashed process would keep the server running forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+from psycopg import sql
+
+DATABASE_NAME = "persais"
+
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    pass
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A handle on the shared embedded server; `conninfo` points at the Persais database."""
+
+    pgdata: Path
+    conninfo: str
+    _server: Any
+
+    def stop(self) -> None:
+        """Let go of the server; pgserver stops it when no other process holds it."""
+        self._server.cleanup()
+
+
+def start_embedded(home: Path) -> EmbeddedPostgres:
+    home.mkdir(parents=True, exist_ok=True)
+    pgdata = home / "pgdata"
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back
+        # to /tmp/runtime-<uid>, which is where pgserver keeps its lock: fine for us.
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import PostgresServer, get_server
+
+    with PostgresServer._lock:
+        _prune_dead_handles(pgdata / ".handle_pids.json")
+    try:
+        server = get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:
+        log = pgdata / "log"
+        tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
+        raise EmbeddedDatabaseError(
+            f"the embedded Postgres in {pgdata} did not start: {exc}\n{tail}"
+        ) from exc
+    admin_uri: str = server.get_uri()
+    _ensure_database(admin_uri, DATABASE_NAME)
+    return EmbeddedPostgres(pgdata=pgdata, conninfo=server.get_uri(DATABASE_NAME), _server=server)
+
+
+def _prune_dead_handles(handles: Path) -> None:
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except ValueError:
+        pids = []
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _ensure_database(admin_uri: str, name: str) -> None:
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists is None:
+            # Another process on the same PERSAIS_HOME may win the race; that is fine.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

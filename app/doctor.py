@@ -1,0 +1,165 @@
+"""`persais doctor`: what is configured, whether it works, and how to fix what does not.
+
+Each check is a small function returning a `Check`. "missing" is not a failure (that part
+of Persais is simply off); "broken" is, and makes the exit code 1.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.db import migrate
+from app.db.database import DatabaseError, check_server, connect
+from app.db.embedded import EmbeddedDatabaseError
+from app.settings import Settings
+
+OK, MISSING, BROKEN = "ok", "missing", "broken"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.name:<10} {self.status:<8} {self.detail}"
+        return f"{text} — {self.fix}" if self.fix else text
+
+
+def check_database(settings: Settings) -> Check:
+    try:
+        db = connect(settings)
+    except (DatabaseError, EmbeddedDatabaseError) as exc:
+        hint = (
+            "check DATABASE_URL" if settings.database_url else f"look at {settings.home}/pgdata/log"
+        )
+        return Check("database", BROKEN, str(exc).splitlines()[0], hint)
+    try:
+        import psycopg
+
+        version = check_server(db.conninfo)
+        with psycopg.connect(db.conninfo) as conn:
+            state = migrate.status(conn)
+        pending = (
+            f", {len(state.pending)} migrations pending (persais migrate)" if state.pending else ""
+        )
+        return Check("database", OK, f"{db.kind} PostgreSQL {version} with pgvector{pending}")
+    finally:
+        db.release()
+
+
+def check_git(settings: Settings) -> Check:
+    git = shutil.which("git")
+    if git is None:
+        return Check("git", BROKEN, "git is not on PATH", "install git")
+    out = subprocess.run([git, "--version"], capture_output=True, text=True, timeout=10)
+    return Check("git", OK, out.stdout.strip())
+
+
+def check_aider(settings: Settings) -> Check:
+    from mechanic.aider_version import AIDER_CHAT_VERSION
+
+    aider = settings.resolved_aider_bin()
+    if aider is None or not aider.exists():
+        where = f"AIDER_BIN={settings.aider_bin}" if settings.aider_bin else "no Aider found"
+        return Check("aider", BROKEN, where, "run `python3 bootstrap.py setup` or set AIDER_BIN")
+    try:
+        out = subprocess.run([str(aider), "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Check("aider", BROKEN, f"{aider} does not run: {exc}", "reinstall it")
+    match = re.search(r"(\d+\.\d+\.\d+)", out.stdout)
+    if out.returncode != 0 or match is None:
+        return Check("aider", BROKEN, f"{aider} --version failed", "reinstall it")
+    version = match.group(1)
+    if version != AIDER_CHAT_VERSION:
+        return Check(
+            "aider", BROKEN, f"{aider} is {version}, Persais pins {AIDER_CHAT_VERSION}",
+            "run `python3 bootstrap.py setup`",
+        )  # fmt: skip
+    return Check("aider", OK, f"aider-chat {version} at {aider}")
+
+
+def check_github(settings: Settings) -> Check:
+    if settings.github_app_id is None:
+        return Check(
+            "github", MISSING, "no GitHub App; the Mechanic uses the local forge",
+            "set GITHUB_APP_ID, GITHUB_PRIVATE_KEY(_PATH), GITHUB_WEBHOOK_SECRET",
+        )  # fmt: skip
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        pem = settings.private_key_pem()
+        assert pem is not None
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (OSError, ValueError, TypeError, AssertionError) as exc:
+        reason = type(exc).__name__ if not isinstance(exc, OSError) else str(exc)
+        return Check(
+            "github", BROKEN, f"the App's private key does not load ({reason})",
+            "put GitHub's .pem in GITHUB_PRIVATE_KEY, or its path in GITHUB_PRIVATE_KEY_PATH",
+        )  # fmt: skip
+    if not isinstance(key, RSAPrivateKey):
+        return Check("github", BROKEN, "the App's private key is not RSA", "use GitHub's .pem")
+    if settings.github_webhook_secret is None:
+        return Check(
+            "github", BROKEN, f"App {settings.github_app_id} has no webhook secret",
+            "set GITHUB_WEBHOOK_SECRET to the App's webhook secret",
+        )  # fmt: skip
+    repo = settings.home_repo or "the local forge"
+    return Check("github", OK, f"App {settings.github_app_id}, key parses, home: {repo}")
+
+
+def check_telegram(settings: Settings) -> Check:
+    if settings.telegram_bot_token is None:
+        return Check("telegram", MISSING, "no bot", "set TELEGRAM_BOT_TOKEN from @BotFather")
+    if settings.telegram_webhook_secret is None:
+        return Check(
+            "telegram", BROKEN, f"bot {settings.telegram_bot_id} has no webhook secret",
+            "set TELEGRAM_WEBHOOK_SECRET (updates are refused without it)",
+        )  # fmt: skip
+    if not settings.telegram_allowed_users:
+        return Check(
+            "telegram", OK, f"bot {settings.telegram_bot_id}; nobody is allowed to command it yet",
+            "set PERSAIS_TELEGRAM_ALLOWED_USERS",
+        )  # fmt: skip
+    people = len(settings.telegram_allowed_users)
+    return Check("telegram", OK, f"bot {settings.telegram_bot_id}, {people} allowed user(s)")
+
+
+def check_fly(settings: Settings) -> Check:
+    if settings.fly_api_token is None:
+        return Check("fly", MISSING, "no Fly token; deploys load in process", "set FLY_API_TOKEN")
+    return Check("fly", OK, f"app {settings.fly_app_name} at {settings.fly_api_url}")
+
+
+def check_model(settings: Settings) -> Check:
+    if settings.llm_api_key is None:
+        return Check("model", MISSING, f"no key for {settings.llm_api_base}", "set LLM_API_KEY")
+    return Check("model", OK, f"{settings.llm_model} at {settings.llm_api_base}")
+
+
+CHECKS: tuple[Callable[[Settings], Check], ...] = (
+    check_database,
+    check_git,
+    check_aider,
+    check_github,
+    check_telegram,
+    check_fly,
+    check_model,
+)
+
+
+def run(settings: Settings, print_line: Callable[[str], None] = print) -> int:
+    print_line(Check("settings", OK, "every variable parses").line())
+    broken = False
+    for check in CHECKS:
+        result = check(settings)
+        broken = broken or result.status == BROKEN
+        print_line(result.line())
+    return 1 if broken else 0

@@ -1,0 +1,133 @@
+"""The inbox: every verified delivery, stored once, with where it is in its processing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+STATUSES = ("received", "processed", "ignored", "failed", "dead")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified webhook delivery as the ingress saw it. `body` is the raw JSON text."""
+
+    source: str
+    delivery_id: str
+    event: str
+    action: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    id: int
+    source: str
+    delivery_id: str
+    event: str
+    action: str | None
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    handled_count: int
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+    processed_by: str | None
+
+
+async def record(conn: AsyncConnection[Any], delivery: Delivery) -> int | None:
+    """Store a delivery; return its inbox id, or None when this delivery id is already in."""
+    cur = await conn.execute(
+        "INSERT INTO inbox (source, delivery_id, event, action, payload)"
+        " VALUES (%s, %s, %s, %s, %s::jsonb)"
+        " ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id",
+        (delivery.source, delivery.delivery_id, delivery.event, delivery.action, delivery.body),
+    )
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+async def fetch(conn: AsyncConnection[Any], inbox_id: int) -> StoredDelivery | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT id, source, delivery_id, event, action, payload, status, attempts,"
+        " handled_count, last_error, received_at, processed_at, processed_by"
+        " FROM inbox WHERE id = %s",
+        (inbox_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else StoredDelivery(**row)
+
+
+async def begin_attempt(conn: AsyncConnection[Any], inbox_id: int) -> int:
+    """Count an attempt; return how many there have been, this one included."""
+    cur = await conn.execute(
+        "UPDATE inbox SET attempts = attempts + 1 WHERE id = %s RETURNING attempts", (inbox_id,)
+    )
+    row = await cur.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def finish(conn: AsyncConnection[Any], inbox_id: int, status: str, worker: str) -> None:
+    """Close a delivery as processed or ignored.
+
+    `handled_count` counts every completed run, even one that finds the row already closed:
+    it is how a second processing of one delivery would show.
+    """
+    await conn.execute(
+        "UPDATE inbox SET handled_count = handled_count + 1, last_error = NULL,"
+        " status = CASE WHEN status IN ('processed', 'ignored') THEN status ELSE %s END,"
+        " processed_at = coalesce(processed_at, now()),"
+        " processed_by = coalesce(processed_by, %s)"
+        " WHERE id = %s",
+        (status, worker, inbox_id),
+    )
+
+
+async def fail(conn: AsyncConnection[Any], inbox_id: int, error: str, *, dead: bool) -> None:
+    await conn.execute(
+        "UPDATE inbox SET status = %s, last_error = %s WHERE id = %s",
+        ("dead" if dead else "failed", error[:4000], inbox_id),
+    )
+
+
+async def reopen(conn: AsyncConnection[Any], inbox_id: int) -> bool:
+    """Put a dead (or failed) delivery back to be processed again from a clean count."""
+    cur = await conn.execute(
+        "UPDATE inbox SET status = 'received', attempts = 0, last_error = NULL"
+        " WHERE id = %s AND status IN ('dead', 'failed')",
+        (inbox_id,),
+    )
+    return cur.rowcount == 1
+
+
+async def listing(
+    conn: AsyncConnection[Any], *, status: str | None = None, limit: int = 50
+) -> list[StoredDelivery]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT id, source, delivery_id, event, action, payload, status, attempts,"
+        " handled_count, last_error, received_at, processed_at, processed_by"
+        " FROM inbox WHERE (%(status)s::text IS NULL OR status = %(status)s)"
+        " ORDER BY id DESC LIMIT %(limit)s",
+        {"status": status, "limit": limit},
+    )
+    return [StoredDelivery(**row) for row in await cur.fetchall()]
+
+
+OPEN_STATUSES = ("received", "failed", "dead")
+
+
+async def open_counts(conn: AsyncConnection[Any]) -> dict[str, int]:
+    """How many deliveries wait, wait to be retried, or are parked as dead (index-only)."""
+    cur = await conn.execute(
+        "SELECT status, count(*) FROM inbox"
+        " WHERE status IN ('received', 'failed', 'dead') GROUP BY status"
+    )
+    found = {str(status): int(n) for status, n in await cur.fetchall()}
+    return {status: found.get(status, 0) for status in OPEN_STATUSES}

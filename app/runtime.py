@@ -1,0 +1,114 @@
+"""The running parts of one Persais process, composed: pool, queue, dispatcher, worker.
+
+The web server and `persais worker` both build one; constructing it does no I/O,
+`start()` opens connections and (optionally) the worker, `stop()` winds them down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from app.github import installations, ping
+from app.routing import Router
+from app.settings import Settings
+from app.web.metrics import Metrics
+from app.worker.dispatch import Dispatcher
+from app.worker.queue import DeliveryQueue
+
+log = logging.getLogger(__name__)
+
+
+async def _autocommit(conn: AsyncConnection[Any]) -> None:
+    # Each statement commits on its own unless code opens `conn.transaction()`. Set here
+    # rather than in connect kwargs: procrastinate opens its LISTEN connection with the
+    # pool's kwargs plus its own autocommit=True, and the two would clash.
+    await conn.set_autocommit(True)
+
+
+def build_router() -> Router:
+    """Every event handler Persais has, merged."""
+    return Router(ping.router, installations.router)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Runtime:
+    def __init__(self, settings: Settings, conninfo: str, *, router: Router | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=2,
+            max_size=10 + settings.worker_concurrency,
+            configure=_autocommit,
+            open=False,
+            name="persais",
+        )
+        self.router = router or build_router()
+        self.dispatcher = Dispatcher(
+            pool=self.pool,
+            router=self.router,
+            max_attempts=settings.worker_max_attempts,
+            metrics=self.metrics,
+        )
+        self.queue = DeliveryQueue(
+            max_attempts=settings.worker_max_attempts,
+            retry_base_seconds=settings.worker_retry_base_seconds,
+            stalled_seconds=settings.worker_stalled_seconds,
+            processor=self.dispatcher.process,
+        )
+        self._worker: asyncio.Task[None] | None = None
+        self.worker_restarts = 0
+
+    async def start(self, *, worker: bool) -> None:
+        await self.pool.open(wait=True, timeout=15)
+        await self.queue.open(self.pool)
+        if worker:
+            self._worker = asyncio.create_task(self._supervise_worker(), name="persais worker")
+
+    async def _supervise_worker(self) -> None:
+        """Keep the worker running: a crash (a lost database, a library error) is logged and
+        the worker restarts after a growing pause, instead of the process going deaf."""
+        pause = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await self.queue.run_worker(
+                    name=worker_name(), concurrency=self.settings.worker_concurrency
+                )
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the worker's outermost edge
+                log.exception("the worker stopped unexpectedly; restarting in %.0f s", pause)
+            self.worker_restarts += 1
+            pause = 1.0 if time.monotonic() - started > 60 else min(pause * 2, 30.0)
+            await asyncio.sleep(pause)
+
+    def worker_running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    async def wait_worker(self) -> None:
+        """For `persais worker`: return when the worker stops (it should not, until told)."""
+        if self._worker is not None:
+            await self._worker
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        await self.queue.close()
+        await self.pool.close()

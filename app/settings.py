@@ -1,0 +1,242 @@
+"""The one reader of the environment.
+
+Every configurable value of Persais is a field here, named exactly as the variable in
+`.env.example`. Nothing else in the code base reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_TELEGRAM_TOKEN_RE = re.compile(r"^(\d{1,20}):[A-Za-z0-9_-]{30,64}$")
+_TELEGRAM_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_FLY_APP_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+# Where the project's own Aider virtualenv lives when Persais runs from a checkout
+# (`bootstrap.py` creates it) or from the container image (the Dockerfile creates it).
+_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+AIDER_CANDIDATES = (
+    _CHECKOUT_ROOT / ".aider-venv" / "bin" / "aider",
+    Path("/opt/aider/bin/aider"),
+)
+
+
+def _ids(value: Any) -> Any:
+    """Accept "1, 2,3" (the environment's shape) as well as a list."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        for part in parts:
+            if not part.lstrip("-").isdigit():
+                raise ValueError(
+                    f"expected comma-separated numeric Telegram user ids, got {part!r}"
+                )
+        return [int(p) for p in parts]
+    return value
+
+
+class Settings(BaseSettings):
+    """Typed configuration. Secrets are `SecretStr`, so they never print."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    persais_home: Path = Field(default=Path(".persais"), alias="PERSAIS_HOME")
+    database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
+
+    github_app_id: int | None = Field(default=None, alias="GITHUB_APP_ID", gt=0)
+    github_private_key: SecretStr | None = Field(default=None, alias="GITHUB_PRIVATE_KEY")
+    github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
+    github_webhook_secret: SecretStr | None = Field(default=None, alias="GITHUB_WEBHOOK_SECRET")
+    github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
+    home_repo: str | None = Field(default=None, alias="PERSAIS_HOME_REPO")
+
+    telegram_bot_token: SecretStr | None = Field(default=None, alias="TELEGRAM_BOT_TOKEN")
+    telegram_webhook_secret: SecretStr | None = Field(default=None, alias="TELEGRAM_WEBHOOK_SECRET")
+    telegram_api_url: str = Field(default="https://api.telegram.org", alias="TELEGRAM_API_URL")
+    telegram_allowed_users: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="PERSAIS_TELEGRAM_ALLOWED_USERS"
+    )
+    telegram_admins: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="PERSAIS_TELEGRAM_ADMINS"
+    )
+
+    llm_api_base: str = Field(default="https://openrouter.ai/api/v1", alias="LLM_API_BASE")
+    llm_api_key: SecretStr | None = Field(default=None, alias="LLM_API_KEY")
+    llm_model: str = Field(default="anthropic/claude-sonnet-4.5", alias="LLM_MODEL")
+    aider_bin: Path | None = Field(default=None, alias="AIDER_BIN")
+
+    fly_api_token: SecretStr | None = Field(default=None, alias="FLY_API_TOKEN")
+    fly_app_name: str | None = Field(default=None, alias="FLY_APP_NAME")
+    fly_api_url: str = Field(default="https://api.machines.dev", alias="FLY_API_URL")
+
+    worker_concurrency: int = Field(default=4, alias="PERSAIS_WORKER_CONCURRENCY", ge=1, le=64)
+    worker_max_attempts: int = Field(default=5, alias="PERSAIS_WORKER_MAX_ATTEMPTS", ge=1, le=50)
+    worker_retry_base_seconds: int = Field(
+        default=2, alias="PERSAIS_WORKER_RETRY_BASE_SECONDS", ge=0, le=60
+    )
+    worker_stalled_seconds: int = Field(
+        default=30, alias="PERSAIS_WORKER_STALLED_SECONDS", ge=2, le=3600
+    )
+    git_commit: str | None = Field(default=None, alias="PERSAIS_GIT_COMMIT")
+    log_level: str = Field(default="INFO", alias="PERSAIS_LOG_LEVEL")
+
+    @field_validator("telegram_allowed_users", "telegram_admins", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        return _ids(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("expected a postgresql:// URL")
+        return value
+
+    @field_validator("github_api_url", "telegram_api_url", "llm_api_base", "fly_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("home_repo")
+    @classmethod
+    def _owner_name(cls, value: str | None) -> str | None:
+        if value is not None and not _REPO_RE.match(value):
+            raise ValueError(f"expected owner/name, got {value!r}")
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TELEGRAM_TOKEN_RE.match(value.get_secret_value()):
+            raise ValueError("expected a bot token shaped like 123456:ABC-... (from @BotFather)")
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TELEGRAM_SECRET_RE.match(value.get_secret_value()):
+            raise ValueError(
+                "expected 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"
+            )
+        return value
+
+    @field_validator("fly_app_name")
+    @classmethod
+    def _fly_app(cls, value: str | None) -> str | None:
+        if value is not None and not _FLY_APP_RE.match(value):
+            raise ValueError(
+                f"expected a Fly app name (lowercase letters, digits, -), got {value!r}"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @field_validator("github_private_key")
+    @classmethod
+    def _unescape_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A PEM pasted into a single-line variable usually arrives with literal "\n".
+        if value is not None and "\\n" in value.get_secret_value():
+            return SecretStr(value.get_secret_value().replace("\\n", "\n"))
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Settings:
+        if self.github_app_id is not None and not (
+            self.github_private_key or self.github_private_key_path
+        ):
+            raise _MissingPair("GITHUB_PRIVATE_KEY", "required when GITHUB_APP_ID is set")
+        if self.home_repo is not None and self.github_app_id is None:
+            raise _MissingPair("GITHUB_APP_ID", "required when PERSAIS_HOME_REPO is set")
+        if self.fly_api_token is not None and self.fly_app_name is None:
+            raise _MissingPair("FLY_APP_NAME", "required when FLY_API_TOKEN is set")
+        if self.telegram_webhook_secret is not None and self.telegram_bot_token is None:
+            raise _MissingPair("TELEGRAM_BOT_TOKEN", "required when TELEGRAM_WEBHOOK_SECRET is set")
+        return self
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def home(self) -> Path:
+        return self.persais_home.expanduser().resolve()
+
+    @property
+    def telegram_bot_id(self) -> int | None:
+        if self.telegram_bot_token is None:
+            return None
+        return int(self.telegram_bot_token.get_secret_value().split(":", 1)[0])
+
+    def resolved_aider_bin(self) -> Path | None:
+        """AIDER_BIN, else the project's own Aider virtualenv, else `aider` on PATH."""
+        if self.aider_bin is not None:
+            return self.aider_bin
+        for candidate in AIDER_CANDIDATES:
+            if candidate.exists():
+                return candidate
+        found = shutil.which("aider")
+        return Path(found) if found else None
+
+    def private_key_pem(self) -> str | None:
+        if self.github_private_key is not None:
+            return self.github_private_key.get_secret_value()
+        if self.github_private_key_path is not None:
+            return self.github_private_key_path.read_text()
+        return None
+
+
+class _MissingPair(ValueError):
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+class SettingsError(Exception):
+    """A configuration problem, already phrased as one line for a person."""
+
+
+def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the environment (and an optional `.env`), or raise one readable `SettingsError`."""
+    try:
+        return Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        raise SettingsError(_first_problem(exc)) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    location = [str(part) for part in error["loc"]]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not location:
+        # A model-level check; its message already starts with the variable's name.
+        return message
+    variable = location[0]
+    field = Settings.model_fields.get(variable)
+    if field is not None and field.alias:
+        variable = field.alias
+    return f"{variable}: {message}"

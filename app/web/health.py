@@ -1,0 +1,50 @@
+"""`/health` (the process lives) and `/ready` (it can do its work)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from app.version import BuildInfo
+
+
+async def health(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+@dataclass
+class Readiness:
+    pool: AsyncConnectionPool
+    database_kind: str
+    expected_migrations: list[int]
+    build: BuildInfo
+    worker_running: Callable[[], bool] | None  # None: this process runs no worker
+
+    async def ready(self, request: Request) -> Response:
+        report: dict[str, Any] = {"version": self.build.as_dict()}
+        database: dict[str, Any] = {"kind": self.database_kind}
+        applied: list[int] = []
+        try:
+            async with asyncio.timeout(2), self.pool.connection() as conn:
+                cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+                applied = [row[0] for row in await cur.fetchall()]
+            database["ok"] = True
+        except Exception as exc:  # any failure to reach the database means "not ready"
+            database.update(ok=False, error=type(exc).__name__)
+        pending = [v for v in self.expected_migrations if v not in applied]
+        report["database"] = database
+        report["migrations"] = {"applied": applied, "pending": pending, "ok": not pending}
+        if self.worker_running is None:
+            report["worker"] = {"mode": "separate process", "ok": True}
+        else:
+            running = self.worker_running()
+            report["worker"] = {"mode": "in process", "running": running, "ok": running}
+        ok = database["ok"] and not pending and report["worker"]["ok"]
+        report["ready"] = ok
+        return JSONResponse(report, status_code=200 if ok else 503)

@@ -1,0 +1,174 @@
+"""Webhook ingress: verify the sender, store the delivery with its job, answer at once.
+
+Nothing slow happens here. A refused request stores nothing; a repeated delivery id is
+answered as accepted and not queued again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from app import inbox
+from app.inbox import Delivery
+from app.web import signature
+from app.web.metrics import Metrics
+from app.worker.queue import DeliveryQueue
+
+log = logging.getLogger(__name__)
+
+GITHUB_MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+TELEGRAM_MAX_BODY = 1024 * 1024
+_EVENT_RE = re.compile(r"^[a-z][a-z_]{0,63}$")
+_DELIVERY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class WebhookIngress:
+    pool: AsyncConnectionPool
+    queue: DeliveryQueue
+    metrics: Metrics
+    github_secret: bytes | None
+    telegram_secret: bytes | None
+    telegram_bot_id: int | None
+
+    async def github(self, request: Request) -> Response:
+        try:
+            delivery = await self._github_delivery(request)
+        except Refusal as refusal:
+            return self._refuse("github", refusal)
+        return await self._store(delivery, accepted=202)
+
+    async def telegram(self, request: Request) -> Response:
+        try:
+            delivery = await self._telegram_delivery(request)
+        except Refusal as refusal:
+            return self._refuse("telegram", refusal)
+        return await self._store(delivery, accepted=200)
+
+    async def _github_delivery(self, request: Request) -> Delivery:
+        if not self.github_secret:
+            raise Refusal(403, "unconfigured", "GitHub webhooks are off: set GITHUB_WEBHOOK_SECRET")
+        body = await _read_body(request, GITHUB_MAX_BODY)
+        if not signature.verify_github(
+            self.github_secret, body, request.headers.get("x-hub-signature-256")
+        ):
+            raise Refusal(401, "signature", "X-Hub-Signature-256 is missing or does not match")
+        event = request.headers.get("x-github-event", "")
+        delivery_id = request.headers.get("x-github-delivery", "")
+        if not _EVENT_RE.match(event):
+            raise Refusal(400, "headers", "X-GitHub-Event is missing or malformed")
+        if not _DELIVERY_RE.match(delivery_id):
+            raise Refusal(400, "headers", "X-GitHub-Delivery is missing or malformed")
+        _require_json(request)
+        payload, text = _parse_object(body)
+        action = payload.get("action")
+        return Delivery(
+            source="github",
+            delivery_id=delivery_id,
+            event=event,
+            action=action if isinstance(action, str) else None,
+            body=text,
+        )
+
+    async def _telegram_delivery(self, request: Request) -> Delivery:
+        if not self.telegram_secret or self.telegram_bot_id is None:
+            raise Refusal(
+                403, "unconfigured",
+                "Telegram webhooks are off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
+            )  # fmt: skip
+        if not signature.verify_telegram(
+            self.telegram_secret, request.headers.get("x-telegram-bot-api-secret-token")
+        ):
+            raise Refusal(401, "signature", "X-Telegram-Bot-Api-Secret-Token does not match")
+        _require_json(request)
+        body = await _read_body(request, TELEGRAM_MAX_BODY)
+        update, text = _parse_object(body)
+        update_id = update.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+            raise Refusal(400, "payload", "the update has no integer update_id")
+        kinds = [key for key in update if key != "update_id"]
+        return Delivery(
+            source="telegram",
+            delivery_id=f"{self.telegram_bot_id}:{update_id}",
+            event=kinds[0] if kinds and _EVENT_RE.match(kinds[0]) else "unknown",
+            action=None,
+            body=text,
+        )
+
+    async def _store(self, delivery: Delivery, *, accepted: int) -> Response:
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                inbox_id = await inbox.record(conn, delivery)
+                if inbox_id is not None:
+                    await self.queue.enqueue(conn, inbox_id)
+        except (psycopg.DataError, psycopg.errors.UntranslatableCharacter) as exc:
+            # JSON that Python accepts but jsonb does not (e.g. \u0000 in a string).
+            return self._refuse(
+                delivery.source, Refusal(400, "payload", f"the payload cannot be stored: {exc}")
+            )
+        if inbox_id is None:
+            self.metrics.duplicates.labels(delivery.source).inc()
+            return JSONResponse(
+                {"status": "duplicate", "delivery": delivery.delivery_id}, status_code=accepted
+            )
+        self.metrics.received.labels(delivery.source).inc()
+        return JSONResponse(
+            {"status": "accepted", "delivery": delivery.delivery_id, "inbox": inbox_id},
+            status_code=accepted,
+        )
+
+    def _refuse(self, source: str, refusal: Refusal) -> Response:
+        self.metrics.refused.labels(source, refusal.reason).inc()
+        log.warning("refused %s webhook (%d): %s", source, refusal.status, refusal.message)
+        return JSONResponse({"error": refusal.message}, status_code=refusal.status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refusal(413, "too_large", f"the body is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Refusal(413, "too_large", f"the body is over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Refusal(400, "disconnect", "the client went away mid-body") from None
+    return b"".join(chunks)
+
+
+def _require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise Refusal(415, "content_type", "expected Content-Type: application/json")
+
+
+def _parse_object(body: bytes) -> tuple[dict[str, Any], str]:
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise Refusal(400, "payload", "the body is not valid UTF-8 JSON") from None
+    if not isinstance(payload, dict):
+        raise Refusal(400, "payload", "the body is not a JSON object")
+    return payload, text
