@@ -11,6 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import (
     Field,
     SecretStr,
@@ -105,10 +107,12 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(
-            ("postgresql://", "postgres://")
-        ):
-            raise ValueError("expected a postgresql:// URL")
+        if value is None:
+            return None
+        try:  # a postgresql:// URL or libpq "key=value" pairs: whatever libpq accepts
+            conninfo_to_dict(value.get_secret_value())
+        except psycopg.ProgrammingError:
+            raise ValueError("expected a postgresql:// URL") from None
         return value
 
     @field_validator("github_api_url", "telegram_api_url", "llm_api_base", "fly_api_url")

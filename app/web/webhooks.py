@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 GITHUB_MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 TELEGRAM_MAX_BODY = 1024 * 1024
-_EVENT_RE = re.compile(r"^[a-z][a-z_]{0,63}$")
+_EVENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DELIVERY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
