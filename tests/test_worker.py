@@ -1,0 +1,108 @@
+"""The worker: at-least-once with retries, dead deliveries, replay, stalled jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import psycopg
+
+from app.routing import Context, Event, Router
+from app.runtime import Runtime
+from app.settings import Settings
+from tests.support.server import client_for, running_server
+from tests.support.waiting import wait_for
+from tests.support.webhooks import example, post_github
+
+
+def flaky_router(failures: int) -> tuple[Router, list[str]]:
+    """A router whose `star` handler fails `failures` times, then succeeds."""
+    router = Router()
+    calls: list[str] = []
+
+    @router.register("star", "created")
+    async def star(event: Event, ctx: Context) -> None:
+        calls.append(event.delivery_id)
+        if len(calls) <= failures:
+            raise ConnectionError(f"upstream unavailable (call {len(calls)})")
+
+    return router, calls
+
+
+def test_a_failing_handler_is_retried_until_it_succeeds(
+    settings: Settings, database: str, sql
+) -> None:
+    router, calls = flaky_router(failures=2)  # max attempts is 3 in tests
+    with running_server(settings, database, router=router) as (url, _), client_for(url) as c:
+        assert post_github(c, "star", example("star", "created"), delivery="s-1").status_code == 202
+        wait_for(lambda: sql("SELECT 1 FROM inbox WHERE status = 'processed'"), 30)
+    assert calls == ["s-1"] * 3
+    assert sql("SELECT attempts, handled_count, last_error FROM inbox") == [(3, 1, None)]
+
+
+def test_a_delivery_that_keeps_failing_is_parked_dead_and_can_be_replayed(
+    settings: Settings, database: str, sql, tmp_path
+) -> None:
+    router, calls = flaky_router(failures=3)
+    with running_server(settings, database, router=router) as (url, _), client_for(url) as c:
+        assert post_github(c, "star", example("star", "created"), delivery="s-2").status_code == 202
+        wait_for(lambda: sql("SELECT 1 FROM inbox WHERE status = 'dead'"), 30)
+        status, attempts, error = sql("SELECT status, attempts, last_error FROM inbox")[0]
+        assert (status, attempts) == ("dead", 3)
+        assert "ConnectionError: upstream unavailable (call 3)" in error
+
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB", "TELEGRAM"))},
+            "DATABASE_URL": database,
+            "PERSAIS_HOME": str(tmp_path / "cli-home"),
+        }
+        listed = run_cli(["inbox", "list", "--dead"], env)
+        assert "dead" in listed.stdout
+        assert "star.created" in listed.stdout
+        assert "ConnectionError" in listed.stdout
+
+        replayed = run_cli(["inbox", "replay", str(sql("SELECT id FROM inbox")[0][0])], env)
+        assert replayed.returncode == 0, replayed.stderr
+        wait_for(lambda: sql("SELECT 1 FROM inbox WHERE status = 'processed'"), 30)
+        assert run_cli(["inbox", "replay", "1"], env).returncode == 1  # nothing to replay now
+    assert len(calls) == 4
+    assert sql("SELECT action, subject FROM audit_log") == [("inbox.replay", "inbox:1")]
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_a_job_left_running_by_a_dead_worker_is_taken_up_again(
+    settings: Settings, database: str, sql
+) -> None:
+    """A worker SIGKILLed mid-job leaves its job in `doing`; the sweeper puts it back."""
+    with running_server(settings, database, worker=False) as (url, _), client_for(url) as c:
+        assert post_github(c, "ping", example("ping"), delivery="p-1").status_code == 202
+    # What a killed worker leaves behind: the job taken, a heartbeat that stopped long ago.
+    with psycopg.connect(database, autocommit=True) as conn:
+        dead = conn.execute(
+            "INSERT INTO procrastinate_workers (last_heartbeat)"
+            " VALUES (now() - interval '10 minutes') RETURNING id"
+        ).fetchone()
+        assert dead is not None
+        conn.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s", dead)
+
+    async def work() -> None:
+        runtime = Runtime(settings, database)
+        await runtime.start(worker=True)
+        try:
+            for _ in range(400):
+                if sql("SELECT 1 FROM inbox WHERE status = 'processed'"):
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            await runtime.stop()
+
+    asyncio.run(work())
+    assert sql("SELECT status, handled_count FROM inbox") == [("processed", 1)]
+    assert sql("SELECT status FROM procrastinate_jobs") == [("succeeded",)]
