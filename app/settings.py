@@ -57,6 +57,8 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         hide_input_in_errors=True,
+        # `.env.example` copied as it is has empty values: they mean "not set".
+        env_ignore_empty=True,
     )
 
     persais_home: Path = Field(default=Path(".persais"), alias="PERSAIS_HOME")

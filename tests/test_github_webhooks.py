@@ -12,8 +12,8 @@ import pytest
 from app.settings import Settings
 from app.web.signature import github_signature, verify_github
 from tests.support.server import client_for, running_server
-from tests.support.webhooks import GITHUB_SECRET, example, examples, github_headers, post_github
 from tests.support.waiting import wait_for
+from tests.support.webhooks import GITHUB_SECRET, example, examples, github_headers, post_github
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_every_published_event_type_is_accepted_stored_once_and_processed(
             assert again.status_code == 202
             assert again.json()["status"] == "duplicate"
 
-    assert len({e for e in sent.values()}) == len(examples()) >= 50
+    assert len(set(sent.values())) == len(examples()) >= 50
     rows = sql("SELECT delivery_id, event FROM inbox")
     assert sorted(rows) == sorted(sent.items())
 

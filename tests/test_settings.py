@@ -43,7 +43,10 @@ def test_values_are_parsed_into_their_types() -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"PERSAIS_TELEGRAM_ALLOWED_USERS": "12,alice"}, "PERSAIS_TELEGRAM_ALLOWED_USERS: expected"),
+        (
+            {"PERSAIS_TELEGRAM_ALLOWED_USERS": "12,alice"},
+            "PERSAIS_TELEGRAM_ALLOWED_USERS: expected",
+        ),
         ({"TELEGRAM_BOT_TOKEN": "not-a-token"}, "TELEGRAM_BOT_TOKEN: expected a bot token"),
         ({"GITHUB_APP_ID": "abc"}, "GITHUB_APP_ID: "),
         ({"GITHUB_APP_ID": "12"}, "GITHUB_PRIVATE_KEY: required when GITHUB_APP_ID is set"),
@@ -88,4 +91,6 @@ def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
         capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "PERSAIS_TELEGRAM_ADMINS: expected comma-separated numeric Telegram user ids" in done.stderr
+    assert (
+        "PERSAIS_TELEGRAM_ADMINS: expected comma-separated numeric Telegram user ids" in done.stderr
+    )

@@ -1,0 +1,92 @@
+"""`persais doctor`: one line per check, and exit 0 only when what is configured works."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.processes import persais_env
+
+
+def doctor(env: dict[str, str], cwd: Path) -> tuple[int, dict[str, str]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "doctor"],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    return done.returncode, lines
+
+
+def app_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return pem.decode()
+
+
+def test_a_configured_machine_is_all_ok(tmp_path: Path, database: str) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text(app_key())
+    env = persais_env(
+        tmp_path / "home",
+        database,
+        GITHUB_APP_ID="1234",
+        GITHUB_PRIVATE_KEY_PATH=str(key),
+        PERSAIS_TELEGRAM_ALLOWED_USERS="42",
+        FLY_API_TOKEN="fo1_test",
+        FLY_APP_NAME="persais-test",
+        LLM_API_KEY="sk-test",
+    )
+    code, lines = doctor(env, tmp_path)
+    assert set(lines) == {
+        "settings", "database", "git", "aider", "github", "telegram", "fly", "model",
+    }  # fmt: skip
+    for line in lines.values():
+        assert line.split()[1] == "ok", line
+    assert "pgvector" in lines["database"]
+    assert "aider-chat 0.86.2" in lines["aider"]
+    assert "App 1234, key parses" in lines["github"]
+    assert "sk-test" not in "\n".join(lines.values())
+    assert code == 0
+
+
+def test_what_is_not_configured_is_missing_and_does_not_fail(tmp_path: Path, database: str) -> None:
+    env = persais_env(tmp_path / "home", database)
+    for variable in ("GITHUB_WEBHOOK_SECRET", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
+        env.pop(variable)
+    code, lines = doctor(env, tmp_path)
+    assert lines["github"].split()[1] == "missing"
+    assert lines["telegram"].split()[1] == "missing"
+    assert lines["fly"].split()[1] == "missing"
+    assert code == 0
+
+
+def test_what_is_configured_but_broken_fails_with_a_fix(tmp_path: Path, database: str) -> None:
+    env = persais_env(
+        tmp_path / "home",
+        database,
+        GITHUB_APP_ID="1234",
+        GITHUB_PRIVATE_KEY="-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA",
+        AIDER_BIN=str(tmp_path / "no-such-aider"),
+    )
+    code, lines = doctor(env, tmp_path)
+    assert code == 1
+    assert lines["github"].split()[1] == "broken"
+    assert "GITHUB_PRIVATE_KEY" in lines["github"]
+    assert lines["aider"].split()[1] == "broken"
+    assert "not a key" not in lines["github"]
+
+
+def test_an_unreachable_database_is_broken(tmp_path: Path) -> None:
+    env = persais_env(tmp_path / "home", "postgresql://nobody@127.0.0.1:1/none")
+    code, lines = doctor(env, tmp_path)
+    assert code == 1
+    assert lines["database"].split()[1] == "broken"
+    assert "cannot connect" in lines["database"]
