@@ -64,13 +64,34 @@ async def fetch(conn: AsyncConnection[Any], inbox_id: int) -> StoredDelivery | N
     return None if row is None else StoredDelivery(**row)
 
 
-async def begin_attempt(conn: AsyncConnection[Any], inbox_id: int) -> int:
-    """Count an attempt; return how many there have been, this one included."""
+@dataclass(frozen=True)
+class Attempt:
+    """A delivery being processed: what it is and which attempt this is (1 = first)."""
+
+    id: int
+    source: str
+    delivery_id: str
+    event: str
+    action: str | None
+    attempt: int
+
+
+async def begin_attempt(conn: AsyncConnection[Any], inbox_id: int) -> Attempt | None:
+    """Count an attempt at an open delivery; None when it is gone or already closed."""
     cur = await conn.execute(
-        "UPDATE inbox SET attempts = attempts + 1 WHERE id = %s RETURNING attempts", (inbox_id,)
+        "UPDATE inbox SET attempts = attempts + 1"
+        " WHERE id = %s AND status NOT IN ('processed', 'ignored')"
+        " RETURNING id, source, delivery_id, event, action, attempts",
+        (inbox_id,),
     )
     row = await cur.fetchone()
-    return 0 if row is None else int(row[0])
+    return None if row is None else Attempt(*row)
+
+
+async def payload(conn: AsyncConnection[Any], inbox_id: int) -> dict[str, Any]:
+    cur = await conn.execute("SELECT payload FROM inbox WHERE id = %s", (inbox_id,))
+    row = await cur.fetchone()
+    return {} if row is None else dict(row[0])
 
 
 async def finish(conn: AsyncConnection[Any], inbox_id: int, status: str, worker: str) -> None:

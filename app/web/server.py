@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from app import inbox
 from app.db import migrate
+from app.intake import Intake
 from app.runtime import Runtime
 from app.version import build_info
 from app.web.health import Readiness, health
@@ -24,8 +25,7 @@ from app.web.webhooks import WebhookIngress
 def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> Starlette:
     settings = runtime.settings
     ingress = WebhookIngress(
-        pool=runtime.pool,
-        queue=runtime.queue,
+        intake=Intake(pool=runtime.pool, queue=runtime.queue),
         metrics=runtime.metrics,
         github_secret=(
             settings.github_webhook_secret.get_secret_value().encode()

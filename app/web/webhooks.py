@@ -12,16 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from app import inbox
 from app.inbox import Delivery
+from app.intake import Intake, Unstorable
 from app.web import signature
 from app.web.metrics import Metrics
-from app.worker.queue import DeliveryQueue
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +38,7 @@ class Refusal(Exception):
 
 @dataclass
 class WebhookIngress:
-    pool: AsyncConnectionPool
-    queue: DeliveryQueue
+    intake: Intake
     metrics: Metrics
     github_secret: bytes | None
     telegram_secret: bytes | None
@@ -114,11 +110,8 @@ class WebhookIngress:
 
     async def _store(self, delivery: Delivery, *, accepted: int) -> Response:
         try:
-            async with self.pool.connection() as conn, conn.transaction():
-                inbox_id = await inbox.record(conn, delivery)
-                if inbox_id is not None:
-                    await self.queue.enqueue(conn, inbox_id)
-        except (psycopg.DataError, psycopg.errors.UntranslatableCharacter) as exc:
+            inbox_id = await self.intake.store(delivery)
+        except Unstorable as exc:
             # JSON that Python accepts but jsonb does not (e.g. \u0000 in a string).
             return self._refuse(
                 delivery.source, Refusal(400, "payload", f"the payload cannot be stored: {exc}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -33,37 +33,35 @@ class Dispatcher:
     async def process(self, inbox_id: int, worker: str) -> str:
         """Return how the delivery ended: processed, ignored, failed, dead or skipped."""
         async with self.pool.connection() as conn:
-            delivery = await inbox.fetch(conn, inbox_id)
-            if delivery is None:
-                log.warning("inbox row %s is gone; nothing to do", inbox_id)
-                return "skipped"
-            if delivery.status in ("processed", "ignored"):
-                return "skipped"
             attempt = await inbox.begin_attempt(conn, inbox_id)
+            if attempt is None:  # gone, or closed by an earlier run: nothing to do
+                return "skipped"
+            event = Event(
+                source=attempt.source,
+                name=attempt.event,
+                action=attempt.action,
+                delivery_id=attempt.delivery_id,
+                payload={},
+            )
+            handlers = self.router.handlers_for(event)
+            if handlers:  # the payload is read only when someone will look at it
+                event = replace(event, payload=await inbox.payload(conn, inbox_id))
 
-        event = Event(
-            source=delivery.source,
-            name=delivery.event,
-            action=delivery.action,
-            delivery_id=delivery.delivery_id,
-            payload=delivery.payload,
-        )
-        handlers = self.router.handlers_for(event)
         try:
             for handler in handlers:
                 await handler(event, Context(pool=self.pool, worker=worker))
         except Exception as exc:  # the worker's outer edge: any handler failure is recorded
-            dead = attempt >= self.max_attempts
+            dead = attempt.attempt >= self.max_attempts
             error = "".join(traceback.format_exception_only(exc)).strip()
             log.warning(
                 "delivery %s (%s %s) failed on attempt %d/%d: %s",
-                delivery.delivery_id, delivery.source, delivery.event,
-                attempt, self.max_attempts, error,
+                event.delivery_id, event.source, event.name,
+                attempt.attempt, self.max_attempts, error,
             )  # fmt: skip
             async with self.pool.connection() as conn:
                 await inbox.fail(conn, inbox_id, error, dead=dead)
             outcome = "dead" if dead else "failed"
-            self._count(delivery.source, outcome)
+            self._count(event.source, outcome)
             if dead:
                 return outcome
             raise RetryDelivery(error) from exc
@@ -71,7 +69,7 @@ class Dispatcher:
         outcome = "processed" if handlers else "ignored"
         async with self.pool.connection() as conn:
             await inbox.finish(conn, inbox_id, outcome, worker)
-        self._count(delivery.source, outcome)
+        self._count(event.source, outcome)
         return outcome
 
     def _count(self, source: str, outcome: str) -> None:

@@ -61,6 +61,11 @@ class DeliveryQueue:
         job_id: int = await self._task.configure(connection=conn).defer_async(inbox_id=inbox_id)
         return job_id
 
+    async def enqueue_many(self, conn: AsyncConnection[Any], inbox_ids: list[int]) -> None:
+        """Add one job per delivery in a single query, inside the caller's transaction."""
+        jobs: list[dict[str, Any]] = [{"inbox_id": inbox_id} for inbox_id in inbox_ids]
+        await self._task.configure(connection=conn).batch_defer_async(*jobs)
+
     async def run_worker(self, *, name: str, concurrency: int) -> None:
         """Work until cancelled; then finish running jobs and stop."""
         sweeper = asyncio.create_task(self._sweep_stalled(), name="stalled-job sweeper")
