@@ -1,0 +1,27 @@
+"""`/status`: the service at a glance — version, agents, conversations, the inbox."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from app.agents.base import Agent, AgentContext, Message, Reply
+
+
+class StatusAgent(Agent):
+    name = "status"
+    command = "status"
+    description = "how Persais is doing"
+    permissions: ClassVar[tuple[str, ...]] = ("status",)
+
+    async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
+        report = await ctx.capability("status")()
+        lines = [f"Persais {report['version']}", f"Agents: {report['agents']}"]
+        lines.append(f"Conversations: {report['conversations']}")
+        for conversation in report["recent"]:
+            lines.append(f"  {conversation}")
+        inbox = report["inbox"]
+        lines.append(
+            f"Inbox: {inbox['received']} waiting, {inbox['failed']} retrying, {inbox['dead']} dead"
+        )
+        lines.append(f"Pending approvals: {report['pending_approvals']}")
+        return "\n".join(lines)
