@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from app import audit, inbox
 from app.db.database import Database, DatabaseError, connect, migrate_to_latest
@@ -18,6 +19,10 @@ from app.db.embedded import EmbeddedDatabaseError
 from app.db.migrate import MigrationError
 from app.runtime import Runtime
 from app.settings import Settings, SettingsError, load_settings
+from app.version import build_info
+
+if TYPE_CHECKING:  # LangGraph and the agents load only in the commands that converse
+    from app.conversations import Conversations
 
 T = TypeVar("T")
 
@@ -69,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check what is configured and whether it works")
     doctor.set_defaults(func=cmd_doctor)
+
+    chat = commands.add_parser("chat", help="talk to Persais in this terminal")
+    chat.add_argument("--name", default="local", help="who you are (the thread is cli:NAME)")
+    chat.set_defaults(func=cmd_chat)
+
+    agents = commands.add_parser("agents", help="load the agents and show each, or why not")
+    agents.set_defaults(func=cmd_agents)
 
     inbox = commands.add_parser("inbox", help="look at and replay webhook deliveries")
     inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True)
@@ -156,6 +168,51 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         db.release()
     return 0
+
+
+def _with_conversations(settings: Settings, body: Callable[[Conversations], Awaitable[T]]) -> T:
+    from app.conversations import Conversations
+
+    async def run(runtime: Runtime) -> T:
+        conversations = Conversations(
+            settings, runtime.pool, runtime.conninfo, build_info(settings.git_commit)
+        )
+        await conversations.start()
+        try:
+            return await body(conversations)
+        finally:
+            await conversations.stop()
+
+    return _with_runtime(settings, run)
+
+
+def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    from app.channels.terminal import TerminalChat, stdin_reader
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", args.name):
+        raise Exit(2, "--name: letters, digits, _ . - (at most 32)")
+    logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
+
+    async def body(conversations: Conversations) -> int:
+        await TerminalChat(conversations.orchestrator, args.name).run(stdin_reader)
+        return 0
+
+    return _with_conversations(settings, body)
+
+
+def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(conversations: Conversations) -> int:
+        agents = conversations.current
+        print(f"agent set {agents.fingerprint} from {settings.resolved_agents_dir()}")
+        for loaded in sorted(agents.agents.values(), key=lambda a: a.manifest.name):
+            m = loaded.manifest
+            kind = "built-in" if loaded.builtin else "dynamic"
+            print(f"  ok           {m.name:<16} /{m.command:<16} {m.version:<8} {kind}")
+        for q in sorted(agents.quarantined.values(), key=lambda q: q.name):
+            print(f"  quarantined  {q.name:<16} {q.reason}")
+        return 1 if agents.quarantined else 0
+
+    return _with_conversations(settings, body)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

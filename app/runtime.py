@@ -46,6 +46,7 @@ def worker_name() -> str:
 class Runtime:
     def __init__(self, settings: Settings, conninfo: str, *, router: Router | None = None) -> None:
         self.settings = settings
+        self.conninfo = conninfo
         self.metrics = Metrics()
         self.pool = AsyncConnectionPool(
             conninfo,

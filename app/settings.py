@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     worker_stalled_seconds: int = Field(
         default=30, alias="PERSAIS_WORKER_STALLED_SECONDS", ge=2, le=3600
     )
+    agents_dir: Path | None = Field(default=None, alias="PERSAIS_AGENTS_DIR")
+    approval_timeout_seconds: float = Field(
+        default=3600, alias="PERSAIS_APPROVAL_TIMEOUT_SECONDS", gt=0, le=7 * 24 * 3600
+    )
     git_commit: str | None = Field(default=None, alias="PERSAIS_GIT_COMMIT")
     log_level: str = Field(default="INFO", alias="PERSAIS_LOG_LEVEL")
 
@@ -207,6 +211,10 @@ class Settings(BaseSettings):
                 return candidate
         found = shutil.which("aider")
         return Path(found) if found else None
+
+    def resolved_agents_dir(self) -> Path:
+        """PERSAIS_AGENTS_DIR, else `dynamic/agents` of this checkout (or image)."""
+        return self.agents_dir or _CHECKOUT_ROOT / "dynamic" / "agents"
 
     def private_key_pem(self) -> str | None:
         if self.github_private_key is not None:

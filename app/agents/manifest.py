@@ -10,7 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 # Commands the core owns; an agent may not take them.
 RESERVED_COMMANDS = frozenset(
-    {"start", "help", "status", "agents", "mechanic", "abort", "rollback", "cancel", "deploy"}
+    {
+        "start",
+        "help",
+        "status",
+        "agents",
+        "mechanic",
+        "abort",
+        "rollback",
+        "cancel",
+        "deploy",
+        "reload",
+    }
 )
 # What a manifest may ask for. Each is a capability the context hands out (or a network
 # allowance the Mechanic's policy checks); anything else is a lie or a typo.

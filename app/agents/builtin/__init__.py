@@ -6,10 +6,17 @@ from app.agents.base import Agent
 from app.agents.builtin.agents import AgentsAgent
 from app.agents.builtin.help import HelpAgent
 from app.agents.builtin.mechanic import MechanicAgent
+from app.agents.builtin.reload import ReloadAgent
 from app.agents.builtin.status import StatusAgent
 from app.agents.manifest import Manifest
 
-BUILTINS: tuple[type[Agent], ...] = (HelpAgent, StatusAgent, AgentsAgent, MechanicAgent)
+BUILTINS: tuple[type[Agent], ...] = (
+    HelpAgent,
+    StatusAgent,
+    AgentsAgent,
+    MechanicAgent,
+    ReloadAgent,
+)
 
 
 def builtin_agents() -> list[tuple[Manifest, Agent]]:

@@ -1,0 +1,88 @@
+"""The conversational half of a process: the agent registry and the orchestrator.
+
+Built only where conversations are handled (the worker, `persais chat`): the web process
+that takes webhooks never imports LangGraph or the agents.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit, inbox
+from app.agents.base import AgentContext
+from app.agents.builtin import builtin_agents
+from app.agents.registry import AgentSet, Registry
+from app.orchestrator import approvals
+from app.orchestrator.orchestrator import Orchestrator
+from app.settings import Settings
+from app.version import BuildInfo
+
+
+class Conversations:
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, conninfo: str, build: BuildInfo
+    ) -> None:
+        self.pool = pool
+        self.build = build
+        self.registry = Registry(
+            settings.resolved_agents_dir(), builtin_agents(), self._context, commit=build.commit
+        )
+        self.graph_pool = Orchestrator.graph_pool_for(conninfo)
+        self.orchestrator = Orchestrator(
+            pool, self.graph_pool, self.registry, approval_timeout=settings.approval_timeout_seconds
+        )
+
+    def _context(self, agent: str, permissions: frozenset[str]) -> AgentContext:
+        capabilities: dict[str, Any] = {"registry": self, "status": self.status}
+        return AgentContext(agent, permissions, logging.getLogger(f"agent.{agent}"), capabilities)
+
+    # The "registry" capability: built-ins see the set in service and may reload it.
+    @property
+    def current(self) -> AgentSet:
+        return self.registry.current
+
+    async def start(self) -> None:
+        await self.graph_pool.open(wait=True, timeout=15)
+        await self.orchestrator.start()
+        await self.reload()
+
+    async def stop(self) -> None:
+        await self.registry.close()
+        await self.graph_pool.close()
+
+    async def reload(self) -> AgentSet:
+        agents = await self.registry.reload()
+        async with self.pool.connection() as conn:
+            await audit.record(
+                conn, actor="persais", action="agents.loaded", subject=agents.fingerprint,
+                detail={"loaded": sorted(agents.agents)},
+            )  # fmt: skip
+            for q in agents.quarantined.values():
+                await audit.record(
+                    conn, actor="persais", action="agent.quarantined", subject=f"agent:{q.name}",
+                    detail={"reason": q.reason, "traceback": q.traceback[-2000:]},
+                )  # fmt: skip
+        return agents
+
+    async def status(self) -> dict[str, Any]:
+        agents = self.registry.current
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, messages, mode FROM conversations ORDER BY last_at DESC LIMIT 5"
+            )
+            recent = [
+                f"{cid} ({n} messages{', mode ' + mode if mode else ''})"
+                for cid, n, mode in await cur.fetchall()
+            ]
+            count = await (await conn.execute("SELECT count(*) FROM conversations")).fetchone()
+            return {
+                "version": f"{self.build.package} ({self.build.commit[:12]})",
+                "agents": f"{len(agents.agents)} loaded, {len(agents.quarantined)} quarantined",
+                "conversations": count[0] if count else 0,
+                "recent": recent,
+                "inbox": await inbox.open_counts(conn),
+                "pending_approvals": await approvals.pending_count(conn),
+            }

@@ -1,0 +1,130 @@
+"""The approvals table: short ids for questions, and an atomic first-press-wins decision."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: ids are read by people too
+
+
+def new_id() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+@dataclass(frozen=True)
+class Approval:
+    id: str
+    conversation: str
+    agent: str
+    question: str
+    prompt: str
+    choices: list[list[str]]  # [[key, label], ...]
+    requested_by: str
+    status: str
+    choice: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    delivered_at: datetime | None
+    channel_ref: dict[str, Any] | None
+    created_at: datetime
+    expires_at: datetime
+
+    def label(self, key: str | None) -> str:
+        return next((label for k, label in self.choices if k == key), key or "")
+
+
+_COLUMNS = (
+    "id, conversation, agent, question, prompt, choices, requested_by, status, choice,"
+    " decided_by, decided_at, delivered_at, channel_ref, created_at, expires_at"
+)
+
+
+async def create(
+    conn: AsyncConnection[Any],
+    *,
+    conversation: str,
+    agent: str,
+    question: str,
+    prompt: str,
+    choices: list[list[str]],
+    requested_by: str,
+    timeout_seconds: float,
+) -> Approval:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"INSERT INTO approvals (id, conversation, agent, question, prompt, choices,"
+        f" requested_by, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+        f" now() + make_interval(secs => %s)) RETURNING {_COLUMNS}",
+        (new_id(), conversation, agent, question, prompt, Jsonb(choices), requested_by,
+         timeout_seconds),
+    )  # fmt: skip
+    row = await cur.fetchone()
+    assert row is not None
+    return Approval(**row)
+
+
+async def get(conn: AsyncConnection[Any], approval_id: str) -> Approval | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(f"SELECT {_COLUMNS} FROM approvals WHERE id = %s", (approval_id,))
+    row = await cur.fetchone()
+    return None if row is None else Approval(**row)
+
+
+async def decide(
+    conn: AsyncConnection[Any], approval_id: str, choice: str, by: str
+) -> Approval | None:
+    """Record the decision if the question is still open; None when someone was first."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"UPDATE approvals SET status = 'decided', choice = %s, decided_by = %s,"
+        f" decided_at = now() WHERE id = %s AND status = 'pending' AND expires_at > now()"
+        f" RETURNING {_COLUMNS}",
+        (choice, by, approval_id),
+    )
+    row = await cur.fetchone()
+    return None if row is None else Approval(**row)
+
+
+async def expire_due(conn: AsyncConnection[Any]) -> list[Approval]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"UPDATE approvals SET status = 'expired', decided_at = now()"
+        f" WHERE status = 'pending' AND expires_at <= now() RETURNING {_COLUMNS}"
+    )
+    return [Approval(**row) for row in await cur.fetchall()]
+
+
+async def undelivered(conn: AsyncConnection[Any], older_than_seconds: float) -> list[Approval]:
+    """Decisions recorded but never handed to the agent (a crash in between)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"SELECT {_COLUMNS} FROM approvals WHERE status <> 'pending' AND delivered_at IS NULL"
+        f" AND decided_at < now() - make_interval(secs => %s)",
+        (older_than_seconds,),
+    )
+    return [Approval(**row) for row in await cur.fetchall()]
+
+
+async def mark_delivered(conn: AsyncConnection[Any], approval_id: str) -> None:
+    await conn.execute("UPDATE approvals SET delivered_at = now() WHERE id = %s", (approval_id,))
+
+
+async def set_channel_ref(
+    conn: AsyncConnection[Any], approval_id: str, ref: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "UPDATE approvals SET channel_ref = %s WHERE id = %s", (Jsonb(ref), approval_id)
+    )
+
+
+async def pending_count(conn: AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT count(*) FROM approvals WHERE status = 'pending'")
+    row = await cur.fetchone()
+    return 0 if row is None else int(row[0])

@@ -1,0 +1,219 @@
+"""The orchestrator: one entry point for every channel.
+
+`handle()` runs a person's message through the conversation graph of its thread and
+returns what to say; a reply that asks a question becomes an approval, waiting in its own
+graph thread (`approval:<id>`) in an `interrupt()`, so the conversation goes on while it
+waits and the question survives restarts. `press()` answers it: the first press wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.types import Command
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit
+from app.agents.registry import Registry
+from app.orchestrator import approvals
+from app.orchestrator.approvals import Approval
+from app.orchestrator.context import Deps
+from app.orchestrator.graph import Graph, approval_graph, conversation_graph
+from app.orchestrator.state import GRAPH_VERSION
+
+log = logging.getLogger(__name__)
+DEFAULT_APPROVAL_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class Inbound:
+    conversation: str  # the thread id
+    channel: str  # "telegram" | "terminal" | "github"
+    user: str  # "tg:42", "cli:ada"
+    user_name: str
+    text: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Outbound:
+    text: str
+    agent: str
+    approval: Approval | None = None  # a question: show its choices as buttons
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class Press:
+    """What happened when someone pressed a button."""
+
+    ok: bool
+    notice: str  # for the presser (Telegram: the callback answer)
+    approval: Approval | None = None  # the question, as decided (to edit its message)
+    outbound: list[Outbound] = field(default_factory=list)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        graph_pool: AsyncConnectionPool,
+        registry: Registry,
+        *,
+        approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT,
+    ) -> None:
+        self.pool = pool
+        self.graph_pool = graph_pool
+        self.registry = registry
+        self.approval_timeout = approval_timeout
+        self.deps = Deps(registry=registry)
+        self._conversation: Graph | None = None
+        self._approval: Graph | None = None
+
+    @staticmethod
+    def graph_pool_for(conninfo: str, max_size: int = 5) -> AsyncConnectionPool:
+        # LangGraph's checkpointer wants exactly these connection settings.
+        return AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+            open=False,
+            name="persais-graphs",
+        )
+
+    async def start(self) -> None:
+        saver = AsyncPostgresSaver(self.graph_pool)  # type: ignore[arg-type]  # dict_row pool
+        await saver.setup()  # LangGraph's own tables and migrations; idempotent
+        self._conversation = conversation_graph(saver)
+        self._approval = approval_graph(saver)
+
+    @property
+    def graphs(self) -> tuple[Graph, Graph]:
+        if self._conversation is None or self._approval is None:
+            raise RuntimeError("the orchestrator is not started")
+        return self._conversation, self._approval
+
+    @staticmethod
+    def _config(thread: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": thread}, "metadata": {"graph_version": GRAPH_VERSION}}
+
+    async def handle(self, inbound: Inbound) -> list[Outbound]:
+        conversation, approval_graph_ = self.graphs
+        state = await conversation.ainvoke(
+            {"inbound": inbound.__dict__, "outbound": []},
+            self._config(inbound.conversation),
+            context=self.deps,
+        )
+        replies: list[Outbound] = []
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO conversations (id, channel, last_user, mode, messages)"
+                " VALUES (%s, %s, %s, %s, 1) ON CONFLICT (id) DO UPDATE SET"
+                " last_user = EXCLUDED.last_user, mode = EXCLUDED.mode,"
+                " messages = conversations.messages + 1, last_at = now()",
+                (inbound.conversation, inbound.channel, inbound.user, state.get("mode")),
+            )
+            command = inbound.text.split()[0][:40] if inbound.text.startswith("/") else None
+            await audit.record(
+                conn, actor=inbound.user, action="message", subject=inbound.conversation,
+                detail={"command": command, "target": state.get("target")},
+            )  # fmt: skip
+            for out in state.get("outbound", []):
+                question = None
+                if out.get("choices"):
+                    question = await approvals.create(
+                        conn,
+                        conversation=inbound.conversation,
+                        agent=out["agent"],
+                        question=out.get("question") or "question",
+                        prompt=out["text"],
+                        choices=out["choices"],
+                        requested_by=inbound.user,
+                        timeout_seconds=self.approval_timeout,
+                    )
+                    await approval_graph_.ainvoke(
+                        {"approval": question.id, "agent": question.agent,
+                         "question": question.question, "conversation": inbound.conversation},
+                        self._config(f"approval:{question.id}"),
+                        context=self.deps,
+                    )  # fmt: skip
+                    await audit.record(
+                        conn, actor=out["agent"], action="approval.asked",
+                        subject=f"approval:{question.id}", detail={"prompt": out["text"][:200]},
+                    )  # fmt: skip
+                replies.append(
+                    Outbound(out["text"], out["agent"], question, bool(out.get("error")))
+                )
+        return replies
+
+    async def press(self, approval_id: str, choice: str, *, user: str, admin: bool) -> Press:
+        async with self.pool.connection() as conn:
+            question = await approvals.get(conn, approval_id)
+            if question is None:
+                return Press(False, "This question is unknown.")
+            if question.status != "pending":
+                return Press(False, _closed(question), question)
+            if user != question.requested_by and not admin:
+                await audit.record(
+                    conn, actor=user, action="approval.refused", subject=f"approval:{approval_id}"
+                )
+                return Press(False, "Only the person who asked, or an admin, may answer this.")
+            if choice not in {key for key, _ in question.choices}:
+                return Press(False, "That is not one of the choices.")
+            decided = await approvals.decide(conn, approval_id, choice, user)
+            if decided is None:  # someone else was first, or it just expired
+                latest = await approvals.get(conn, approval_id)
+                return Press(False, _closed(latest) if latest else "Already answered.", latest)
+            await audit.record(
+                conn, actor=user, action="approval.decided", subject=f"approval:{approval_id}",
+                detail={"choice": choice},
+            )  # fmt: skip
+        outbound = await self._deliver(decided, {"choice": choice, "by": user, "expired": False})
+        return Press(True, f"{decided.label(choice)} — noted.", decided, outbound)
+
+    async def expire_due(self) -> list[tuple[Approval, list[Outbound]]]:
+        """Close questions past their time, and finish decisions a crash left undelivered."""
+        async with self.pool.connection() as conn:
+            expired = await approvals.expire_due(conn)
+            stranded = await approvals.undelivered(conn, older_than_seconds=30)
+        done = []
+        for question in expired:
+            outbound = await self._deliver(question, {"choice": None, "by": None, "expired": True})
+            done.append((question, outbound))
+        for question in stranded:
+            if question.id not in {q.id for q in expired}:
+                decision = {"choice": question.choice, "by": question.decided_by,
+                            "expired": question.status == "expired"}  # fmt: skip
+                done.append((question, await self._deliver(question, decision)))
+        return done
+
+    async def _deliver(self, question: Approval, decision: dict[str, Any]) -> list[Outbound]:
+        _, graph = self.graphs
+        state = await graph.ainvoke(
+            Command(resume=decision),
+            self._config(f"approval:{question.id}"),
+            context=self.deps,
+        )
+        async with self.pool.connection() as conn:
+            await approvals.mark_delivered(conn, question.id)
+        return [
+            Outbound(o["text"], o["agent"], None, bool(o.get("error")))
+            for o in state.get("outbound", [])
+        ]
+
+    async def remember_message(self, approval_id: str, ref: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
+            await approvals.set_channel_ref(conn, approval_id, ref)
+
+
+def _closed(question: Approval) -> str:
+    if question.status == "expired":
+        return "This question has expired."
+    who = question.decided_by or "someone"
+    return f"Already answered: {question.label(question.choice)} by {who}."
