@@ -42,7 +42,8 @@ class Router:
     def register(
         self, event: str, action: str | None = None, *, source: str = "github"
     ) -> Callable[[Handler], Handler]:
-        """Register for an event, or for one action of it (None: every action)."""
+        """Register for an event ("*": every event of the source), or for one action of it
+        (None: every action)."""
 
         def decorator(handler: Handler) -> Handler:
             self._handlers.setdefault((source, event, action), []).append(handler)
@@ -51,7 +52,8 @@ class Router:
         return decorator
 
     def handlers_for(self, event: Event) -> list[Handler]:
-        found = list(self._handlers.get((event.source, event.name, None), []))
+        found = list(self._handlers.get((event.source, "*", None), []))
+        found += self._handlers.get((event.source, event.name, None), [])
         if event.action is not None:
             found += self._handlers.get((event.source, event.name, event.action), [])
         return found

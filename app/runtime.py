@@ -12,17 +12,21 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from app.github import installations, ping
-from app.routing import Router
+from app.routing import Context, Event, Router
 from app.settings import Settings
 from app.web.metrics import Metrics
 from app.worker.dispatch import Dispatcher
 from app.worker.queue import DeliveryQueue
+
+if TYPE_CHECKING:  # imported on first use: LangGraph and aiogram are heavy
+    from app.conversations import Conversations
+    from app.telegram.channel import TelegramChannel
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +74,73 @@ class Runtime:
             processor=self.dispatcher.process,
         )
         self._worker: asyncio.Task[None] | None = None
+        self._sidecars: list[asyncio.Task[None]] = []
         self.worker_restarts = 0
+        self.approval_sweep_seconds = 2.0  # cheap: an index on the pending questions
+        self._conversations: Conversations | None = None
+        self._telegram: TelegramChannel | None = None
+        self._lazy_lock = asyncio.Lock()
+        if settings.telegram_bot_token is not None:
+            self.router.register("*", source="telegram")(self._telegram_update)
+
+    async def conversations(self) -> Conversations:
+        """The registry and orchestrator, started on first use (the worker warms them up)."""
+        async with self._lazy_lock:
+            if self._conversations is None:
+                from app.conversations import Conversations
+                from app.version import build_info
+
+                conversations = Conversations(
+                    self.settings, self.pool, self.conninfo, build_info(self.settings.git_commit)
+                )
+                await conversations.start()
+                self._conversations = conversations
+            return self._conversations
+
+    async def telegram(self) -> TelegramChannel:
+        conversations = await self.conversations()
+        async with self._lazy_lock:
+            if self._telegram is None:
+                from app.telegram.channel import TelegramChannel
+
+                self._telegram = TelegramChannel(
+                    self.settings, self.pool, conversations.orchestrator
+                )
+            return self._telegram
+
+    async def _telegram_update(self, event: Event, ctx: Context) -> None:
+        await (await self.telegram()).feed(event.payload)
+
+    async def _warm_up(self) -> None:
+        try:
+            if self.settings.telegram_bot_token is not None:
+                await self.telegram()
+            else:
+                await self.conversations()
+        except Exception:  # a broken agent set must not take the worker down
+            log.exception("starting conversations failed; will retry on first use")
+
+    async def _sweep_approvals(self) -> None:
+        while True:
+            await asyncio.sleep(self.approval_sweep_seconds)
+            try:
+                if self._conversations is None:
+                    continue
+                for approval, replies in await self._conversations.orchestrator.expire_due():
+                    if approval.conversation.startswith("tg:") and self._telegram is not None:
+                        await self._telegram.expired(approval, replies)
+            except Exception:  # the sweep must outlive a passing failure
+                log.exception("approval sweep failed")
 
     async def start(self, *, worker: bool) -> None:
         await self.pool.open(wait=True, timeout=15)
         await self.queue.open(self.pool)
         if worker:
             self._worker = asyncio.create_task(self._supervise_worker(), name="persais worker")
+            self._sidecars = [
+                asyncio.create_task(self._warm_up(), name="warm-up"),
+                asyncio.create_task(self._sweep_approvals(), name="approval sweep"),
+            ]
 
     async def _supervise_worker(self) -> None:
         """Keep the worker running: a crash (a lost database, a library error) is logged and
@@ -106,10 +170,18 @@ class Runtime:
             await self._worker
 
     async def stop(self) -> None:
+        for task in self._sidecars:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self._telegram is not None:
+            await self._telegram.close()
+        if self._conversations is not None:
+            await self._conversations.stop()
         await self.queue.close()
         await self.pool.close()

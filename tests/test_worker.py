@@ -68,7 +68,7 @@ def test_a_delivery_that_keeps_failing_is_parked_dead_and_can_be_replayed(
         wait_for(lambda: sql("SELECT 1 FROM inbox WHERE status = 'processed'"), 30)
         assert run_cli(["inbox", "replay", "1"], env).returncode == 1  # nothing to replay now
     assert len(calls) == 4
-    assert sql("SELECT action, subject FROM audit_log") == [("inbox.replay", "inbox:1")]
+    assert sql("SELECT subject FROM audit_log WHERE action = 'inbox.replay'") == [("inbox:1",)]
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -153,6 +153,21 @@ class Orchestrator:
         return replies
 
     async def press(self, approval_id: str, choice: str, *, user: str, admin: bool) -> Press:
+        """Claim the decision and hand it to the agent (`claim` then `deliver`)."""
+        claimed = await self.claim(approval_id, choice, user=user, admin=admin)
+        if not claimed.ok or claimed.approval is None:
+            return claimed
+        return await self.deliver(claimed)
+
+    async def deliver(self, claimed: Press) -> Press:
+        assert claimed.approval is not None
+        decision = {"choice": claimed.approval.choice, "by": claimed.approval.decided_by,
+                    "expired": False}  # fmt: skip
+        outbound = await self._deliver(claimed.approval, decision)
+        return Press(True, claimed.notice, claimed.approval, outbound)
+
+    async def claim(self, approval_id: str, choice: str, *, user: str, admin: bool) -> Press:
+        """Record the decision (first press wins); fast, so a button can be answered at once."""
         async with self.pool.connection() as conn:
             question = await approvals.get(conn, approval_id)
             if question is None:
@@ -174,8 +189,7 @@ class Orchestrator:
                 conn, actor=user, action="approval.decided", subject=f"approval:{approval_id}",
                 detail={"choice": choice},
             )  # fmt: skip
-        outbound = await self._deliver(decided, {"choice": choice, "by": user, "expired": False})
-        return Press(True, f"{decided.label(choice)} — noted.", decided, outbound)
+        return Press(True, f"{decided.label(choice)} — noted.", decided)
 
     async def expire_due(self) -> list[tuple[Approval, list[Outbound]]]:
         """Close questions past their time, and finish decisions a crash left undelivered."""

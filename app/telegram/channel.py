@@ -1,0 +1,90 @@
+"""The Telegram channel: a Bot pointed at the Bot API (or a local/test server), a
+Dispatcher with our routers, and the few ways Persais speaks in a chat."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramBadRequest
+from psycopg_pool import AsyncConnectionPool
+
+from app.orchestrator.approvals import Approval
+from app.orchestrator.orchestrator import Orchestrator, Outbound
+from app.settings import Settings
+from app.telegram.keyboards import approval_keyboard, decided_text
+from app.telegram.retry import RetryAfter
+from app.telegram.text import split_message
+
+log = logging.getLogger(__name__)
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+
+def make_bot(settings: Settings) -> Bot:
+    assert settings.telegram_bot_token is not None
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    bot = Bot(settings.telegram_bot_token.get_secret_value(), session=session)
+    bot.session.middleware(RetryAfter())
+    return bot
+
+
+class TelegramChannel:
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, orchestrator: Orchestrator
+    ) -> None:
+        from app.telegram.handlers import access, callbacks, messages
+
+        self.bot = make_bot(settings)
+        self.orchestrator = orchestrator
+        self.dispatcher = Dispatcher()
+        self.dispatcher.update.outer_middleware(
+            access.Allowlist(
+                set(settings.telegram_allowed_users), set(settings.telegram_admins), pool
+            )
+        )
+        self.dispatcher.include_routers(callbacks.build_router(), messages.build_router())
+
+    async def feed(self, update: dict[str, Any]) -> None:
+        await self.dispatcher.feed_raw_update(
+            self.bot, update, orchestrator=self.orchestrator, channel=self
+        )
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+
+    async def send_all(self, chat_id: int, replies: list[Outbound]) -> None:
+        for reply in replies:
+            await self.send(chat_id, reply)
+
+    async def send(self, chat_id: int, reply: Outbound) -> None:
+        parts = split_message(reply.text or "…")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            markup = approval_keyboard(reply.approval) if last and reply.approval else None
+            sent = await self.bot.send_message(chat_id, part, reply_markup=markup)
+            if markup is not None and reply.approval is not None:
+                await self.orchestrator.remember_message(
+                    reply.approval.id, {"chat_id": chat_id, "message_id": sent.message_id}
+                )
+
+    async def show_decided(self, approval: Approval, who: str) -> None:
+        """Take the buttons off the question and say who decided what (or that it expired)."""
+        ref = approval.channel_ref
+        if not ref:
+            return
+        try:
+            await self.bot.edit_message_text(
+                text=decided_text(approval, who)[:4096],
+                chat_id=ref["chat_id"],
+                message_id=ref["message_id"],
+                reply_markup=None,
+            )
+        except TelegramBadRequest as exc:  # deleted by the person, or already edited
+            log.info("could not edit approval %s: %s", approval.id, exc.message)
+
+    async def expired(self, approval: Approval, replies: list[Outbound]) -> None:
+        await self.show_decided(approval, "")
+        await self.send_all(int(approval.conversation.removeprefix("tg:")), replies)

@@ -1,0 +1,124 @@
+"""A local Bot API server: answers the methods Persais calls as Telegram does, records
+every call, and can be told to answer 429 with `retry_after` (flood control)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float
+
+
+@dataclass
+class FakeTelegram:
+    bot_id: int
+    calls: list[Call] = field(default_factory=list)
+    flood: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to give
+    retry_after: int = 1
+    webhook: dict[str, Any] = field(default_factory=dict)
+    _next_id: int = 100
+
+    def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
+        return [c.params for c in self.calls if c.method == method]
+
+    def texts(self, chat_id: int | None = None) -> list[str]:
+        return [
+            p["text"] for p in self.sent()
+            if chat_id is None or int(p["chat_id"]) == chat_id
+        ]  # fmt: skip
+
+    async def handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.content_type == "application/json":
+            params = await request.json()
+        else:
+            params = {k: _decode(v) for k, v in (await request.post()).items()}
+        self.calls.append(Call(method, params, time.monotonic()))
+        if self.flood.get(method, 0) > 0:
+            self.flood[method] -= 1
+            return web.json_response(
+                {"ok": False, "error_code": 429,
+                 "description": f"Too Many Requests: retry after {self.retry_after}",
+                 "parameters": {"retry_after": self.retry_after}},
+                status=429,
+            )  # fmt: skip
+        return web.json_response({"ok": True, "result": self._result(method, params)})
+
+    def _result(self, method: str, params: dict[str, Any]) -> Any:
+        me = {"id": self.bot_id, "is_bot": True, "first_name": "Persais", "username": "persais_bot"}
+        if method == "getMe":
+            return me
+        if method in ("sendMessage", "editMessageText", "editMessageReplyMarkup"):
+            self._next_id += 1
+            message_id = params.get("message_id", self._next_id)
+            return {
+                "message_id": int(message_id), "date": int(time.time()), "from": me,
+                "chat": {"id": int(params["chat_id"]), "type": "private"},
+                "text": params.get("text", ""),
+            }  # fmt: skip
+        if method == "setWebhook":
+            self.webhook = params
+            return True
+        if method == "getWebhookInfo":
+            return {
+                "url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                "pending_update_count": 3, "last_error_date": 1763719000,
+                "last_error_message": "Connection refused",
+                "allowed_updates": self.webhook.get("allowed_updates", []),
+            }  # fmt: skip
+        return True
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+@contextmanager
+def fake_telegram(bot_id: int) -> Iterator[tuple[str, FakeTelegram]]:
+    fake = FakeTelegram(bot_id)
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", fake.handle)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.SockSite(runner, sock).start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="fake-telegram", daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}", fake
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        sock.close()

@@ -1,0 +1,254 @@
+"""Telegram end to end: raw updates posted to our webhook, aiogram pointed at a local Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.settings import Settings
+from app.telegram.channel import make_bot
+from app.telegram.handlers.access import REFUSAL
+from app.telegram.progress import Progress
+from tests.support.agents import write_agent
+from tests.support.config import make_settings
+from tests.support.conversation import ASKER
+from tests.support.fake_telegram import FakeTelegram, fake_telegram
+from tests.support.server import client_for, running_server
+from tests.support.waiting import wait_for
+from tests.support.webhooks import TELEGRAM_TOKEN, post_telegram
+
+BOT_ID = int(TELEGRAM_TOKEN.split(":")[0])
+ADA, BEN, ADMIN, STRANGER = 42, 43, 7, 666
+LONG = """
+from app.agents.base import Agent, AgentContext, Message, Reply
+
+
+class Long(Agent):
+    async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
+        return "\\n".join(f"line {n:04d} " + "x" * 40 for n in range(100))
+"""
+updates = itertools.count(1000)
+
+
+def user(uid: int) -> dict[str, Any]:
+    return {"id": uid, "is_bot": False, "first_name": {ADA: "Ada", BEN: "Ben"}.get(uid, "Eve")}
+
+
+def text_update(uid: int, text: str, chat: int | None = None) -> dict[str, Any]:
+    n = next(updates)
+    return {
+        "update_id": n,
+        "message": {
+            "message_id": n, "date": int(time.time()), "from": user(uid),
+            "chat": {"id": chat or uid, "type": "private"}, "text": text,
+        },
+    }  # fmt: skip
+
+
+def press_update(uid: int, data: str, chat: int = ADA, message_id: int = 1) -> dict[str, Any]:
+    n = next(updates)
+    return {
+        "update_id": n,
+        "callback_query": {
+            "id": f"cb{n}", "from": user(uid), "chat_instance": "1", "data": data,
+            "message": {"message_id": message_id, "date": int(time.time()),
+                        "chat": {"id": chat, "type": "private"}, "text": "?"},
+        },
+    }  # fmt: skip
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[str, FakeTelegram]]:
+    with fake_telegram(BOT_ID) as (url, fake):
+        yield url, fake
+
+
+@pytest.fixture
+def tg_settings(tmp_path: Path, database: str, telegram: tuple[str, FakeTelegram]) -> Settings:
+    agents = tmp_path / "agents"
+    write_agent(agents, "echo")
+    write_agent(agents, "asker", ASKER)
+    write_agent(agents, "long", LONG)
+    write_agent(agents, "broken", "def oops(:\n")
+    return make_settings(
+        tmp_path / "home", database,
+        TELEGRAM_API_URL=telegram[0], PERSAIS_AGENTS_DIR=str(agents),
+        PERSAIS_TELEGRAM_ALLOWED_USERS=f"{ADA},{BEN}", PERSAIS_TELEGRAM_ADMINS=str(ADMIN),
+    )  # fmt: skip
+
+
+@contextmanager
+def persais(settings: Settings, database: str) -> Iterator[httpx.Client]:
+    with running_server(settings, database) as (url, _), client_for(url) as client:
+        yield client
+
+
+def send(client: httpx.Client, update: dict[str, Any]) -> None:
+    assert post_telegram(client, update).status_code == 200
+
+
+def replies(fake: FakeTelegram, chat: int, count: int) -> list[str]:
+    wait_for(lambda: len(fake.texts(chat)) >= count, 30, f"{count} messages to {chat}")
+    return fake.texts(chat)
+
+
+def test_a_stranger_gets_one_refusal_and_nothing_runs(
+    tg_settings: Settings, database: str, telegram, sql
+) -> None:
+    _, fake = telegram
+    with persais(tg_settings, database) as client:
+        send(client, text_update(STRANGER, "/mechanic delete everything"))
+        assert replies(fake, STRANGER, 1) == [REFUSAL]
+        send(client, press_update(STRANGER, "ap:whatever:y", chat=STRANGER))
+        wait_for(lambda: fake.sent("answerCallbackQuery"), 30)
+    (answer,) = fake.sent("answerCallbackQuery")
+    assert answer["text"] == REFUSAL
+    assert answer["show_alert"] in (True, "true")
+    assert fake.texts(STRANGER) == [REFUSAL]
+    assert sql("SELECT count(*) FROM conversations") == [(0,)]
+    assert sql("SELECT actor FROM audit_log WHERE action = 'refused.stranger'") == [
+        (f"tg:{STRANGER}",),
+        (f"tg:{STRANGER}",),
+    ]
+
+
+def test_modes_survive_a_restart_and_broken_agents_stay_out_of_the_way(
+    tg_settings: Settings, database: str, telegram
+) -> None:
+    _, fake = telegram
+    with persais(tg_settings, database) as client:
+        send(client, text_update(ADA, "/echo"))
+        assert "now talking to echo" in replies(fake, ADA, 1)[0]
+        send(client, text_update(ADA, "/agents"))
+        assert "broken: syntax error in agent.py line 1" in replies(fake, ADA, 2)[1]
+    with persais(tg_settings, database) as client:  # a new process, the same database
+        send(client, text_update(ADA, "still echoing?"))
+        assert replies(fake, ADA, 3)[2] == "Echo: still echoing?"
+
+
+def test_an_approval_survives_a_restart_first_press_wins_and_strangers_are_told(
+    tg_settings: Settings, database: str, telegram, sql
+) -> None:
+    _, fake = telegram
+    with persais(tg_settings, database) as client:
+        send(client, text_update(ADA, "/asker v2"))
+        assert replies(fake, ADA, 1) == ["Ship v2?"]
+    question = fake.sent()[0]
+    buttons = question["reply_markup"]["inline_keyboard"][0]
+    assert [b["text"] for b in buttons] == ["Ship it", "Not now"]
+    data = buttons[0]["callback_data"]
+    assert len(data.encode()) <= 64
+    approval_id = data.split(":")[1]
+
+    with persais(tg_settings, database) as client:  # after a restart
+        send(client, press_update(BEN, data))  # allowed, but neither asker nor admin
+        wait_for(lambda: len(fake.sent("answerCallbackQuery")) == 1, 30)
+        send(client, press_update(ADA, data))
+        assert replies(fake, ADA, 2)[1] == "ship:v2 -> shipped"
+        send(client, press_update(ADMIN, data.replace(":y", ":n")))
+        wait_for(lambda: len(fake.sent("answerCallbackQuery")) == 3, 30)
+
+    stranger, first, late = fake.sent("answerCallbackQuery")
+    assert "Only the person who asked" in stranger["text"]
+    assert stranger["show_alert"] in (True, "true")
+    assert first["text"] == "Ship it — noted."
+    assert late["text"] == "Already answered: Ship it by tg:42."
+    (edit,) = fake.sent("editMessageText")
+    assert edit["text"] == "Ship v2?\n\n✅ Ship it — chosen by Ada"
+    assert "reply_markup" not in edit or not edit["reply_markup"]
+    assert sql("SELECT status, choice FROM approvals WHERE id = %s", approval_id) == [
+        ("decided", "y")
+    ]
+
+
+def test_an_unanswered_question_expires_in_the_chat(
+    tg_settings: Settings, database: str, telegram, tmp_path: Path
+) -> None:
+    _, fake = telegram
+    settings = tg_settings.model_copy(update={"approval_timeout_seconds": 0.5})
+    with persais(settings, database) as client:
+        send(client, text_update(ADA, "/asker soon"))
+        replies(fake, ADA, 1)
+        wait_for(lambda: fake.sent("editMessageText"), 30, "the question marked expired")
+        assert replies(fake, ADA, 2)[1] == "The question expired without an answer."
+    assert fake.sent("editMessageText")[0]["text"].endswith("⌛ Expired without an answer.")
+
+
+def test_a_5000_character_reply_is_split_at_line_boundaries(
+    tg_settings: Settings, database: str, telegram
+) -> None:
+    _, fake = telegram
+    with persais(tg_settings, database) as client:
+        send(client, text_update(ADA, "/long please"))
+        parts = replies(fake, ADA, 2)
+    assert all(len(p) <= 4096 for p in parts)
+    assert "\n".join(parts) == "\n".join(f"line {n:04d} " + "x" * 40 for n in range(100))
+
+
+def test_flood_control_is_honoured(tg_settings: Settings, database: str, telegram) -> None:
+    _, fake = telegram
+    fake.flood["sendMessage"] = 1
+    with persais(tg_settings, database) as client:
+        send(client, text_update(ADA, "/echo once"))
+        assert replies(fake, ADA, 2) == ["Echo: once", "Echo: once"]  # refused, then sent
+    refused, accepted = [c for c in fake.calls if c.method == "sendMessage"]
+    assert accepted.at - refused.at >= fake.retry_after * 0.9
+
+
+def test_progress_edits_one_message_at_most_once_a_second(tg_settings: Settings, telegram) -> None:
+    _, fake = telegram
+
+    async def run() -> None:
+        bot = make_bot(tg_settings)
+        progress = Progress(bot, ADA)
+        try:
+            await progress.update("plan")
+            await progress.update("plan")  # identical: never re-sent
+            await asyncio.gather(*(progress.update(s) for s in ("scaffold", "code", "validate")))
+            await progress.update("validate")
+        finally:
+            await bot.session.close()
+
+    asyncio.run(run())
+    assert fake.texts(ADA) == ["plan"]
+    edits = [c for c in fake.calls if c.method == "editMessageText"]
+    assert edits[-1].params["text"] == "validate"
+    assert len(edits) <= 2
+    times = [c.at for c in fake.calls if c.method in ("sendMessage", "editMessageText")]
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
+
+
+def test_the_cli_sets_the_webhook_with_its_secret_and_reads_its_state(
+    tg_settings: Settings, telegram, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.processes import persais_env
+
+    url, fake = telegram
+    env = persais_env(tmp_path / "cli", TELEGRAM_API_URL=url)
+    set_hook = subprocess.run(
+        [sys.executable, "-m", "app", "telegram", "set-webhook", "https://persais.example/webhooks/telegram"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert set_hook.returncode == 0, set_hook.stderr
+    (call,) = fake.sent("setWebhook")
+    assert call["url"] == "https://persais.example/webhooks/telegram"
+    assert call["secret_token"] == "telegram-webhook-secret_0123"
+    assert call["allowed_updates"] == ["message", "callback_query"]
+    info = subprocess.run(
+        [sys.executable, "-m", "app", "telegram", "info"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert info.returncode == 0, info.stderr
+    assert "pending updates:  3" in info.stdout
+    assert "Connection refused" in info.stdout
