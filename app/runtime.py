@@ -161,6 +161,12 @@ class Runtime:
             pause = 1.0 if time.monotonic() - started > 60 else min(pause * 2, 30.0)
             await asyncio.sleep(pause)
 
+    def agents_summary(self) -> dict[str, object]:
+        """The agent set in service in this process, for /ready."""
+        if self._conversations is None:
+            return {"loaded": None, "note": "no agents in this process (web only, or starting)"}
+        return self._conversations.current.describe()
+
     def worker_running(self) -> bool:
         return self._worker is not None and not self._worker.done()
 

@@ -28,6 +28,9 @@ def test_ready_reports_every_part_and_the_build(settings: Settings, database: st
         assert body["worker"] == {"mode": "in process", "running": True, "ok": True}
         assert body["version"]["package"] == "0.1.0"
         assert re.fullmatch(r"[0-9a-f]{40}|unknown", body["version"]["commit"])
+        agents = wait_for(lambda: client.get("/ready").json()["agents"].get("loaded"), 20)
+        assert {"name": "help", "command": "help", "version": "1.0.0", "builtin": True} in agents
+        assert client.get("/ready").json()["agents"]["quarantined"] == []
 
 
 def test_ready_is_503_while_the_database_is_away_and_recovers(

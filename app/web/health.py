@@ -25,6 +25,7 @@ class Readiness:
     expected_migrations: list[int]
     build: BuildInfo
     worker_running: Callable[[], bool] | None  # None: this process runs no worker
+    agents: Callable[[], dict[str, object]] | None = None
 
     async def ready(self, request: Request) -> Response:
         report: dict[str, Any] = {"version": self.build.as_dict()}
@@ -45,6 +46,8 @@ class Readiness:
         else:
             running = self.worker_running()
             report["worker"] = {"mode": "in process", "running": running, "ok": running}
+        if self.agents is not None:
+            report["agents"] = self.agents()
         ok = database["ok"] and not pending and report["worker"]["ok"]
         report["ready"] = ok
         return JSONResponse(report, status_code=200 if ok else 503)

@@ -45,6 +45,7 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
         expected_migrations=[m.version for m in migrate.discover()],
         build=build_info(settings.git_commit),
         worker_running=runtime.worker_running if with_worker else None,
+        agents=runtime.agents_summary,
     )
 
     async def metrics(request: Request) -> Response:
