@@ -21,6 +21,9 @@ class Delivery:
     event: str
     action: str | None
     body: str
+    # Deliveries with the same lock are processed one at a time, in order of arrival
+    # (one Telegram chat, say). None: no ordering constraint.
+    lock: str | None = None
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,11 @@ class Intake:
     async def _write(self, deliveries: list[Delivery]) -> list[int | None]:
         async with self.pool.connection() as conn, conn.transaction():
             ids = await _insert(conn, deliveries)
-            stored = [inbox_id for inbox_id in ids if inbox_id is not None]
+            stored = [
+                (inbox_id, delivery.lock)
+                for inbox_id, delivery in zip(ids, deliveries, strict=True)
+                if inbox_id is not None
+            ]
             if stored:
                 await self.queue.enqueue_many(conn, stored)
         return ids

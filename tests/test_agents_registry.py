@@ -119,6 +119,11 @@ def test_reload_swaps_atomically_and_in_flight_messages_finish_on_their_version(
         await asyncio.sleep(0.05)  # the old set retires once idle
         old_modules = [m for m in first.modules if m in sys.modules]
         assert old_modules == []
+        third = await registry.reload()  # the same files again
+        await asyncio.sleep(0.05)
+        assert third.modules
+        assert all(m in sys.modules for m in third.modules)  # the old set's retirement
+        assert not any(m in sys.modules for m in second.modules)  # left the new set alone
         assert second.agents["echo"].manifest.version == "0.2.0"
         assert first.fingerprint != second.fingerprint
         await registry.close()

@@ -97,6 +97,7 @@ class Registry:
         self.current = AgentSet(agents={}, quarantined={}, fingerprint="empty")
         self.current.idle.set()
         self._lock = asyncio.Lock()
+        self._generation = 0
 
     @asynccontextmanager
     async def use(self) -> AsyncIterator[AgentSet]:
@@ -138,6 +139,7 @@ class Registry:
             sys.modules.pop(module, None)
 
     async def _build(self) -> AgentSet:
+        self._generation += 1
         agents: dict[str, LoadedAgent] = {}
         quarantined: dict[str, Quarantined] = {}
         modules: list[str] = []
@@ -171,7 +173,8 @@ class Registry:
                     manifest.name, f"/{manifest.command} is already the command of {taken}"
                 )
                 continue
-            module_name = f"{MODULE_PREFIX}.{manifest.name}_{fingerprint[:12]}"
+            # Unique per build, so retiring the old set never removes the new set's modules.
+            module_name = f"{MODULE_PREFIX}.{manifest.name}_g{self._generation}"
             try:
                 agent = _instantiate(_import(folder / "agent.py", module_name), manifest)
                 modules.append(module_name)

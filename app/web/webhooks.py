@@ -106,6 +106,7 @@ class WebhookIngress:
             event=kinds[0] if kinds and _EVENT_RE.match(kinds[0]) else "unknown",
             action=None,
             body=text,
+            lock=_telegram_chat(update),
         )
 
     async def _store(self, delivery: Delivery, *, accepted: int) -> Response:
@@ -148,6 +149,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise Refusal(400, "disconnect", "the client went away mid-body") from None
     return b"".join(chunks)
+
+
+def _telegram_chat(update: dict[str, Any]) -> str | None:
+    """The chat an update belongs to: its updates must be handled in order, one at a time."""
+    for kind in ("message", "edited_message", "callback_query"):
+        event = update.get(kind)
+        if isinstance(event, dict):
+            message = event.get("message", event) if kind == "callback_query" else event
+            chat = message.get("chat") if isinstance(message, dict) else None
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return f"tg:{chat['id']}"
+    return None
 
 
 def _require_json(request: Request) -> None:

@@ -38,6 +38,9 @@ class DeliveryQueue:
     ) -> None:
         self.app = App(connector=PsycopgConnector())
         self.stalled_seconds = stalled_seconds
+        self.poll_seconds = 2.0  # LISTEN/NOTIFY wakes workers; polling is the fallback
+        self._pool: AsyncConnectionPool | None = None
+        self._wakers: set[asyncio.Task[None]] = set()
         self._processor = processor
         # total wait before attempt n+1 = base ** (n + 1): 2, 4, 8, 16 s with the default.
         retry = RetryStrategy(max_attempts=max_attempts, exponential_wait=retry_base_seconds)
@@ -51,6 +54,7 @@ class DeliveryQueue:
         self._task = process_delivery
 
     async def open(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
         await self.app.open_async(pool=pool)
 
     async def close(self) -> None:
@@ -61,10 +65,16 @@ class DeliveryQueue:
         job_id: int = await self._task.configure(connection=conn).defer_async(inbox_id=inbox_id)
         return job_id
 
-    async def enqueue_many(self, conn: AsyncConnection[Any], inbox_ids: list[int]) -> None:
-        """Add one job per delivery in a single query, inside the caller's transaction."""
-        jobs: list[dict[str, Any]] = [{"inbox_id": inbox_id} for inbox_id in inbox_ids]
-        await self._task.configure(connection=conn).batch_defer_async(*jobs)
+    async def enqueue_many(
+        self, conn: AsyncConnection[Any], deliveries: list[tuple[int, str | None]]
+    ) -> None:
+        """Add one job per (inbox id, lock), inside the caller's transaction: one query per
+        distinct lock. Jobs sharing a lock run one at a time, in order (procrastinate)."""
+        by_lock: dict[str | None, list[dict[str, Any]]] = {}
+        for inbox_id, lock in deliveries:
+            by_lock.setdefault(lock, []).append({"inbox_id": inbox_id})
+        for lock, jobs in by_lock.items():
+            await self._task.configure(connection=conn, lock=lock).batch_defer_async(*jobs)
 
     async def run_worker(self, *, name: str, concurrency: int) -> None:
         """Work until cancelled; then finish running jobs and stop."""
@@ -77,13 +87,46 @@ class DeliveryQueue:
                 install_signal_handlers=False,
                 update_heartbeat_interval=max(1.0, self.stalled_seconds / 3),
                 stalled_worker_timeout=self.stalled_seconds,
-                fetch_job_polling_interval=2.0,
+                fetch_job_polling_interval=self.poll_seconds,
                 shutdown_graceful_timeout=20.0,
+                worker_middleware=[self._wake_after_locked_job],
             )
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+
+    async def _wake_after_locked_job(
+        self, call_next: Callable[[], Awaitable[Any]], context: JobContext, worker: Any
+    ) -> Any:
+        """A job that waited behind another of its lock (the next message of one chat) is
+        runnable only once that one is finished, and procrastinate does not look for work
+        when a job finishes: it waits for the next NOTIFY or poll. So when a locked job is
+        done (its status written), we send the NOTIFY an insert would have sent, waking
+        the workers of every process."""
+        result = await call_next()
+        if context.job.lock is not None:
+            task = asyncio.current_task()
+            if task is not None:
+                task.add_done_callback(lambda _: self._spawn_wake())
+        return result
+
+    def _spawn_wake(self) -> None:
+        waker = asyncio.get_running_loop().create_task(self._wake())
+        self._wakers.add(waker)
+        waker.add_done_callback(self._wakers.discard)
+
+    async def _wake(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(
+                    "SELECT pg_notify(%s, %s)",
+                    (f"procrastinate_queue_v1#{QUEUE}", '{"type": "job_inserted", "job_id": 0}'),
+                )
+        except Exception:  # a missed wake-up costs one poll interval, nothing more
+            log.warning("could not wake the workers after a locked job", exc_info=True)
 
     async def _sweep_stalled(self) -> None:
         manager = self.app.job_manager
