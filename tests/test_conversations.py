@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from app.settings import Settings
 from tests.support.agents import write_agent
 from tests.support.config import make_settings
@@ -163,3 +165,25 @@ def test_a_decision_a_crash_left_undelivered_is_delivered_by_the_sweep(
             assert await convo.orchestrator.expire_due() == []  # delivered once
 
     asyncio.run(run())
+
+
+def test_a_thread_written_by_another_graph_version_is_not_resumed_silently(
+    tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.orchestrator.nodes import route
+
+    settings = agent_settings(tmp_path, database)
+
+    async def first() -> None:
+        async with conversations(settings, database) as convo:
+            await say(convo, "/echo")
+
+    async def second() -> list[str]:
+        async with conversations(settings, database) as convo:
+            return [o.text for o in await say(convo, "hello")]
+
+    asyncio.run(first())
+    monkeypatch.setattr(route, "GRAPH_VERSION", route.GRAPH_VERSION + 1)  # new code
+    texts = asyncio.run(second())
+    assert texts[0] == route.UPGRADED
+    assert "not in any mode" in texts[1]

@@ -57,15 +57,23 @@ def plan_route(text: str, mode: str | None, agents: AgentSet, *, admin: bool) ->
     return Route(name if name == "mechanic" else None, "", name, notice)
 
 
+UPGRADED = "I was updated since we last spoke, so I have left the mode you were in."
+
+
 async def route(state: Conversation, runtime: Runtime[Deps]) -> dict[str, Any]:
     inbound = state["inbound"]
+    mode = state.get("mode")
+    outbound = []
+    written_by = state.get("graph_version")
+    if written_by is not None and written_by != GRAPH_VERSION:
+        # A checkpoint from other code: do not carry its meaning over silently.
+        mode = None
+        outbound.append({"text": UPGRADED, "agent": "persais"})
     plan = plan_route(
-        inbound["text"],
-        state.get("mode"),
-        runtime.context.registry.current,
-        admin=bool(inbound.get("admin")),
+        inbound["text"], mode, runtime.context.registry.current, admin=bool(inbound.get("admin"))
     )
-    outbound = [{"text": plan.notice, "agent": "persais"}] if plan.notice else []
+    if plan.notice:
+        outbound.append({"text": plan.notice, "agent": "persais"})
     return {
         "mode": plan.mode,
         "target": plan.agent,
