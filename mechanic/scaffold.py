@@ -1,0 +1,106 @@
+"""Render a scaffold from `templates/<kind>/` into a worktree.
+
+Jinja2 with `StrictUndefined`: a variable the plan did not supply is an error, never an
+empty string in generated code. Values are checked before rendering, so a hostile plan
+(say, a name with quotes or dots) cannot write outside its folder or break out of a string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+KINDS = ("agent", "tool", "modbus_tool")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+class ScaffoldError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Example:
+    say: str
+    expect: str
+
+
+@dataclass(frozen=True)
+class ScaffoldRequest:
+    kind: str
+    name: str
+    command: str
+    description: str
+    version: str = "0.1.0"
+    examples: Sequence[Example] = ()
+    options: Mapping[str, object] = field(default_factory=dict)  # kind-specific (host, port…)
+
+    @property
+    def class_name(self) -> str:
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
+
+def planned_paths(request: ScaffoldRequest) -> dict[str, str]:
+    """Template file → path in the repository."""
+    folder = f"dynamic/agents/{request.name}"
+    return {
+        "agent.toml.j2": f"{folder}/agent.toml",
+        "agent.py.j2": f"{folder}/agent.py",
+        "test_agent.py.j2": f"tests/dynamic/test_{request.name}.py",
+    }
+
+
+def render(templates: Path, request: ScaffoldRequest) -> dict[str, str]:
+    """The scaffold's files, path → content, without writing anything."""
+    _check(request)
+    env = Environment(
+        loader=FileSystemLoader(templates / request.kind),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - we render Python and TOML, not HTML
+    )
+    variables = {
+        "name": request.name,
+        "command": request.command,
+        "class_name": request.class_name,
+        "description": request.description,
+        "version": request.version,
+        "examples": [{"say": e.say, "expect": e.expect} for e in request.examples],
+        **request.options,
+    }
+    return {
+        target: env.get_template(template).render(variables)
+        for template, target in planned_paths(request).items()
+    }
+
+
+def write(worktree: Path, files: Mapping[str, str]) -> list[str]:
+    for relative, content in files.items():
+        path = worktree / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return sorted(files)
+
+
+def _check(request: ScaffoldRequest) -> None:
+    if request.kind not in KINDS:
+        raise ScaffoldError(f"unknown kind {request.kind!r}; one of {', '.join(KINDS)}")
+    for label, value in (("name", request.name), ("command", request.command)):
+        if not _NAME.match(value):
+            raise ScaffoldError(f"{label} {value!r}: lowercase letters, digits and _, 2-32 long")
+    if not _VERSION.match(request.version):
+        raise ScaffoldError(f"version {request.version!r} is not x.y.z")
+    if not 0 < len(request.description) <= 200 or any(c in request.description for c in '"\\\n'):
+        raise ScaffoldError("description: one line, at most 200 characters, no quotes")
+    if request.kind == "modbus_tool":
+        host, port, device = (request.options.get(k) for k in ("host", "port", "device_id"))
+        if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", host):
+            raise ScaffoldError(f"host {host!r} is not a host name or address")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ScaffoldError(f"port {port!r} is not a TCP port")
+        if not isinstance(device, int) or not 0 <= device <= 247:
+            raise ScaffoldError(f"device_id {device!r} is not a Modbus unit id")
