@@ -1,0 +1,197 @@
+"""Run the pinned aider-chat as a subprocess, on our terms.
+
+Aider is never imported: it runs from its own virtualenv (`AIDER_BIN`) with flags we pin.
+What the worktree could use to redirect it is shut off: our own `--config` (so no
+`.aider.conf.yml` is read), our own `--env-file` (so no `.env`), a clean environment with a
+temporary HOME (so no `~/.aider.conf.yml`, no stray `AIDER_*`/`OPENAI_*` variables), and
+history files kept outside the worktree. The API key travels in the environment, never on
+the command line. A timeout or a cancellation kills Aider's whole process group. Its exit
+code is recorded but not trusted: success is what validation says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Our settings file: Aider refuses an empty one, and these are the defaults we want anyway.
+_CONFIG = """\
+check-update: false
+analytics-disable: true
+show-release-notes: false
+auto-commits: false
+dirty-commits: false
+gitignore: false
+auto-lint: false
+auto-test: false
+suggest-shell-commands: false
+"""
+_TOKENS = re.compile(r"Tokens: ([\d.]+)(k?) sent, ([\d.]+)(k?) received(?:\. Cost: \$([\d.]+))?")
+
+
+@dataclass(frozen=True)
+class AiderModel:
+    name: str  # as Aider names it: "openai/<model>" for any OpenAI-compatible endpoint
+    api_base: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class AiderRun:
+    exit_code: int | None  # None: killed (timeout or cancellation)
+    timed_out: bool
+    seconds: float
+    transcript: str  # Aider's console output
+    llm_log: str  # what went to and came from the model
+    tokens_sent: int
+    tokens_received: int
+    cost: float
+
+
+class AiderNotFound(RuntimeError):
+    pass
+
+
+def _count(number: str, kilo: str) -> int:
+    return int(float(number) * (1000 if kilo else 1))
+
+
+def parse_usage(transcript: str) -> tuple[int, int, float]:
+    sent = received = 0
+    cost = 0.0
+    for match in _TOKENS.finditer(transcript):
+        sent += _count(match.group(1), match.group(2))
+        received += _count(match.group(3), match.group(4))
+        cost += float(match.group(5) or 0)
+    return sent, received, cost
+
+
+def command(
+    aider: Path, model: AiderModel, job_dir: Path, message: Path, files: Sequence[str],
+    read_only: Sequence[Path] = (),
+) -> list[str]:  # fmt: skip
+    """The full Aider command line (no secrets in it)."""
+    args = [
+        str(aider),
+        "--config", str(job_dir / "aider.conf.yml"),
+        "--env-file", str(job_dir / "aider.env"),
+        "--model", model.name,
+        "--openai-api-base", model.api_base,
+        "--message-file", str(message),
+        "--yes-always",
+        "--no-auto-commits",
+        "--no-check-update",
+        "--analytics-disable",
+        "--no-show-release-notes",
+        "--no-gitignore",
+        "--no-auto-lint",
+        "--no-auto-test",
+        "--no-suggest-shell-commands",
+        "--no-show-model-warnings",
+        "--edit-format", "whole",
+        "--no-stream",
+        "--no-pretty",
+        "--no-fancy-input",
+        "--map-tokens", "0",
+        "--chat-history-file", str(job_dir / "chat.md"),
+        "--input-history-file", str(job_dir / "input.history"),
+        "--llm-history-file", str(job_dir / "llm.log"),
+    ]  # fmt: skip
+    for path in read_only:
+        args += ["--read", str(path)]
+    return [*args, "--", *files]
+
+
+async def run_aider(
+    aider: Path,
+    model: AiderModel,
+    worktree: Path,
+    job_dir: Path,
+    instructions: str,
+    files: Sequence[str],
+    *,
+    read_only: Sequence[Path] = (),
+    time_limit: float = 300.0,
+) -> AiderRun:
+    if not aider.is_file():
+        raise AiderNotFound(f"no Aider at {aider}; run `python3 bootstrap.py setup`")
+    job_dir.mkdir(parents=True, exist_ok=True)
+    home = job_dir / "home"
+    home.mkdir(exist_ok=True)
+    (job_dir / "aider.conf.yml").write_text(_CONFIG)
+    (job_dir / "aider.env").write_text("")
+    message = job_dir / "message.md"
+    message.write_text(instructions)
+    env = {
+        "PATH": _search_path(aider),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "OPENAI_API_KEY": model.api_key,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of litellm's price list
+        "GIT_AUTHOR_NAME": "Persais Mechanic",
+        "GIT_AUTHOR_EMAIL": "mechanic@persais.invalid",
+        "GIT_COMMITTER_NAME": "Persais Mechanic",
+        "GIT_COMMITTER_EMAIL": "mechanic@persais.invalid",
+    }
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *command(aider, model, job_dir, message, files, read_only),
+        cwd=worktree,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so we can end all of it
+    )
+    timed_out = False
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), time_limit)
+    except TimeoutError:
+        timed_out = True
+        _kill_group(proc.pid)
+        out, _ = await proc.communicate()
+    except asyncio.CancelledError:
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 5)
+        raise
+    transcript = (out or b"").decode(errors="replace")
+    llm_log = job_dir / "llm.log"
+    sent, received, cost = parse_usage(transcript)
+    return AiderRun(
+        exit_code=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        seconds=time.monotonic() - started,
+        transcript=transcript.replace(model.api_key, "[redacted]") if model.api_key else transcript,
+        llm_log=llm_log.read_text(errors="replace") if llm_log.exists() else "",
+        tokens_sent=sent,
+        tokens_received=received,
+        cost=cost,
+    )
+
+
+def _search_path(aider: Path) -> str:
+    """PATH for Aider: its own virtualenv, git's folder, the system's. Built here rather
+    than inherited, so nothing in our environment leaks into Aider's."""
+    git = shutil.which("git")
+    folders = [
+        str(aider.parent),
+        str(Path(git).parent) if git else "",
+        "/usr/local/bin",
+        "/usr/bin",
+        "/bin",
+    ]
+    return ":".join(dict.fromkeys(f for f in folders if f))
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
