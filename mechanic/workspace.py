@@ -1,0 +1,85 @@
+"""A job's workspace: a fresh git worktree on its own branch, removed when the job ends."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+AUTHOR = ("Persais Mechanic", "mechanic@persais.invalid")
+
+
+class GitError(RuntimeError):
+    pass
+
+
+async def git(*args: str, cwd: Path, check: bool = True) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd),
+             "PATH": _path()},
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    if check and proc.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])} failed: {err.decode(errors='replace').strip()}")
+    return out.decode(errors="replace")
+
+
+def _path() -> str:
+    found = shutil.which("git")
+    return str(Path(found).parent) + ":/usr/bin:/bin" if found else "/usr/bin:/bin"
+
+
+def slugify(text: str, limit: int = 30) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].rstrip("-") or "change"
+
+
+@dataclass
+class Workspace:
+    repository: Path  # the local repository the worktree belongs to (bare or not)
+    path: Path
+    branch: str
+    base: str
+
+    @classmethod
+    async def create(
+        cls, repository: Path, root: Path, *, job_id: str, slug: str, base: str = "main"
+    ) -> Workspace:
+        branch = f"mechanic/{slugify(slug)}-{job_id}"
+        path = root / job_id / "worktree"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():  # a retried job: start again from the base
+            await git("worktree", "remove", "--force", str(path), cwd=repository, check=False)
+            shutil.rmtree(path, ignore_errors=True)
+        await git("worktree", "prune", cwd=repository)
+        await git("branch", "-D", branch, cwd=repository, check=False)
+        await git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=repository)
+        return cls(repository, path, branch, base)
+
+    async def changed_files(self) -> list[str]:
+        """Every path the change touches: modified, added, deleted, renamed, untracked."""
+        await git("add", "-A", "--", ".", cwd=self.path)
+        out = await git(
+            "diff", "--cached", "--name-only", "--no-renames", "-z", self.base, cwd=self.path
+        )
+        return sorted(p for p in out.split("\0") if p)
+
+    async def commit(self, message: str) -> str:
+        await git("add", "-A", "--", ".", cwd=self.path)
+        name, email = AUTHOR
+        await git(
+            "-c", f"user.name={name}", "-c", f"user.email={email}",
+            "commit", "-q", "--no-verify", "-m", message, cwd=self.path,
+        )  # fmt: skip
+        return (await git("rev-parse", "HEAD", cwd=self.path)).strip()
+
+    async def remove(self, *, keep_branch: bool) -> None:
+        await git("worktree", "remove", "--force", str(self.path), cwd=self.repository, check=False)
+        shutil.rmtree(self.path, ignore_errors=True)
+        await git("worktree", "prune", cwd=self.repository, check=False)
+        if not keep_branch:
+            await git("branch", "-D", self.branch, cwd=self.repository, check=False)
