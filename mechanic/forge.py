@@ -1,0 +1,31 @@
+"""What the Mechanic needs from a forge (GitHub, or the local forge), as a protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    branch: str
+    head_sha: str
+
+
+class Forge(Protocol):
+    async def repository(self) -> Path:
+        """A local git repository of the home repository, to make worktrees from."""
+        ...
+
+    async def publish(
+        self, *, job_id: str, branch: str, head_sha: str, base: str, title: str, body: str
+    ) -> PullRequest:
+        """Push `branch` and open its pull request (once per job: a retry returns the same)."""
+        ...
+
+    async def withdraw(self, *, job_id: str, branch: str) -> None:
+        """Close the job's pull request, if any, and delete its branch."""
+        ...

@@ -1,0 +1,160 @@
+"""One Mechanic job: request → plan → scaffold → Aider → validate (repair) → pull request.
+
+Everything outside comes in through `JobDeps` (forge, model, Aider, a repository lock, a
+place to report progress), so the pipeline runs the same under the chat, the CLI and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mechanic.aider import AiderModel, AiderRun, run_aider
+from mechanic.forge import Forge, PullRequest
+from mechanic.plan import Clarification, Model, Plan, make_plan, prompts
+from mechanic.scaffold import Example, ScaffoldRequest, render, write
+from mechanic.validate import Report, validate
+from mechanic.workspace import Workspace
+
+REPAIR_ROUNDS = 3
+Progress = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class JobDeps:
+    forge: Forge
+    model: Model
+    aider_bin: Path
+    aider_model: AiderModel
+    templates: Path
+    jobs_root: Path  # under PERSAIS_HOME
+    lock: Callable[[], AbstractAsyncContextManager[None]]  # one job per repository at a time
+    progress: Progress
+    aider_time_limit: float = 300.0
+    check_time_limit: float = 120.0
+
+
+@dataclass
+class JobOutcome:
+    status: str  # "opened" | "question" | "failed" | "refused"
+    message: str  # for the person
+    plan: Plan | None = None
+    pull_request: PullRequest | None = None
+    rounds: int = 0
+    report: Report | None = None
+    aider_runs: list[AiderRun] = field(default_factory=list)
+
+    @property
+    def cost(self) -> float:
+        return sum(run.cost for run in self.aider_runs)
+
+
+async def run_job(job_id: str, request: str, deps: JobDeps, plan: Plan | None = None) -> JobOutcome:
+    if plan is None:
+        await deps.progress("plan")
+        planned = await make_plan(request, deps.model)
+        if isinstance(planned, Clarification):
+            return JobOutcome("question", planned.question)
+        plan = planned
+    outcome = JobOutcome("failed", "", plan=plan)
+    async with deps.lock():
+        workspace = await Workspace.create(
+            await deps.forge.repository(), deps.jobs_root, job_id=job_id, slug=plan.name
+        )
+        published = False
+        try:
+            await _build(job_id, request, plan, workspace, deps, outcome)
+            published = outcome.status == "opened"
+        finally:
+            await workspace.remove(keep_branch=published)
+    return outcome
+
+
+async def _build(
+    job_id: str, request: str, plan: Plan, workspace: Workspace, deps: JobDeps, outcome: JobOutcome
+) -> None:
+    await deps.progress("scaffold")
+    options = (
+        {"host": "127.0.0.1", "port": 502, "device_id": 1} if plan.kind == "modbus_tool" else {}
+    )
+    scaffold = ScaffoldRequest(
+        plan.kind, plan.name, plan.command, plan.description,
+        examples=[Example(b.say, b.expect) for b in plan.behaviour], options=options,
+    )  # fmt: skip
+    write(workspace.path, render(deps.templates, scaffold))
+    problems: list[str] = []
+    for attempt in range(REPAIR_ROUNDS + 1):
+        outcome.rounds = attempt
+        await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
+        instructions = prompts().get_template("aider.md").render(
+            kind=plan.kind, name=plan.name, command=plan.command, description=plan.description,
+            files=plan.files, behaviour=plan.behaviour, problems=problems,
+            permissions=["modbus"] if plan.kind == "modbus_tool" else [],
+        )  # fmt: skip
+        run = await run_aider(
+            deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
+            instructions, plan.files, read_only=[deps.templates / "README.md"],
+            time_limit=deps.aider_time_limit,
+        )  # fmt: skip
+        outcome.aider_runs.append(run)
+        await deps.progress(f"validate (round {attempt + 1}/{REPAIR_ROUNDS + 1})")
+        changed = await workspace.changed_files()
+        report = await validate(
+            workspace.path, changed, plan.name, time_limit=deps.check_time_limit
+        )
+        outcome.report = report
+        if report.policy_refused:
+            outcome.status = "refused"
+            outcome.message = "The change broke the rules and was refused:\n" + "\n".join(
+                report.problems[:10]
+            )
+            return
+        if report.ok:
+            break
+        problems = report.problems[:20]
+        if run.timed_out:
+            problems.insert(0, f"Aider ran out of time ({deps.aider_time_limit:.0f} s).")
+    else:
+        outcome.message = (
+            f"Validation still failed after {REPAIR_ROUNDS} repair rounds:\n"
+            + "\n".join(problems[:10])
+        )
+        return
+
+    await deps.progress("pull request")
+    head = await workspace.commit(
+        f"Add {plan.kind} {plan.name}: {plan.description}\n\nMechanic job {job_id}"
+    )
+    outcome.pull_request = await deps.forge.publish(
+        job_id=job_id, branch=workspace.branch, head_sha=head, base=workspace.base,
+        title=f"Add {plan.kind} /{plan.command}: {plan.description}",
+        body=pull_request_body(job_id, request, plan, outcome, changed),
+    )  # fmt: skip
+    outcome.status = "opened"
+    outcome.message = (
+        f"Pull request #{outcome.pull_request.number} is open: {outcome.pull_request.url}"
+    )
+
+
+def pull_request_body(
+    job_id: str, request: str, plan: Plan, outcome: JobOutcome, changed: list[str]
+) -> str:
+    steps = ", ".join(
+        f"{k} {v}" for k, v in (outcome.report.steps if outcome.report else {}).items()
+    )
+    lines = [
+        "## Request", "", "> " + request.replace("\n", "\n> "), "",
+        "## Plan", "", f"- kind: {plan.kind}", f"- name: {plan.name}, command: /{plan.command}",
+        f"- {plan.description}", "", "Behaviour checked by the generated test:", "",
+        *[f"- `/{plan.command} {b.say}` → `{b.expect}`" for b in plan.behaviour], "",
+        "## Files", "", *[f"- `{path}`" for path in changed], "",
+        "## Validation", "", f"{steps} (repair rounds: {outcome.rounds})", "",
+        "## Aider", "",
+        f"{len(outcome.aider_runs)} run(s), "
+        f"{sum(r.tokens_sent for r in outcome.aider_runs)} tokens sent, "
+        f"{sum(r.tokens_received for r in outcome.aider_runs)} received, cost ${outcome.cost:.4f}",
+        "", f"Mechanic job `{job_id}`",
+    ]  # fmt: skip
+    return "\n".join(lines)

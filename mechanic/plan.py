@@ -1,0 +1,85 @@
+"""Plan: turn a request into what to build, or into one clarifying question."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal, Protocol
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import BaseModel, Field, ValidationError
+
+PROMPTS = Path(__file__).parent / "prompts"
+_NAME = r"^[a-z][a-z0-9_]{1,31}$"
+
+
+class Behaviour(BaseModel):
+    say: str = Field(max_length=500)
+    expect: str = Field(min_length=1, max_length=2000)
+
+
+class Plan(BaseModel):
+    kind: Literal["agent", "tool", "modbus_tool"]
+    name: str = Field(pattern=_NAME)
+    command: str = Field(pattern=_NAME)
+    description: str = Field(min_length=1, max_length=200, pattern=r'^[^"\\\n]+$')
+    behaviour: list[Behaviour] = Field(min_length=1, max_length=5)
+
+    @property
+    def files(self) -> list[str]:
+        return [
+            f"dynamic/agents/{self.name}/agent.py",
+            f"dynamic/agents/{self.name}/agent.toml",
+            f"tests/dynamic/test_{self.name}.py",
+        ]
+
+
+class Clarification(BaseModel):
+    question: str = Field(min_length=1, max_length=500)
+
+
+class Model(Protocol):
+    async def complete(self, prompt: str, *, json_output: bool = False) -> str: ...
+
+
+class PlanError(ValueError):
+    pass
+
+
+def prompts() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(PROMPTS),
+        undefined=StrictUndefined,
+        autoescape=False,  # noqa: S701 - prompts are plain text
+        keep_trailing_newline=True,
+    )
+
+
+async def make_plan(request: str, model: Model) -> Plan | Clarification:
+    prompt = prompts().get_template("plan.md").render(request=request[:4000])
+    answer = await model.complete(prompt, json_output=True)
+    data = _json(answer)
+    if data.get("question"):
+        try:
+            return Clarification(question=str(data["question"]))
+        except ValidationError as exc:
+            raise PlanError(f"the model's question is unusable: {exc.errors()[0]['msg']}") from None
+    try:
+        return Plan.model_validate({k: v for k, v in data.items() if k != "question"})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PlanError(f"the model's plan is invalid: {where}: {first['msg']}") from None
+
+
+def _json(answer: str) -> dict[str, object]:
+    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", answer, re.S)
+    text = fenced.group(1) if fenced else answer.strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise PlanError("the model did not answer with a JSON plan") from None
+    if not isinstance(data, dict):
+        raise PlanError("the model's plan is not a JSON object")
+    return data

@@ -1,0 +1,163 @@
+"""A Mechanic job end to end: scripted model, the real aider-chat, real git, the local forge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.forge.local import LocalForge
+from app.forge.lock import repository_lock
+from app.runtime import Runtime
+from app.settings import Settings, load_settings
+from mechanic.aider import AiderModel
+from mechanic.job import JobDeps, JobOutcome, run_job
+from mechanic.llm import ChatModel
+from tests.support.scripted_llm import scripted_llm
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+AIDER = load_settings(None).resolved_aider_bin()
+REQUEST = "Create an agent Echo that repeats my messages"
+PLAN = {
+    "kind": "agent", "name": "echo", "command": "echo",
+    "description": "Repeats your messages",
+    "behaviour": [{"say": "Hello", "expect": "Echo: Hello"}], "question": None,
+}  # fmt: skip
+
+
+def echo_reply(body: str) -> str:
+    code = (
+        "from app.agents.base import Agent, AgentContext, Message, Reply\n\n\n"
+        "class Echo(Agent):\n"
+        "    async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:\n"
+        f"        return {body}\n"
+    )
+    return f"dynamic/agents/echo/agent.py\n```python\n{code}```\n"
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """The home repository the local forge starts from."""
+    repo = tmp_path / "home-repo"
+    (repo / "dynamic" / "agents").mkdir(parents=True)
+    (repo / "dynamic" / "agents" / "README.md").write_text("agents\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com",
+         "commit", "-qm", "init"], check=True,
+    )  # fmt: skip
+    return repo
+
+
+def job(
+    settings: Settings, database: str, source: Path, replies: list[str]
+) -> tuple[JobOutcome, list[str], object]:
+    stages: list[str] = []
+
+    async def progress(stage: str) -> None:
+        stages.append(stage)
+
+    async def run(base: str) -> JobOutcome:
+        runtime = Runtime(settings, database)
+        await runtime.start(worker=False)
+        try:
+            forge = LocalForge(runtime.pool, settings.home, source)
+            assert AIDER is not None
+            deps = JobDeps(
+                forge=forge, model=ChatModel(base, "sk-test", "scripted"),
+                aider_bin=AIDER, aider_model=AiderModel("openai/scripted", base, "sk-test"),
+                templates=ROOT / "templates", jobs_root=settings.home / "jobs",
+                lock=repository_lock(runtime.pool, "persais"), progress=progress,
+            )  # fmt: skip
+            return await run_job("j1", REQUEST, deps)
+        finally:
+            await runtime.stop()
+
+    with scripted_llm(replies) as (base, llm):
+        outcome = asyncio.run(run(base))
+    return outcome, stages, llm
+
+
+def branch_file(settings: Settings, branch: str, path: str) -> str:
+    bare = settings.home / "forge" / "persais.git"
+    return subprocess.run(
+        ["git", "-C", str(bare), "show", f"{branch}:{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_the_echo_request_ends_in_an_open_pull_request(
+    settings: Settings, database: str, source: Path, sql
+) -> None:
+    replies = [json.dumps(PLAN), echo_reply('f"Echo: {message.text}"')]
+    outcome, stages, _ = job(settings, database, source, replies)
+    assert outcome.status == "opened", outcome.message
+    assert stages == ["plan", "scaffold", "code", "validate (round 1/4)", "pull request"]
+    assert outcome.pull_request is not None
+    assert outcome.pull_request.branch == "mechanic/echo-j1"
+    assert "Echo: {message.text}" in branch_file(
+        settings, "mechanic/echo-j1", "dynamic/agents/echo/agent.py"
+    )
+    assert '"Echo: Hello"' in branch_file(
+        settings, "mechanic/echo-j1", "tests/dynamic/test_echo.py"
+    )
+    ((title, body, state),) = sql("SELECT title, body, state FROM pull_requests")
+    assert state == "open"
+    assert title == "Add agent /echo: Repeats your messages"
+    for part in (
+        REQUEST,
+        "Echo: Hello",
+        "dynamic/agents/echo/agent.py",
+        "tests ok",
+        "Mechanic job `j1`",
+    ):
+        assert part in body
+    assert "sk-test" not in body
+    assert not (settings.home / "jobs" / "j1" / "worktree").exists()  # cleaned up
+
+
+def test_a_failing_first_attempt_is_repaired(
+    settings: Settings, database: str, source: Path
+) -> None:
+    replies = [
+        json.dumps(PLAN),
+        echo_reply('f"echo: {message.text}"'),
+        echo_reply('f"Echo: {message.text}"'),
+    ]
+    outcome, stages, llm = job(settings, database, source, replies)
+    assert outcome.status == "opened", outcome.message
+    assert outcome.rounds == 1
+    assert "repair 1/3" in stages
+    repair_prompt = str(llm.requests[-1]["messages"])  # type: ignore[attr-defined]
+    assert "failed validation" in repair_prompt
+    assert "Echo: Hello" in repair_prompt
+
+
+def test_a_hostile_reply_is_refused_and_nothing_is_committed(
+    settings: Settings, database: str, source: Path, sql
+) -> None:
+    hostile = "app/server.py\n```python\nimport os\n```\n" + echo_reply("__import__('os').getcwd()")
+    outcome, _, _ = job(settings, database, source, [json.dumps(PLAN), hostile])
+    assert outcome.status == "refused"
+    assert "app/server.py" in outcome.message
+    assert sql("SELECT count(*) FROM pull_requests") == [(0,)]
+    bare = settings.home / "forge" / "persais.git"
+    branches = subprocess.run(
+        ["git", "-C", str(bare), "branch"], capture_output=True, text=True
+    ).stdout
+    assert "mechanic/" not in branches
+
+
+def test_a_vague_request_gets_one_question(settings: Settings, database: str, source: Path) -> None:
+    question = json.dumps({"question": "What should the agent do?"})
+    outcome, stages, _ = job(settings, database, source, [question])
+    assert outcome.status == "question"
+    assert outcome.message == "What should the agent do?"
+    assert stages == ["plan"]
