@@ -16,6 +16,7 @@ from app.settings import Settings, load_settings
 from mechanic.aider import AiderModel
 from mechanic.job import JobDeps, JobOutcome, run_job
 from mechanic.llm import ChatModel
+from tests.support.git_repos import home_repository
 from tests.support.scripted_llm import scripted_llm
 
 pytestmark = pytest.mark.slow
@@ -41,17 +42,7 @@ def echo_reply(body: str) -> str:
 
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
-    """The home repository the local forge starts from."""
-    repo = tmp_path / "home-repo"
-    (repo / "dynamic" / "agents").mkdir(parents=True)
-    (repo / "dynamic" / "agents" / "README.md").write_text("agents\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com",
-         "commit", "-qm", "init"], check=True,
-    )  # fmt: skip
-    return repo
+    return home_repository(tmp_path / "home-repo")
 
 
 def job(

@@ -11,6 +11,7 @@ import pytest
 from mechanic.scaffold import Example, ScaffoldRequest, render, write
 from mechanic.validate import validate
 from mechanic.workspace import Workspace
+from tests.support.git_repos import home_repository
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 pytestmark = pytest.mark.slow
@@ -18,16 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
-    repo = tmp_path / "origin"
-    (repo / "dynamic" / "agents").mkdir(parents=True)
-    (repo / "dynamic" / "agents" / "README.md").write_text("agents\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com",
-         "commit", "-qm", "init"], check=True,
-    )  # fmt: skip
-    return repo
+    return home_repository(tmp_path / "home-repo")
 
 
 def scaffold(ws: Workspace, examples: tuple[Example, ...] = ()) -> None:

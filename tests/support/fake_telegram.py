@@ -3,10 +3,7 @@ every call, and can be told to answer 429 with `retry_after` (flood control)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.loopback import serve
 
 
 @dataclass
@@ -97,28 +96,5 @@ def fake_telegram(bot_id: int) -> Iterator[tuple[str, FakeTelegram]]:
     fake = FakeTelegram(bot_id)
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", fake.handle)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.SockSite(runner, sock).start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, name="fake-telegram", daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
+    with serve(app) as port:
         yield f"http://127.0.0.1:{port}", fake
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        sock.close()

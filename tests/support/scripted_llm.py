@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.loopback import serve
 
 
 @dataclass
@@ -73,29 +73,5 @@ def scripted_llm(replies: list[str]) -> Iterator[tuple[str, ScriptedLLM]]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", llm.completions)
     app.router.add_post("/chat/completions", llm.completions)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.SockSite(runner, sock).start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, name="scripted-llm", daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
+    with serve(app, before_stop=llm.closing.set) as port:
         yield f"http://127.0.0.1:{port}/v1", llm
-    finally:
-        loop.call_soon_threadsafe(llm.closing.set)
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        sock.close()
