@@ -32,8 +32,8 @@ from mechanic.llm import ChatModel  # noqa: E402
 from mechanic.scaffold import Example, ScaffoldRequest, render, write  # noqa: E402
 from mechanic.workspace import Workspace  # noqa: E402
 from tests.support.git_repos import home_repository  # noqa: E402
+from tests.support.mechanic import PLAN, REQUEST, echo_reply  # noqa: E402
 from tests.support.scripted_llm import scripted_llm  # noqa: E402
-from tests.test_mechanic_job import PLAN, REQUEST, echo_reply  # noqa: E402
 
 
 async def one_job(

@@ -34,6 +34,7 @@ class JobDeps:
     progress: Progress
     aider_time_limit: float = 300.0
     check_time_limit: float = 120.0
+    use_aider: bool = True  # False: the template alone (no model configured)
 
 
 @dataclass
@@ -72,6 +73,22 @@ async def run_job(job_id: str, request: str, deps: JobDeps, plan: Plan | None = 
     return outcome
 
 
+async def _code(
+    job_id: str, plan: Plan, workspace: Workspace, deps: JobDeps, problems: list[str], attempt: int
+) -> AiderRun:
+    await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
+    instructions = prompts().get_template("aider.md").render(
+        kind=plan.kind, name=plan.name, command=plan.command, description=plan.description,
+        files=plan.files, behaviour=plan.behaviour, problems=problems,
+        permissions=["modbus"] if plan.kind == "modbus_tool" else [],
+    )  # fmt: skip
+    return await run_aider(
+        deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
+        instructions, plan.files, read_only=[deps.templates / "README.md"],
+        time_limit=deps.aider_time_limit,
+    )  # fmt: skip
+
+
 async def _build(
     job_id: str, request: str, plan: Plan, workspace: Workspace, deps: JobDeps, outcome: JobOutcome
 ) -> None:
@@ -85,20 +102,13 @@ async def _build(
     )  # fmt: skip
     write(workspace.path, render(deps.templates, scaffold))
     problems: list[str] = []
-    for attempt in range(REPAIR_ROUNDS + 1):
+    for attempt in range(REPAIR_ROUNDS + 1 if deps.use_aider else 1):
         outcome.rounds = attempt
-        await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
-        instructions = prompts().get_template("aider.md").render(
-            kind=plan.kind, name=plan.name, command=plan.command, description=plan.description,
-            files=plan.files, behaviour=plan.behaviour, problems=problems,
-            permissions=["modbus"] if plan.kind == "modbus_tool" else [],
-        )  # fmt: skip
-        run = await run_aider(
-            deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
-            instructions, plan.files, read_only=[deps.templates / "README.md"],
-            time_limit=deps.aider_time_limit,
-        )  # fmt: skip
-        outcome.aider_runs.append(run)
+        if not deps.use_aider:
+            run = None
+        else:
+            run = await _code(job_id, plan, workspace, deps, problems, attempt)
+            outcome.aider_runs.append(run)
         await deps.progress(f"validate (round {attempt + 1}/{REPAIR_ROUNDS + 1})")
         changed = await workspace.changed_files()
         report = await validate(
@@ -114,13 +124,15 @@ async def _build(
         if report.ok:
             break
         problems = report.problems[:20]
-        if run.timed_out:
+        if run is not None and run.timed_out:
             problems.insert(0, f"Aider ran out of time ({deps.aider_time_limit:.0f} s).")
     else:
-        outcome.message = (
-            f"Validation still failed after {REPAIR_ROUNDS} repair rounds:\n"
-            + "\n".join(problems[:10])
+        why = (
+            f"Validation still failed after {REPAIR_ROUNDS} repair rounds"
+            if deps.use_aider
+            else "The template alone did not validate"
         )
+        outcome.message = why + ":\n" + "\n".join(problems[:10])
         return
 
     await deps.progress("pull request")

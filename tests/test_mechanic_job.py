@@ -17,27 +17,12 @@ from mechanic.aider import AiderModel
 from mechanic.job import JobDeps, JobOutcome, run_job
 from mechanic.llm import ChatModel
 from tests.support.git_repos import home_repository
+from tests.support.mechanic import PLAN, REQUEST, echo_reply
 from tests.support.scripted_llm import scripted_llm
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 AIDER = load_settings(None).resolved_aider_bin()
-REQUEST = "Create an agent Echo that repeats my messages"
-PLAN = {
-    "kind": "agent", "name": "echo", "command": "echo",
-    "description": "Repeats your messages",
-    "behaviour": [{"say": "Hello", "expect": "Echo: Hello"}], "question": None,
-}  # fmt: skip
-
-
-def echo_reply(body: str) -> str:
-    code = (
-        "from app.agents.base import Agent, AgentContext, Message, Reply\n\n\n"
-        "class Echo(Agent):\n"
-        "    async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:\n"
-        f"        return {body}\n"
-    )
-    return f"dynamic/agents/echo/agent.py\n```python\n{code}```\n"
 
 
 @pytest.fixture
