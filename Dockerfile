@@ -25,7 +25,7 @@ RUN python -m venv /opt/persais && /opt/persais/bin/pip install .
 # --- runtime: slim, git for the Mechanic, a non-root user -------------------------------
 FROM python:${PYTHON_VERSION}-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates \
+ && apt-get install -y --no-install-recommends git ca-certificates bubblewrap \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 persais \
  && mkdir -p /data && chown persais:persais /data

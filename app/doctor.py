@@ -85,6 +85,16 @@ def check_aider(settings: Settings) -> Check:
     return Check("aider", OK, f"aider-chat {version} at {aider}")
 
 
+def check_sandbox(settings: Settings) -> Check:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Check(
+            "sandbox", MISSING, "no bubblewrap: Aider and generated tests run unconfined",
+            "install bubblewrap (apt-get install bubblewrap)",
+        )  # fmt: skip
+    return Check("sandbox", OK, f"bubblewrap at {bwrap}: Aider writes only its worktree")
+
+
 def check_github(settings: Settings) -> Check:
     if settings.github_app_id is None:
         return Check(
@@ -148,6 +158,7 @@ CHECKS: tuple[Callable[[Settings], Check], ...] = (
     check_database,
     check_git,
     check_aider,
+    check_sandbox,
     check_github,
     check_telegram,
     check_fly,

@@ -7,6 +7,13 @@ temporary HOME (so no `~/.aider.conf.yml`, no stray `AIDER_*`/`OPENAI_*` variabl
 history files kept outside the worktree. The API key travels in the environment, never on
 the command line. A timeout or a cancellation kills Aider's whole process group. Its exit
 code is recorded but not trusted: success is what validation says.
+
+Aider writes whatever paths the model names, including `../../somewhere` outside the
+worktree (it only fails afterwards, at `git add`). So where bubblewrap (`bwrap`) is
+available, Aider runs in a mount namespace where the whole filesystem is read-only except
+the worktree and the job's own folder, with a private /tmp; and it runs with `--no-git`, so
+it needs no write access to the repository's metadata either. Without bwrap the run is
+marked unsandboxed and `persais doctor` says so.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class AiderRun:
     tokens_sent: int
     tokens_received: int
     cost: float
+    sandboxed: bool = False
 
 
 class AiderNotFound(RuntimeError):
@@ -101,6 +109,7 @@ def command(
         "--no-pretty",
         "--no-fancy-input",
         "--map-tokens", "0",
+        "--no-git",
         "--chat-history-file", str(job_dir / "chat.md"),
         "--input-history-file", str(job_dir / "input.history"),
         "--llm-history-file", str(job_dir / "llm.log"),
@@ -141,8 +150,10 @@ async def run_aider(
         "GIT_COMMITTER_NAME": "Persais Mechanic",
         "GIT_COMMITTER_EMAIL": "mechanic@persais.invalid",
     }
+    jail = sandbox(worktree, job_dir)
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
+        *jail,
         *command(aider, model, job_dir, message, files, read_only),
         cwd=worktree,
         env=env,
@@ -170,12 +181,31 @@ async def run_aider(
         exit_code=None if timed_out else proc.returncode,
         timed_out=timed_out,
         seconds=time.monotonic() - started,
-        transcript=transcript.replace(model.api_key, "[redacted]") if model.api_key else transcript,
+        transcript=_redact(transcript, model.api_key),
         llm_log=llm_log.read_text(errors="replace") if llm_log.exists() else "",
         tokens_sent=sent,
         tokens_received=received,
         cost=cost,
+        sandboxed=bool(jail),
     )
+
+
+def sandbox(worktree: Path, job_dir: Path) -> list[str]:
+    """The bwrap prefix that leaves only `worktree` and `job_dir` writable; [] without bwrap."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return []
+    writable: list[str] = []
+    for folder in (worktree.resolve(), job_dir.resolve()):
+        writable += ["--bind", str(folder), str(folder)]
+    return [
+        bwrap, "--ro-bind", "/", "/", "--tmpfs", "/tmp", *writable,  # noqa: S108 - a private tmpfs
+        "--dev", "/dev", "--proc", "/proc", "--die-with-parent", "--",
+    ]  # fmt: skip
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[redacted]") if len(secret) >= 8 else text
 
 
 def _search_path(aider: Path) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mechanic import policy
+from mechanic.aider import sandbox
 
 _SMOKE = """
 import asyncio, json, logging, sys
@@ -131,8 +132,10 @@ async def _run(args: list[str], cwd: Path, time_limit: float) -> tuple[int, str]
         "PYTHONDONTWRITEBYTECODE": "1",
         "LANG": "C.UTF-8",
     }
+    # Generated code runs here (its tests, the load smoke): in the same sandbox as Aider,
+    # with only the worktree writable.
     proc = await asyncio.create_subprocess_exec(
-        *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+        *sandbox(cwd, cwd), *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:

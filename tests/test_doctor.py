@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,10 +47,11 @@ def test_a_configured_machine_is_all_ok(tmp_path: Path, database: str) -> None:
     )
     code, lines = doctor(env, tmp_path)
     assert set(lines) == {
-        "settings", "database", "git", "aider", "github", "telegram", "fly", "model",
+        "settings", "database", "git", "aider", "sandbox", "github", "telegram", "fly", "model",
     }  # fmt: skip
-    for line in lines.values():
-        assert line.split()[1] == "ok", line
+    sandbox = "ok" if shutil.which("bwrap") else "missing"  # missing is allowed, not broken
+    for name, line in lines.items():
+        assert line.split()[1] == (sandbox if name == "sandbox" else "ok"), line
     assert "pgvector" in lines["database"]
     assert "aider-chat 0.86.2" in lines["aider"]
     assert "App 1234, key parses" in lines["github"]

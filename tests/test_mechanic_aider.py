@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from tests.support.scripted_llm import scripted_llm
 pytestmark = pytest.mark.slow
 AIDER = load_settings(None).resolved_aider_bin()
 KEY = "sk-scripted-secret-0123456789"
+real_which = shutil.which
 
 
 def git(repo: Path, *args: str) -> str:
@@ -93,3 +96,33 @@ def test_a_slow_model_hits_the_time_limit_and_aider_is_killed(repo: Path) -> Non
         for p in psutil.process_iter(["cmdline"])
         if str(repo.parent / "job") in " ".join(p.info["cmdline"] or [])
     ]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_in_the_sandbox_aider_cannot_write_outside_the_worktree(repo: Path) -> None:
+    outside = repo.parent / "outside"
+    outside.mkdir()
+    os.symlink(outside, repo / "dynamic" / "agents" / "echo" / "link")
+    hostile = (
+        "../escape.txt\n```\nescaped\n```\n"
+        "dynamic/agents/echo/link/evil.py\n```python\nevil = 1\n```\n"
+        + whole("dynamic/agents/echo/agent.py", "VALUE = 5\n")
+    )
+    with scripted_llm([hostile]) as (base, _):
+        result = run(repo, base)
+    assert result.sandboxed  # type: ignore[attr-defined]
+    assert not (repo.parent / "escape.txt").exists()
+    assert not (outside / "evil.py").exists()
+    assert (repo / "dynamic" / "agents" / "echo" / "agent.py").read_text() == "VALUE = 5\n"
+
+
+def test_without_bubblewrap_the_run_says_it_was_not_sandboxed(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        shutil, "which", lambda name, *a, **k: None if name == "bwrap" else real_which(name)
+    )
+    with scripted_llm([whole("dynamic/agents/echo/agent.py", "VALUE = 6\n")]) as (base, _):
+        result = run(repo, base)
+    assert not result.sandboxed  # type: ignore[attr-defined]
+    assert (repo / "dynamic" / "agents" / "echo" / "agent.py").read_text() == "VALUE = 6\n"
