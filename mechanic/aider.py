@@ -135,6 +135,8 @@ async def run_aider(
     job_dir.mkdir(parents=True, exist_ok=True)
     home = job_dir / "home"
     home.mkdir(exist_ok=True)
+    scratch = job_dir / "tmp"
+    scratch.mkdir(exist_ok=True)
     (job_dir / "aider.conf.yml").write_text(_CONFIG)
     (job_dir / "aider.env").write_text("")
     message = job_dir / "message.md"
@@ -142,6 +144,7 @@ async def run_aider(
     env = {
         "PATH": _search_path(aider),
         "HOME": str(home),
+        "TMPDIR": str(scratch),
         "LANG": "C.UTF-8",
         "OPENAI_API_KEY": model.api_key,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of litellm's price list
@@ -190,16 +193,18 @@ async def run_aider(
     )
 
 
-def sandbox(worktree: Path, job_dir: Path) -> list[str]:
-    """The bwrap prefix that leaves only `worktree` and `job_dir` writable; [] without bwrap."""
+def sandbox(*writable: Path) -> list[str]:
+    """The bwrap prefix under which the whole filesystem is read-only except `writable`
+    (give the process a TMPDIR among them); [] without bwrap. /tmp is not replaced by a
+    tmpfs: the interpreters and virtualenvs themselves may live under /tmp."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return []
-    writable: list[str] = []
-    for folder in (worktree.resolve(), job_dir.resolve()):
-        writable += ["--bind", str(folder), str(folder)]
+    binds: list[str] = []
+    for folder in writable:
+        binds += ["--bind", str(folder.resolve()), str(folder.resolve())]
     return [
-        bwrap, "--ro-bind", "/", "/", "--tmpfs", "/tmp", *writable,  # noqa: S108 - a private tmpfs
+        bwrap, "--ro-bind", "/", "/", *binds,
         "--dev", "/dev", "--proc", "/proc", "--die-with-parent", "--",
     ]  # fmt: skip
 

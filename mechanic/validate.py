@@ -126,16 +126,19 @@ def _tail(out: str, lines: int = 40) -> list[str]:
 
 async def _run(args: list[str], cwd: Path, time_limit: float) -> tuple[int, str]:
     """Run a check in its own process group with a minimal environment and a time limit."""
+    scratch = cwd.parent / "check-tmp"  # beside the worktree, so nothing lands in the commit
+    scratch.mkdir(exist_ok=True)
     env = {
         "PATH": "/usr/bin:/bin",
-        "HOME": str(cwd),
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch),
         "PYTHONDONTWRITEBYTECODE": "1",
         "LANG": "C.UTF-8",
     }
     # Generated code runs here (its tests, the load smoke): in the same sandbox as Aider,
-    # with only the worktree writable.
+    # with only the worktree and the scratch folder writable.
     proc = await asyncio.create_subprocess_exec(
-        *sandbox(cwd, cwd), *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+        *sandbox(cwd, scratch), *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
