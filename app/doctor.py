@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.db import migrate
-from app.db.database import DatabaseError, check_server, connect
+from app.db.database import DatabaseError, connect
 from app.db.embedded import EmbeddedDatabaseError
 from app.settings import Settings
 
@@ -43,7 +43,7 @@ def check_database(settings: Settings) -> Check:
     try:
         import psycopg
 
-        version = check_server(db.conninfo)
+        version = db.server_version
         with psycopg.connect(db.conninfo) as conn:
             state = migrate.status(conn)
         pending = (

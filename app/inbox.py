@@ -43,30 +43,6 @@ class StoredDelivery:
     processed_by: str | None
 
 
-async def record(conn: AsyncConnection[Any], delivery: Delivery) -> int | None:
-    """Store a delivery; return its inbox id, or None when this delivery id is already in."""
-    cur = await conn.execute(
-        "INSERT INTO inbox (source, delivery_id, event, action, payload)"
-        " VALUES (%s, %s, %s, %s, %s::jsonb)"
-        " ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id",
-        (delivery.source, delivery.delivery_id, delivery.event, delivery.action, delivery.body),
-    )
-    row = await cur.fetchone()
-    return None if row is None else int(row[0])
-
-
-async def fetch(conn: AsyncConnection[Any], inbox_id: int) -> StoredDelivery | None:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT id, source, delivery_id, event, action, payload, status, attempts,"
-        " handled_count, last_error, received_at, processed_at, processed_by"
-        " FROM inbox WHERE id = %s",
-        (inbox_id,),
-    )
-    row = await cur.fetchone()
-    return None if row is None else StoredDelivery(**row)
-
-
 @dataclass(frozen=True)
 class Attempt:
     """A delivery being processed: what it is and which attempt this is (1 = first)."""

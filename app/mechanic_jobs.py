@@ -10,14 +10,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.forge.local import LocalForge
 from app.forge.lock import repository_lock
-from app.settings import Settings
+from app.settings import CHECKOUT_ROOT, Settings
 from mechanic.aider import AiderModel
 from mechanic.job import JobDeps, JobOutcome, Progress
 from mechanic.llm import ChatModel
 from mechanic.plan import Behaviour, Plan
 
-CHECKOUT = Path(__file__).resolve().parent.parent
-TEMPLATES = CHECKOUT / "templates"
+TEMPLATES = CHECKOUT_ROOT / "templates"
 
 
 class MechanicUnavailable(RuntimeError):
@@ -29,9 +28,9 @@ def job_deps(
 ) -> JobDeps:
     if settings.home_repo is not None:
         raise MechanicUnavailable("the GitHub forge arrives with the GitHub App issue")
-    if not (CHECKOUT / ".git").exists():
+    if not (CHECKOUT_ROOT / ".git").exists():
         raise MechanicUnavailable(
-            f"the local forge starts from a git checkout; {CHECKOUT} is not one"
+            f"the local forge starts from a git checkout; {CHECKOUT_ROOT} is not one"
         )
     aider = settings.resolved_aider_bin()
     if use_aider and (aider is None or settings.llm_api_key is None):
@@ -41,7 +40,7 @@ def job_deps(
         )
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     return JobDeps(
-        forge=LocalForge(pool, settings.home, CHECKOUT),
+        forge=LocalForge(pool, settings.home, CHECKOUT_ROOT),
         model=ChatModel(settings.llm_api_base, key, settings.llm_model),
         aider_bin=aider or Path("aider"),
         aider_model=AiderModel(f"openai/{settings.llm_model}", settings.llm_api_base, key),

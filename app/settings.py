@@ -29,9 +29,9 @@ _FLY_APP_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 # Where the project's own Aider virtualenv lives when Persais runs from a checkout
 # (`bootstrap.py` creates it) or from the container image (the Dockerfile creates it).
-_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 AIDER_CANDIDATES = (
-    _CHECKOUT_ROOT / ".aider-venv" / "bin" / "aider",
+    CHECKOUT_ROOT / ".aider-venv" / "bin" / "aider",
     Path("/opt/aider/bin/aider"),
 )
 
@@ -214,7 +214,7 @@ class Settings(BaseSettings):
 
     def resolved_agents_dir(self) -> Path:
         """PERSAIS_AGENTS_DIR, else `dynamic/agents` of this checkout (or image)."""
-        return self.agents_dir or _CHECKOUT_ROOT / "dynamic" / "agents"
+        return self.agents_dir or CHECKOUT_ROOT / "dynamic" / "agents"
 
     def private_key_pem(self) -> str | None:
         if self.github_private_key is not None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+from app.settings import CHECKOUT_ROOT
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,11 @@ def build_info(commit: str | None = None) -> BuildInfo:
 
 
 def _git_commit() -> str | None:
-    if not (_CHECKOUT / ".git").exists():
+    if not (CHECKOUT_ROOT / ".git").exists():
         return None
     try:
         out = subprocess.run(
-            ["git", "-C", str(_CHECKOUT), "rev-parse", "HEAD"],
+            ["git", "-C", str(CHECKOUT_ROOT), "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):

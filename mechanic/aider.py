@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import shutil
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from mechanic.sandbox import kill_group, sandbox, search_path
 
 # Our settings file: Aider refuses an empty one, and these are the defaults we want anyway.
 _CONFIG = """\
@@ -142,7 +141,7 @@ async def run_aider(
     message = job_dir / "message.md"
     message.write_text(instructions)
     env = {
-        "PATH": _search_path(aider),
+        "PATH": search_path(aider.parent),
         "HOME": str(home),
         "TMPDIR": str(scratch),
         "LANG": "C.UTF-8",
@@ -170,10 +169,10 @@ async def run_aider(
         out, _ = await asyncio.wait_for(proc.communicate(), time_limit)
     except TimeoutError:
         timed_out = True
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         out, _ = await proc.communicate()
     except asyncio.CancelledError:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 5)
         raise
@@ -193,40 +192,5 @@ async def run_aider(
     )
 
 
-def sandbox(*writable: Path) -> list[str]:
-    """The bwrap prefix under which the whole filesystem is read-only except `writable`
-    (give the process a TMPDIR among them); [] without bwrap. /tmp is not replaced by a
-    tmpfs: the interpreters and virtualenvs themselves may live under /tmp."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return []
-    binds: list[str] = []
-    for folder in writable:
-        binds += ["--bind", str(folder.resolve()), str(folder.resolve())]
-    return [
-        bwrap, "--ro-bind", "/", "/", *binds,
-        "--dev", "/dev", "--proc", "/proc", "--die-with-parent", "--",
-    ]  # fmt: skip
-
-
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "[redacted]") if len(secret) >= 8 else text
-
-
-def _search_path(aider: Path) -> str:
-    """PATH for Aider: its own virtualenv, git's folder, the system's. Built here rather
-    than inherited, so nothing in our environment leaks into Aider's."""
-    git = shutil.which("git")
-    folders = [
-        str(aider.parent),
-        str(Path(git).parent) if git else "",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ]
-    return ":".join(dict.fromkeys(f for f in folders if f))
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

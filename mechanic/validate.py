@@ -4,17 +4,14 @@ the generated tests and a load smoke, each in a subprocess with a time limit."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mechanic import policy
-from mechanic.aider import sandbox
+from mechanic.sandbox import kill_group, sandbox
 
 _SMOKE = """
 import asyncio, json, logging, sys
@@ -144,8 +141,7 @@ async def _run(args: list[str], cwd: Path, time_limit: float) -> tuple[int, str]
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), time_limit)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
         await proc.wait()
         return 124, f"timed out after {time_limit:.0f} s"
     return proc.returncode or 0, out.decode(errors="replace")

@@ -8,6 +8,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from mechanic.sandbox import search_path
+
 AUTHOR = ("Persais Mechanic", "mechanic@persais.invalid")
 
 
@@ -20,17 +22,12 @@ async def git(*args: str, cwd: Path, check: bool = True) -> str:
         "git", *args, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd),
-             "PATH": _path()},
+             "PATH": search_path()},
     )  # fmt: skip
     out, err = await proc.communicate()
     if check and proc.returncode != 0:
         raise GitError(f"git {' '.join(args[:2])} failed: {err.decode(errors='replace').strip()}")
     return out.decode(errors="replace")
-
-
-def _path() -> str:
-    found = shutil.which("git")
-    return str(Path(found).parent) + ":/usr/bin:/bin" if found else "/usr/bin:/bin"
 
 
 def slugify(text: str, limit: int = 30) -> str:

@@ -8,7 +8,7 @@ offers what its manifest's permissions grant and refuses the rest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -85,7 +85,6 @@ class Agent:
 
 
 ContextFactory = Callable[[str, frozenset[str]], AgentContext]
-Responder = Callable[[Message, AgentContext], Awaitable[Reply | str]]
 
 
 def as_reply(result: Reply | str) -> Reply:

@@ -12,8 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from psycopg.rows import dict_row
-
+from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Inbound, Orchestrator, Outbound
 
@@ -77,22 +76,7 @@ class TerminalChat:
 
     async def _open_questions(self) -> list[Approval]:
         async with self.orchestrator.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT id FROM approvals WHERE conversation = %s AND status = 'pending'"
-                " ORDER BY created_at",
-                (self.user,),
-            )
-            ids = [row["id"] for row in await cur.fetchall()]
-        from app.orchestrator import approvals
-
-        found = []
-        async with self.orchestrator.pool.connection() as conn:
-            for approval_id in ids:
-                question = await approvals.get(conn, approval_id)
-                if question is not None:
-                    found.append(question)
-        return found
+            return await approvals.pending_in(conn, self.user)
 
 
 async def stdin_reader() -> str:

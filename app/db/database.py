@@ -26,6 +26,7 @@ class Database:
 
     conninfo: str
     embedded: EmbeddedPostgres | None = None
+    server_version: str = ""  # set by `connect`, which checked the server
 
     @property
     def kind(self) -> str:
@@ -45,7 +46,7 @@ def connect(settings: Settings) -> Database:
     else:
         embedded = start_embedded(settings.home)
         db = Database(conninfo=embedded.conninfo, embedded=embedded)
-    check_server(db.conninfo)
+    db.server_version = check_server(db.conninfo)
     return db
 
 

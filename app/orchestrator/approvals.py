@@ -124,6 +124,16 @@ async def set_channel_ref(
     )
 
 
+async def pending_in(conn: AsyncConnection[Any], conversation: str) -> list[Approval]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"SELECT {_COLUMNS} FROM approvals WHERE conversation = %s AND status = 'pending'"
+        " ORDER BY created_at",
+        (conversation,),
+    )
+    return [Approval(**row) for row in await cur.fetchall()]
+
+
 async def pending_count(conn: AsyncConnection[Any]) -> int:
     cur = await conn.execute("SELECT count(*) FROM approvals WHERE status = 'pending'")
     row = await cur.fetchone()

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 QUEUE = "deliveries"
 TASK = "persais.process_delivery"
+POLL_SECONDS = 2.0  # LISTEN/NOTIFY wakes workers; polling is only the fallback
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ class DeliveryQueue:
     ) -> None:
         self.app = App(connector=PsycopgConnector())
         self.stalled_seconds = stalled_seconds
-        self.poll_seconds = 2.0  # LISTEN/NOTIFY wakes workers; polling is the fallback
         self._pool: AsyncConnectionPool | None = None
         self._wakers: set[asyncio.Task[None]] = set()
         self._processor = processor
@@ -59,11 +59,6 @@ class DeliveryQueue:
 
     async def close(self) -> None:
         await self.app.close_async()
-
-    async def enqueue(self, conn: AsyncConnection[Any], inbox_id: int) -> int:
-        """Add the job on `conn`, inside the caller's transaction."""
-        job_id: int = await self._task.configure(connection=conn).defer_async(inbox_id=inbox_id)
-        return job_id
 
     async def enqueue_many(
         self, conn: AsyncConnection[Any], deliveries: list[tuple[int, str | None]]
@@ -87,7 +82,7 @@ class DeliveryQueue:
                 install_signal_handlers=False,
                 update_heartbeat_interval=max(1.0, self.stalled_seconds / 3),
                 stalled_worker_timeout=self.stalled_seconds,
-                fetch_job_polling_interval=self.poll_seconds,
+                fetch_job_polling_interval=POLL_SECONDS,
                 shutdown_graceful_timeout=20.0,
                 worker_middleware=[self._wake_after_locked_job],
             )

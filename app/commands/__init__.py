@@ -1,0 +1,1 @@
+"""The `persais` subcommands, one module per topic; each has `register(commands)`."""

@@ -1,0 +1,52 @@
+"""`chat` and `agents`: talking to Persais here, and what agents it has."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from app.commands.running import Exit, with_conversations
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.conversations import Conversations
+
+
+def register(commands: Any) -> None:
+    chat = commands.add_parser("chat", help="talk to Persais in this terminal")
+    chat.add_argument("--name", default="local", help="who you are (the thread is cli:NAME)")
+    chat.set_defaults(func=cmd_chat)
+
+    agents = commands.add_parser("agents", help="load the agents and show each, or why not")
+    agents.set_defaults(func=cmd_agents)
+
+
+def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    from app.channels.terminal import TerminalChat, stdin_reader
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", args.name):
+        raise Exit(2, "--name: letters, digits, _ . - (at most 32)")
+    logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
+
+    async def body(conversations: Conversations) -> int:
+        await TerminalChat(conversations.orchestrator, args.name).run(stdin_reader)
+        return 0
+
+    return with_conversations(settings, body)
+
+
+def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(conversations: Conversations) -> int:
+        agents = conversations.current
+        print(f"agent set {agents.fingerprint} from {settings.resolved_agents_dir()}")
+        for loaded in sorted(agents.agents.values(), key=lambda a: a.manifest.name):
+            m = loaded.manifest
+            kind = "built-in" if loaded.builtin else "dynamic"
+            print(f"  ok           {m.name:<16} /{m.command:<16} {m.version:<8} {kind}")
+        for q in sorted(agents.quarantined.values(), key=lambda q: q.name):
+            print(f"  quarantined  {q.name:<16} {q.reason}")
+        return 1 if agents.quarantined else 0
+
+    return with_conversations(settings, body)

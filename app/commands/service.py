@@ -1,0 +1,112 @@
+"""`serve`, `worker`, `migrate`, `doctor`: running and checking the service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from app.commands.running import Exit, open_database
+from app.db.migrate import Migration
+from app.runtime import Runtime
+from app.settings import Settings
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the web server (and a worker, by default)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="web only; run `persais worker`")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser("worker", help="process deliveries (no web server)")
+    worker.set_defaults(func=cmd_worker)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    doctor = commands.add_parser("doctor", help="check what is configured and whether it works")
+    doctor.set_defaults(func=cmd_doctor)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.web.server import create_app
+
+    db = open_database(settings)
+    try:
+        runtime = Runtime(settings, db.conninfo)
+        app = create_app(runtime, database_kind=db.kind, with_worker=not args.no_worker)
+        config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            access_log=args.access_log,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=20,
+        )
+        _uvicorn_server()(config).run()
+    finally:
+        db.release()
+    return 0
+
+
+def _uvicorn_server() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM/SIGINT once it has shut down, which would end the
+            # process before it lets go of the embedded Postgres; we exit normally instead.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self.handle_exit)
+            yield
+
+    return Server
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    db = open_database(settings)
+
+    async def work() -> None:
+        runtime = Runtime(settings, db.conninfo)
+        await runtime.start(worker=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        waiter = asyncio.create_task(runtime.wait_worker())
+        await asyncio.wait(
+            [waiter, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
+        )
+        await runtime.stop()
+        if waiter.done() and not waiter.cancelled() and waiter.exception():
+            raise Exit(1, f"worker stopped: {waiter.exception()}")
+
+    try:
+        asyncio.run(work())
+    finally:
+        db.release()
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied: list[Migration] = []
+    open_database(settings, applied=applied).release()
+    for migration in applied:
+        print(f"applied {migration.name}")
+    if not applied:
+        print("the database is up to date")
+    return 0
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from app import doctor
+
+    return doctor.run(settings)

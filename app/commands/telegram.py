@@ -1,0 +1,67 @@
+"""`telegram set-webhook` and `telegram info`: the bot's webhook at Telegram."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from app.commands.running import Exit
+from app.settings import Settings
+
+
+def register(commands: Any) -> None:
+    telegram = commands.add_parser("telegram", help="the Telegram bot's webhook")
+    telegram_commands = telegram.add_subparsers(dest="telegram_command", required=True)
+    set_webhook = telegram_commands.add_parser("set-webhook", help="point Telegram at URL")
+    set_webhook.add_argument("url", help="https://<your host>/webhooks/telegram")
+    set_webhook.set_defaults(func=cmd_set_webhook)
+    info = telegram_commands.add_parser("info", help="getWebhookInfo: pending updates, errors")
+    info.set_defaults(func=cmd_info)
+
+
+def cmd_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.telegram_bot_token is None or settings.telegram_webhook_secret is None:
+        raise Exit(2, "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET first")
+    if not args.url.startswith("https://") and not args.url.startswith("http://127.0.0.1"):
+        raise Exit(2, f"Telegram calls webhooks over https only: {args.url}")
+    from app.telegram.channel import ALLOWED_UPDATES, make_bot
+
+    async def run() -> None:
+        bot = make_bot(settings)
+        try:
+            await bot.set_webhook(
+                args.url,
+                secret_token=settings.telegram_webhook_secret.get_secret_value(),  # type: ignore[union-attr]
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,
+            )
+        finally:
+            await bot.session.close()
+
+    asyncio.run(run())
+    print(f"webhook set to {args.url} (updates: {', '.join(ALLOWED_UPDATES)})")
+    return 0
+
+
+def cmd_info(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.telegram_bot_token is None:
+        raise Exit(2, "set TELEGRAM_BOT_TOKEN first")
+    from app.telegram.channel import make_bot
+
+    async def run() -> object:
+        bot = make_bot(settings)
+        try:
+            return await bot.get_webhook_info()
+        finally:
+            await bot.session.close()
+
+    info: Any = asyncio.run(run())
+    print(f"url:              {info.url or '(none)'}")
+    print(f"pending updates:  {info.pending_update_count}")
+    if info.last_error_message:
+        print(
+            f"last error:       {info.last_error_date:%Y-%m-%d %H:%M:%S} {info.last_error_message}"
+        )
+    print(f"allowed updates:  {', '.join(info.allowed_updates or []) or '(all)'}")
+    return 0
