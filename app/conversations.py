@@ -15,15 +15,23 @@ from app import audit, inbox
 from app.agents.base import AgentContext
 from app.agents.builtin import builtin_agents
 from app.agents.registry import AgentSet, Registry
+from app.mechanic_service import MechanicJobs
 from app.orchestrator import approvals
 from app.orchestrator.orchestrator import Orchestrator
 from app.settings import Settings
 from app.version import BuildInfo
+from app.worker.queue import DeliveryQueue
 
 
 class Conversations:
     def __init__(
-        self, settings: Settings, pool: AsyncConnectionPool, conninfo: str, build: BuildInfo
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        conninfo: str,
+        build: BuildInfo,
+        *,
+        queue: DeliveryQueue | None = None,
     ) -> None:
         self.pool = pool
         self.build = build
@@ -34,9 +42,15 @@ class Conversations:
         self.orchestrator = Orchestrator(
             pool, self.graph_pool, self.registry, approval_timeout=settings.approval_timeout_seconds
         )
+        self.mechanic = MechanicJobs(
+            settings, pool, defer=queue.defer_mechanic if queue else None,
+            ask=self.orchestrator.ask,
+        )  # fmt: skip
 
     def _context(self, agent: str, permissions: frozenset[str]) -> AgentContext:
-        capabilities: dict[str, Any] = {"registry": self, "status": self.status}
+        capabilities: dict[str, Any] = {
+            "registry": self, "status": self.status, "mechanic": self.mechanic,
+        }  # fmt: skip
         return AgentContext(agent, permissions, logging.getLogger(f"agent.{agent}"), capabilities)
 
     # The "registry" capability: built-ins see the set in service and may reload it.

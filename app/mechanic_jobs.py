@@ -23,6 +23,12 @@ class MechanicUnavailable(RuntimeError):
     pass
 
 
+def forge(settings: Settings, pool: AsyncConnectionPool) -> LocalForge:
+    if settings.home_repo is not None:
+        raise MechanicUnavailable("the GitHub forge arrives with the GitHub App issue")
+    return LocalForge(pool, settings.home, CHECKOUT_ROOT)
+
+
 def job_deps(
     settings: Settings, pool: AsyncConnectionPool, progress: Progress, *, use_aider: bool = True
 ) -> JobDeps:
@@ -40,7 +46,7 @@ def job_deps(
         )
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     return JobDeps(
-        forge=LocalForge(pool, settings.home, CHECKOUT_ROOT),
+        forge=forge(settings, pool),
         model=ChatModel(settings.llm_api_base, key, settings.llm_model),
         aider_bin=aider or Path("aider"),
         aider_model=AiderModel(f"openai/{settings.llm_model}", settings.llm_api_base, key),
@@ -86,13 +92,15 @@ async def record_outcome(pool: AsyncConnectionPool, job_id: str, outcome: JobOut
     pr = outcome.pull_request
     async with pool.connection() as conn:
         await conn.execute(
-            "UPDATE jobs SET status = %s, plan = %s, branch = %s, pr_number = %s, rounds = %s,"
-            " cost = %s, transcript = %s, message = %s, updated_at = now() WHERE id = %s",
+            "UPDATE jobs SET status = %s, plan = %s, branch = %s, pr_number = %s, pr_url = %s,"
+            " rounds = %s, cost = %s, transcript = %s, message = %s, updated_at = now()"
+            " WHERE id = %s",
             (
                 outcome.status,
                 Jsonb(outcome.plan.model_dump()) if outcome.plan else None,
                 pr.branch if pr else None,
                 pr.number if pr else None,
+                pr.url if pr else None,
                 outcome.rounds,
                 outcome.cost,
                 "\n\n".join(run.transcript for run in outcome.aider_runs)[-200_000:],

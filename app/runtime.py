@@ -22,7 +22,7 @@ from app.routing import Context, Event, Router
 from app.settings import Settings
 from app.web.metrics import Metrics
 from app.worker.dispatch import Dispatcher
-from app.worker.queue import DeliveryQueue
+from app.worker.queue import MECHANIC_QUEUE, QUEUE, DeliveryQueue
 
 if TYPE_CHECKING:  # imported on first use: LangGraph and aiogram are heavy
     from app.conversations import Conversations
@@ -72,11 +72,14 @@ class Runtime:
             retry_base_seconds=settings.worker_retry_base_seconds,
             stalled_seconds=settings.worker_stalled_seconds,
             processor=self.dispatcher.process,
+            mechanic=self._run_mechanic_job,
         )
         self._worker: asyncio.Task[None] | None = None
         self._sidecars: list[asyncio.Task[None]] = []
         self.worker_restarts = 0
         self.approval_sweep_seconds = 2.0  # cheap: an index on the pending questions
+        self.outbox_seconds = 0.5  # cheap: a partial index on what is not yet shown
+        self.worker_queues: tuple[str, ...] = (QUEUE, MECHANIC_QUEUE)
         self._conversations: Conversations | None = None
         self._telegram: TelegramChannel | None = None
         self._lazy_lock = asyncio.Lock()
@@ -91,7 +94,11 @@ class Runtime:
                 from app.version import build_info
 
                 conversations = Conversations(
-                    self.settings, self.pool, self.conninfo, build_info(self.settings.git_commit)
+                    self.settings,
+                    self.pool,
+                    self.conninfo,
+                    build_info(self.settings.git_commit),
+                    queue=self.queue,
                 )
                 await conversations.start()
                 self._conversations = conversations
@@ -111,9 +118,30 @@ class Runtime:
     async def _telegram_update(self, event: Event, ctx: Context) -> None:
         await (await self.telegram()).feed(event.payload)
 
+    async def _run_mechanic_job(self, job_id: str) -> None:
+        await (await self.conversations()).mechanic.run(job_id)
+
+    async def _deliver_outbox(self) -> None:
+        """Show in Telegram what workers (here or elsewhere) wrote for Telegram chats."""
+        from app import outbox
+
+        while True:
+            await asyncio.sleep(self.outbox_seconds)
+            if self._telegram is None:
+                continue
+            try:
+                await outbox.deliver(self.pool, self._telegram.show_note, prefix="tg:")
+            except Exception:  # Telegram or the database hiccuped: the rows wait for next time
+                log.exception("outbox delivery to Telegram failed")
+
+    @property
+    def serves_telegram(self) -> bool:
+        """This process takes Telegram's updates (its worker takes deliveries)."""
+        return self.settings.telegram_bot_token is not None and QUEUE in self.worker_queues
+
     async def _warm_up(self) -> None:
         try:
-            if self.settings.telegram_bot_token is not None:
+            if self.serves_telegram:
                 await self.telegram()
             else:
                 await self.conversations()
@@ -141,6 +169,10 @@ class Runtime:
                 asyncio.create_task(self._warm_up(), name="warm-up"),
                 asyncio.create_task(self._sweep_approvals(), name="approval sweep"),
             ]
+            if self.serves_telegram:
+                self._sidecars.append(
+                    asyncio.create_task(self._deliver_outbox(), name="telegram outbox")
+                )
 
     async def _supervise_worker(self) -> None:
         """Keep the worker running: a crash (a lost database, a library error) is logged and
@@ -150,7 +182,9 @@ class Runtime:
             started = time.monotonic()
             try:
                 await self.queue.run_worker(
-                    name=worker_name(), concurrency=self.settings.worker_concurrency
+                    name=worker_name(),
+                    concurrency=self.settings.worker_concurrency,
+                    queues=self.worker_queues,
                 )
                 return
             except asyncio.CancelledError:

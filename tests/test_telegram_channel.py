@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from app import outbox
+from app.runtime import Runtime
 from app.settings import Settings
-from app.telegram.channel import make_bot
 from app.telegram.handlers.access import REFUSAL
-from app.telegram.progress import Progress
 from tests.support.agents import write_agent
 from tests.support.config import make_settings
 from tests.support.conversation import ASKER
@@ -203,25 +203,42 @@ def test_flood_control_is_honoured(tg_settings: Settings, database: str, telegra
     assert accepted.at - refused.at >= fake.retry_after * 0.9
 
 
-def test_progress_edits_one_message_at_most_once_a_second(tg_settings: Settings, telegram) -> None:
+def test_the_outbox_edits_one_progress_message_at_most_once_a_second(
+    tg_settings: Settings, database: str, telegram
+) -> None:
     _, fake = telegram
 
-    async def run() -> None:
-        bot = make_bot(tg_settings)
-        progress = Progress(bot, ADA)
+    async def run() -> list[int]:
+        runtime = Runtime(tg_settings, database)
+        await runtime.start(worker=False)
         try:
-            await progress.update("plan")
-            await progress.update("plan")  # identical: never re-sent
-            await asyncio.gather(*(progress.update(s) for s in ("scaffold", "code", "validate")))
-            await progress.update("validate")
-        finally:
-            await bot.session.close()
+            channel = await runtime.telegram()
 
-    asyncio.run(run())
+            async def put(text: str) -> None:
+                async with runtime.pool.connection() as conn:
+                    await outbox.put(conn, f"tg:{ADA}", text, key="job:x:progress")
+
+            async def deliver() -> int:
+                return await outbox.deliver(runtime.pool, channel.show_note, prefix="tg:")
+
+            shown = []
+            await put("plan")
+            shown.append(await deliver())
+            await put("plan")  # identical: nothing new to show
+            shown.append(await deliver())
+            for stage in ("scaffold", "code", "validate"):
+                await put(stage)
+            shown.append(await deliver())  # only the latest
+            await put("pull request")
+            shown.append(await deliver())
+            return shown
+        finally:
+            await runtime.stop()
+
+    assert asyncio.run(run()) == [1, 0, 1, 1]
     assert fake.texts(ADA) == ["plan"]
-    edits = [c for c in fake.calls if c.method == "editMessageText"]
-    assert edits[-1].params["text"] == "validate"
-    assert len(edits) <= 2
+    edits = [c.params["text"] for c in fake.calls if c.method == "editMessageText"]
+    assert edits == ["validate", "pull request"]
     times = [c.at for c in fake.calls if c.method in ("sendMessage", "editMessageText")]
     assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
 

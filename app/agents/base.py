@@ -22,12 +22,14 @@ class Message:
     user_name: str
     conversation: str  # the thread: "tg:<chat>", "cli:<name>", "gh:<owner>/<repo>#<n>"
     command: str | None = None
+    admin: bool = False  # the sender is an admin of this surface
 
 
 @dataclass(frozen=True)
 class Choice:
     key: str  # short: it travels in Telegram's 64-byte callback_data
     label: str
+    url: str = ""  # a link ("View PR"): shows the address, decides nothing
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,23 @@
 Buttons become numbered choices: type the number to press it. The conversation is the
 thread `cli:<name>` in the server's database, so it shows in /status like any other, and
 a question left open when the chat ended is offered again when it starts.
+
+What workers say later (a Mechanic job's progress and its pull request) arrives through
+the outbox: a progress message edited in place shows here as one line per stage. At the
+end of input the chat waits for this conversation's running jobs before it leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TextIO
+from typing import Any, TextIO
 
+from app import outbox
+from app.mechanic_service import MechanicJobs
 from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Inbound, Orchestrator, Outbound
@@ -20,12 +28,24 @@ Reader = Callable[[], Awaitable[str]]
 
 
 class TerminalChat:
-    def __init__(self, orchestrator: Orchestrator, name: str, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        name: str,
+        out: TextIO = sys.stdout,
+        *,
+        jobs: MechanicJobs | None = None,
+        poll_seconds: float = 0.3,
+    ) -> None:
         self.orchestrator = orchestrator
+        self.jobs = jobs
+        self.poll_seconds = poll_seconds
         self.name = name
         self.user = f"cli:{name}"
         self.out = out
         self.numbers: dict[str, tuple[str, str]] = {}  # "1" -> (approval id, choice key)
+        self.offered: set[str] = set()  # approval ids whose choices are numbered
+        self._numbering = itertools.count(1)
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -33,14 +53,26 @@ class TerminalChat:
 
     async def run(self, read: Reader) -> None:
         self.say(f"Persais chat as {self.name}. /help lists commands; Ctrl-D leaves.")
+        await self._deliver()  # what was said while no chat was open
         for question in await self._open_questions():
-            self._show(Outbound(question.prompt, question.agent, question))
+            if question.id not in self.offered:
+                self._show(Outbound(question.prompt, question.agent, question))
+        poller = asyncio.create_task(self._poll(), name="terminal outbox")
+        try:
+            await self._converse(read)
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    async def _converse(self, read: Reader) -> None:
         while True:
             self.out.write("> ")
             self.out.flush()
             line = await read()
             if not line:
                 self.say("")
+                await self._wait_for_jobs()
                 return
             text = line.strip()
             if not text:
@@ -58,9 +90,10 @@ class TerminalChat:
     def _show(self, reply: Outbound) -> None:
         self.say(reply.text)
         if reply.approval is not None:
+            self.offered.add(reply.approval.id)
             buttons = []
-            for key, label in reply.approval.choices:
-                number = str(len(self.numbers) + 1)
+            for key, label, *_ in reply.approval.choices:
+                number = str(next(self._numbering))  # never reused within a session
                 self.numbers[number] = (reply.approval.id, key)
                 buttons.append(f"[{number}] {label}")
             self.say("  " + "  ".join(buttons))
@@ -68,11 +101,53 @@ class TerminalChat:
     async def _press(self, approval_id: str, key: str) -> None:
         press = await self.orchestrator.press(approval_id, key, user=self.user, admin=True)
         self.say(press.notice)
+        if press.link:  # a link decides nothing: the choices stay
+            return
         for number, (aid, _) in list(self.numbers.items()):
             if aid == approval_id:
                 del self.numbers[number]
         for reply in press.outbound:
             self._show(reply)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            await self._deliver()
+
+    async def _deliver(self) -> None:
+        await outbox.deliver(self.orchestrator.pool, self._show_note, conversation=self.user)
+
+    async def _show_note(self, note: outbox.Note) -> dict[str, Any] | None:
+        if note.approval is not None:
+            async with self.orchestrator.pool.connection() as conn:
+                question = await approvals.get(conn, note.approval)
+            if question is not None and question.status == "pending":
+                self._show(Outbound(note.text, question.agent, question))
+                return {"text": note.text}
+        lines = note.text.splitlines()
+        if note.key is not None and note.channel_ref:  # an edit: the lines that changed
+            before = note.channel_ref.get("text", "").splitlines()
+            same = next(
+                (i for i, (a, b) in enumerate(zip(before, lines, strict=False)) if a != b),
+                min(len(before), len(lines)),
+            )
+            lines = lines[same:]
+        for line in lines:
+            self.say(line)
+        return {"text": note.text}
+
+    async def _wait_for_jobs(self) -> None:
+        """End of input with jobs running here: stay to show how they end."""
+        if self.jobs is None:
+            return
+        running = await self.jobs.active_in(self.user)
+        if running:
+            self.say(f"Waiting for job {', '.join(running)} to finish (Ctrl-C leaves; it goes on).")
+        while running:
+            await asyncio.sleep(self.poll_seconds)
+            await self._deliver()
+            running = await self.jobs.active_in(self.user)
+        await self._deliver()
 
     async def _open_questions(self) -> list[Approval]:
         async with self.orchestrator.pool.connection() as conn:

@@ -30,11 +30,15 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
         raise Exit(2, "--name: letters, digits, _ . - (at most 32)")
     logging.getLogger().setLevel(logging.WARNING)  # the terminal is the conversation
 
+    from app.worker.queue import MECHANIC_QUEUE
+
     async def body(conversations: Conversations) -> int:
-        await TerminalChat(conversations.orchestrator, args.name).run(stdin_reader)
+        chat = TerminalChat(conversations.orchestrator, args.name, jobs=conversations.mechanic)
+        await chat.run(stdin_reader)
         return 0
 
-    return with_conversations(settings, body)
+    # Mechanic jobs asked for here run here too (a running `persais serve` may take them).
+    return with_conversations(settings, body, worker_queues=(MECHANIC_QUEUE,))
 
 
 def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:

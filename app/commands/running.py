@@ -12,7 +12,6 @@ from app.db.embedded import EmbeddedDatabaseError
 from app.db.migrate import Migration, MigrationError
 from app.runtime import Runtime
 from app.settings import Settings
-from app.version import build_info
 
 if TYPE_CHECKING:  # LangGraph and the agents load only in the commands that converse
     from app.conversations import Conversations
@@ -49,13 +48,20 @@ def open_database(settings: Settings, *, applied: list[Migration] | None = None)
     return db
 
 
-def with_runtime(settings: Settings, body: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Run `body` with an open pool and queue, no worker: for one-shot commands."""
+def with_runtime(
+    settings: Settings,
+    body: Callable[[Runtime], Awaitable[T]],
+    *,
+    worker_queues: tuple[str, ...] = (),
+) -> T:
+    """Run `body` with an open pool and queue; a worker only on `worker_queues`."""
     db = open_database(settings)
 
     async def run() -> T:
         runtime = Runtime(settings, db.conninfo)
-        await runtime.start(worker=False)
+        if worker_queues:
+            runtime.worker_queues = worker_queues
+        await runtime.start(worker=bool(worker_queues))
         try:
             return await body(runtime)
         finally:
@@ -67,17 +73,13 @@ def with_runtime(settings: Settings, body: Callable[[Runtime], Awaitable[T]]) ->
         db.release()
 
 
-def with_conversations(settings: Settings, body: Callable[[Conversations], Awaitable[T]]) -> T:
-    from app.conversations import Conversations
-
+def with_conversations(
+    settings: Settings,
+    body: Callable[[Conversations], Awaitable[T]],
+    *,
+    worker_queues: tuple[str, ...] = (),
+) -> T:
     async def run(runtime: Runtime) -> T:
-        conversations = Conversations(
-            settings, runtime.pool, runtime.conninfo, build_info(settings.git_commit)
-        )
-        await conversations.start()
-        try:
-            return await body(conversations)
-        finally:
-            await conversations.stop()
+        return await body(await runtime.conversations())
 
-    return with_runtime(settings, run)
+    return with_runtime(settings, run, worker_queues=worker_queues)

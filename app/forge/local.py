@@ -54,10 +54,12 @@ class LocalForge:
 
     async def withdraw(self, *, job_id: str, branch: str) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE pull_requests SET state = 'closed', updated_at = now()"
-                " WHERE job_id = %s AND state = 'open'",
+                " WHERE job_id = %s AND state = 'open' RETURNING branch",
                 (job_id,),
             )
+            branches = {row[0] for row in await cur.fetchall()} | ({branch} if branch else set())
         if (self.bare / "HEAD").exists():
-            await git("branch", "-D", branch, cwd=self.bare, check=False)
+            for name in sorted(branches):
+                await git("branch", "-D", name, cwd=self.bare, check=False)

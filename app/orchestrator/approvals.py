@@ -25,7 +25,7 @@ class Approval:
     agent: str
     question: str
     prompt: str
-    choices: list[list[str]]  # [[key, label], ...]
+    choices: list[list[str]]  # [[key, label], ...]; [key, label, url] for a link
     requested_by: str
     status: str
     choice: str | None
@@ -37,7 +37,11 @@ class Approval:
     expires_at: datetime
 
     def label(self, key: str | None) -> str:
-        return next((label for k, label in self.choices if k == key), key or "")
+        return next((c[1] for c in self.choices if c[0] == key), key or "")
+
+    def link(self, key: str) -> str | None:
+        """The address of a link choice (it decides nothing), else None."""
+        return next((c[2] for c in self.choices if c[0] == key and len(c) > 2), None)
 
 
 _COLUMNS = (

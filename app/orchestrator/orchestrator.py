@@ -15,10 +15,12 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import Command
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit
+from app.agents.base import Reply
 from app.agents.registry import Registry
 from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
@@ -56,6 +58,7 @@ class Press:
     notice: str  # for the presser (Telegram: the callback answer)
     approval: Approval | None = None  # the question, as decided (to edit its message)
     outbound: list[Outbound] = field(default_factory=list)
+    link: bool = False  # a link choice was pressed: `notice` is its address, nothing decided
 
 
 class Orchestrator:
@@ -104,7 +107,7 @@ class Orchestrator:
         return {"configurable": {"thread_id": thread}, "metadata": {"graph_version": GRAPH_VERSION}}
 
     async def handle(self, inbound: Inbound) -> list[Outbound]:
-        conversation, approval_graph_ = self.graphs
+        conversation, _ = self.graphs
         state = await conversation.ainvoke(
             {"inbound": inbound.__dict__, "outbound": []},
             self._config(inbound.conversation),
@@ -127,30 +130,53 @@ class Orchestrator:
             for out in state.get("outbound", []):
                 question = None
                 if out.get("choices"):
-                    question = await approvals.create(
-                        conn,
-                        conversation=inbound.conversation,
-                        agent=out["agent"],
-                        question=out.get("question") or "question",
-                        prompt=out["text"],
-                        choices=out["choices"],
-                        requested_by=inbound.user,
-                        timeout_seconds=self.approval_timeout,
-                    )
-                    await approval_graph_.ainvoke(
-                        {"approval": question.id, "agent": question.agent,
-                         "question": question.question, "conversation": inbound.conversation},
-                        self._config(f"approval:{question.id}"),
-                        context=self.deps,
-                    )  # fmt: skip
-                    await audit.record(
-                        conn, actor=out["agent"], action="approval.asked",
-                        subject=f"approval:{question.id}", detail={"prompt": out["text"][:200]},
+                    question = await self._ask(
+                        conn, inbound.conversation, out["agent"], out["text"],
+                        out["choices"], out.get("question") or "question", inbound.user,
                     )  # fmt: skip
                 replies.append(
                     Outbound(out["text"], out["agent"], question, bool(out.get("error")))
                 )
         return replies
+
+    async def ask(
+        self, conversation: str, agent: str, reply: Reply, *, requested_by: str
+    ) -> Approval:
+        """Ask a question outside a turn (a job that finished in a worker): the same
+        approval, waiting in its own graph thread, as one asked in a reply."""
+        choices = [[c.key, c.label, c.url] if c.url else [c.key, c.label] for c in reply.choices]
+        async with self.pool.connection() as conn:
+            return await self._ask(
+                conn, conversation, agent, reply.text, choices, reply.question or "question",
+                requested_by,
+            )  # fmt: skip
+
+    async def _ask(
+        self,
+        conn: AsyncConnection[Any],
+        conversation: str,
+        agent: str,
+        prompt: str,
+        choices: list[list[str]],
+        question_name: str,
+        requested_by: str,
+    ) -> Approval:
+        _, approval_graph_ = self.graphs
+        question = await approvals.create(
+            conn, conversation=conversation, agent=agent, question=question_name, prompt=prompt,
+            choices=choices, requested_by=requested_by, timeout_seconds=self.approval_timeout,
+        )  # fmt: skip
+        await approval_graph_.ainvoke(
+            {"approval": question.id, "agent": question.agent,
+             "question": question.question, "conversation": conversation},
+            self._config(f"approval:{question.id}"),
+            context=self.deps,
+        )  # fmt: skip
+        await audit.record(
+            conn, actor=agent, action="approval.asked", subject=f"approval:{question.id}",
+            detail={"prompt": prompt[:200]},
+        )  # fmt: skip
+        return question
 
     async def press(self, approval_id: str, choice: str, *, user: str, admin: bool) -> Press:
         """Claim the decision and hand it to the agent (`claim` then `deliver`)."""
@@ -179,8 +205,11 @@ class Orchestrator:
                     conn, actor=user, action="approval.refused", subject=f"approval:{approval_id}"
                 )
                 return Press(False, "Only the person who asked, or an admin, may answer this.")
-            if choice not in {key for key, _ in question.choices}:
+            if choice not in {c[0] for c in question.choices}:
                 return Press(False, "That is not one of the choices.")
+            link = question.link(choice)
+            if link is not None:  # "View PR": the question stays open
+                return Press(False, link, question, link=True)
             decided = await approvals.decide(conn, approval_id, choice, user)
             if decided is None:  # someone else was first, or it just expired
                 latest = await approvals.get(conn, approval_id)
@@ -214,12 +243,20 @@ class Orchestrator:
             self._config(f"approval:{question.id}"),
             context=self.deps,
         )
+        replies = []
         async with self.pool.connection() as conn:
             await approvals.mark_delivered(conn, question.id)
-        return [
-            Outbound(o["text"], o["agent"], None, bool(o.get("error")))
-            for o in state.get("outbound", [])
-        ]
+            for out in state.get("outbound", []):
+                follow_up = None
+                if out.get("choices"):  # the answer asks again
+                    follow_up = await self._ask(
+                        conn, question.conversation, out["agent"], out["text"], out["choices"],
+                        out.get("question") or "question", question.requested_by,
+                    )  # fmt: skip
+                replies.append(
+                    Outbound(out["text"], out["agent"], follow_up, bool(out.get("error")))
+                )
+        return replies
 
     async def remember_message(self, approval_id: str, ref: dict[str, Any]) -> None:
         async with self.pool.connection() as conn:

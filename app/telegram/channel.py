@@ -3,17 +3,21 @@ Dispatcher with our routers, and the few ways Persais speaks in a chat."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from psycopg_pool import AsyncConnectionPool
 
+from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Orchestrator, Outbound
+from app.outbox import Note
 from app.settings import Settings
 from app.telegram.keyboards import approval_keyboard, decided_text
 from app.telegram.retry import RetryAfter
@@ -46,6 +50,8 @@ class TelegramChannel:
             )
         )
         self.dispatcher.include_routers(callbacks.build_router(), messages.build_router())
+        self.min_interval = 1.0  # Telegram: about one message a second per chat
+        self._next_slot: dict[int, float] = {}
 
     async def feed(self, update: dict[str, Any]) -> None:
         await self.dispatcher.feed_raw_update(
@@ -54,6 +60,44 @@ class TelegramChannel:
 
     async def close(self) -> None:
         await self.bot.session.close()
+
+    async def show_note(self, note: Note) -> dict[str, Any] | None:
+        """Show an outbox row: a question with its buttons, an edit of a message shown
+        before (a job's progress), or a new message. At most one a second per chat."""
+        chat_id = int(note.conversation.removeprefix("tg:"))
+        try:
+            if note.approval is not None:
+                async with self.orchestrator.pool.connection() as conn:
+                    question = await approvals.get(conn, note.approval)
+                if question is not None and question.status == "pending":
+                    await self.send(chat_id, Outbound(note.text, question.agent, question))
+                    return None
+            await self._pace(chat_id)
+            if note.key is not None and note.channel_ref:
+                try:
+                    await self.bot.edit_message_text(
+                        text=note.text[:4096], chat_id=chat_id,
+                        message_id=note.channel_ref["message_id"],
+                    )  # fmt: skip
+                    return None
+                except TelegramBadRequest as exc:
+                    if "not modified" in exc.message:
+                        return None
+                    log.info("could not edit message in %s (%s); sending anew", chat_id, exc)
+            sent = await self.bot.send_message(chat_id, note.text[:4096])
+            return {"chat_id": chat_id, "message_id": sent.message_id}
+        except TelegramForbiddenError:  # the person blocked the bot: nothing more to do
+            log.info("chat %s blocked the bot; dropping outbox row %s", chat_id, note.id)
+            return None
+
+    async def _pace(self, chat_id: int) -> None:
+        """Wait for this chat's next free slot. The slot is taken before sleeping, so
+        concurrent senders (a reply, the outbox) queue up instead of colliding."""
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(chat_id, 0.0))
+        self._next_slot[chat_id] = slot + self.min_interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     async def send_all(self, chat_id: int, replies: list[Outbound]) -> None:
         for reply in replies:
@@ -64,6 +108,7 @@ class TelegramChannel:
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
             markup = approval_keyboard(reply.approval) if last and reply.approval else None
+            await self._pace(chat_id)
             sent = await self.bot.send_message(chat_id, part, reply_markup=markup)
             if markup is not None and reply.approval is not None:
                 await self.orchestrator.remember_message(

@@ -16,10 +16,13 @@ class ApprovalButton(CallbackData, prefix="ap"):
 
 
 def approval_keyboard(approval: Approval) -> InlineKeyboardMarkup:
-    buttons = [
-        InlineKeyboardButton(text=label, callback_data=ApprovalButton(id=approval.id, c=key).pack())
-        for key, label in approval.choices
-    ]
+    buttons = []
+    for key, label, *link in approval.choices:
+        if link and link[0].startswith(("https://", "http://")):
+            buttons.append(InlineKeyboardButton(text=label, url=link[0]))
+        else:  # a choice, or a link Telegram cannot open (the local forge): we answer it
+            data = ApprovalButton(id=approval.id, c=key).pack()
+            buttons.append(InlineKeyboardButton(text=label, callback_data=data))
     return InlineKeyboardMarkup(inline_keyboard=[buttons])
 
 

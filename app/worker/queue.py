@@ -1,10 +1,14 @@
-"""The job queue (procrastinate on our Postgres) that carries deliveries to workers.
+"""The job queue (procrastinate on our Postgres) that carries deliveries and Mechanic jobs
+to workers.
 
 The web process only enqueues, on the same connection and in the same transaction that
 stores the delivery in the inbox: a delivery is either stored with its job or not at all.
 Workers run the `process_delivery` task. procrastinate gives us at-least-once execution,
 one worker per job, retries with backoff, and heartbeats; on top we sweep jobs left in
 `doing` by a worker that died (SIGKILL, lost machine) back to `todo`.
+
+Mechanic jobs have their own queue, so a process can work on them alone (`persais chat`
+runs them while the person watches), and one lock, so they run one after another.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from psycopg_pool import AsyncConnectionPool
 
 QUEUE = "deliveries"
 TASK = "persais.process_delivery"
+MECHANIC_QUEUE = "mechanic"
+MECHANIC_TASK = "persais.mechanic_job"
+MECHANIC_LOCK = "mechanic:persais"  # one repository, one job at a time
 POLL_SECONDS = 2.0  # LISTEN/NOTIFY wakes workers; polling is only the fallback
 
 log = logging.getLogger(__name__)
 
 Processor = Callable[[int, str], Awaitable[Any]]
+JobRunner = Callable[[str], Awaitable[None]]
 
 
 class DeliveryQueue:
@@ -36,6 +44,7 @@ class DeliveryQueue:
         retry_base_seconds: int,
         stalled_seconds: int = 30,
         processor: Processor | None = None,
+        mechanic: JobRunner | None = None,
     ) -> None:
         self.app = App(connector=PsycopgConnector())
         self.stalled_seconds = stalled_seconds
@@ -52,6 +61,19 @@ class DeliveryQueue:
             await self._processor(inbox_id, context.worker_name or "worker")
 
         self._task = process_delivery
+        self._mechanic = mechanic
+
+        # The runner reports its own failures to the person; what reaches procrastinate is a
+        # shutdown cancelling a run (retried: the job resumes) or a lost database.
+        @self.app.task(
+            name=MECHANIC_TASK, queue=MECHANIC_QUEUE, retry=RetryStrategy(max_attempts=3, wait=1)
+        )
+        async def mechanic_job(job_id: str) -> None:
+            if self._mechanic is None:
+                raise RuntimeError("this queue was opened without a Mechanic runner")
+            await self._mechanic(job_id)
+
+        self._mechanic_task = mechanic_job
 
     async def open(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -71,12 +93,20 @@ class DeliveryQueue:
         for lock, jobs in by_lock.items():
             await self._task.configure(connection=conn, lock=lock).batch_defer_async(*jobs)
 
-    async def run_worker(self, *, name: str, concurrency: int) -> None:
+    async def defer_mechanic(self, conn: AsyncConnection[Any], job_id: str) -> None:
+        """Queue a Mechanic job inside the caller's transaction."""
+        await self._mechanic_task.configure(connection=conn, lock=MECHANIC_LOCK).defer_async(
+            job_id=job_id
+        )
+
+    async def run_worker(
+        self, *, name: str, concurrency: int, queues: tuple[str, ...] = (QUEUE, MECHANIC_QUEUE)
+    ) -> None:
         """Work until cancelled; then finish running jobs and stop."""
         sweeper = asyncio.create_task(self._sweep_stalled(), name="stalled-job sweeper")
         try:
             await self.app.run_worker_async(
-                queues=[QUEUE],
+                queues=list(queues),
                 name=name,
                 concurrency=concurrency,
                 install_signal_handlers=False,
@@ -103,22 +133,23 @@ class DeliveryQueue:
         if context.job.lock is not None:
             task = asyncio.current_task()
             if task is not None:
-                task.add_done_callback(lambda _: self._spawn_wake())
+                queue = context.job.queue
+                task.add_done_callback(lambda _: self._spawn_wake(queue))
         return result
 
-    def _spawn_wake(self) -> None:
-        waker = asyncio.get_running_loop().create_task(self._wake())
+    def _spawn_wake(self, queue: str) -> None:
+        waker = asyncio.get_running_loop().create_task(self._wake(queue))
         self._wakers.add(waker)
         waker.add_done_callback(self._wakers.discard)
 
-    async def _wake(self) -> None:
+    async def _wake(self, queue: str) -> None:
         if self._pool is None:
             return
         try:
             async with self._pool.connection() as conn:
                 await conn.execute(
                     "SELECT pg_notify(%s, %s)",
-                    (f"procrastinate_queue_v1#{QUEUE}", '{"type": "job_inserted", "job_id": 0}'),
+                    (f"procrastinate_queue_v1#{queue}", '{"type": "job_inserted", "job_id": 0}'),
                 )
         except Exception:  # a missed wake-up costs one poll interval, nothing more
             log.warning("could not wake the workers after a locked job", exc_info=True)

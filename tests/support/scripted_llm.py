@@ -23,6 +23,7 @@ class ScriptedLLM:
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     delay: float = 0.0  # seconds before answering (to test timeouts)
+    holds: dict[int, float] = field(default_factory=dict)  # request number -> its own delay
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set to cut a delay short
 
     def next_reply(self) -> str:
@@ -32,11 +33,12 @@ class ScriptedLLM:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        delay = self.holds.get(len(self.requests), self.delay)
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        if self.delay:  # a slow model; shutting the server down cuts it short
+        if delay:  # a slow model; shutting the server down cuts it short
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), self.delay)
+                await asyncio.wait_for(self.closing.wait(), delay)
         text = self.next_reply()
         usage = {"prompt_tokens": 1000, "completion_tokens": len(text) // 4,
                  "total_tokens": 1000 + len(text) // 4}  # fmt: skip

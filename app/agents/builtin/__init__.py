@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.agents.base import Agent
+from app.agents.builtin.abort import AbortAgent
 from app.agents.builtin.agents import AgentsAgent
 from app.agents.builtin.help import HelpAgent
 from app.agents.builtin.mechanic import MechanicAgent
@@ -15,6 +16,7 @@ BUILTINS: tuple[type[Agent], ...] = (
     StatusAgent,
     AgentsAgent,
     MechanicAgent,
+    AbortAgent,
     ReloadAgent,
 )
 

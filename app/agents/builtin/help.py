@@ -8,7 +8,6 @@ from app.agents.base import Agent, AgentContext, Message, Reply
 
 CORE_COMMANDS = (
     ("cancel", "leave the current mode"),
-    ("abort", "stop the running Mechanic job"),
     ("rollback", "go back to the previous release (admins)"),
 )
 

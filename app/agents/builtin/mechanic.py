@@ -1,23 +1,97 @@
-"""`/mechanic`: the Mechanic's mode. The coding loop itself arrives with issue 4; until then
-the mode exists, takes requests, and says plainly that it cannot build them yet."""
+"""`/mechanic`: describe a change; the Mechanic builds it as a pull request.
+
+Each request in Mechanic mode becomes a job (see `app/mechanic_service.py`) that a worker
+runs; progress and the pull request come back into the conversation through the outbox.
+With no model configured, the Mechanic says so and offers the template alone.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
-from app.agents.base import Agent, AgentContext, Message, Reply
+from app.agents.base import Agent, AgentContext, Choice, Message, Reply
+
+_NAMED = re.compile(
+    r"\b(agent|tool)\s+(?:called\s+|named\s+)?[\"'`]?([A-Za-z][A-Za-z0-9_]{1,31})\b", re.I
+)
+_FILLER = {"that", "which", "who", "to", "for", "with", "and"}
+
+
+def template_guess(request: str) -> tuple[str, str] | None:
+    """("agent" | "tool", name) from "Create an agent Echo that ...", or None."""
+    match = _NAMED.search(request)
+    if match is None or match.group(2).lower() in _FILLER:
+        return None
+    return match.group(1).lower(), match.group(2).lower()
 
 
 class MechanicAgent(Agent):
     name = "mechanic"
     command = "mechanic"
     description = "describe a change; the Mechanic builds it as a pull request"
-    permissions: ClassVar[tuple[str, ...]] = ()
+    permissions: ClassVar[tuple[str, ...]] = ("mechanic",)
 
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
-        if not message.text.strip():
-            return "Mechanic mode. Describe the agent or change you want."
-        return (
-            "Request noted, but the Mechanic cannot build changes in this version yet "
-            f"(requested: {message.text.strip()[:200]})."
+        jobs = ctx.capability("mechanic")
+        request = message.text.strip()
+        if not request:
+            return (
+                "Mechanic mode. Describe the agent you want, for example: "
+                "Create an agent Echo that repeats my messages"
+            )
+        if jobs.model_configured:
+            job = await jobs.start(
+                conversation=message.conversation, user=message.user, request=request
+            )
+            return f"On it: job {job}. Progress shows here; /abort stops it."
+        guess = template_guess(request)
+        if guess is None:
+            return (
+                "No model is configured (LLM_API_KEY), so I cannot plan from a description. "
+                'Name what to build ("Create an agent Echo …") and I can scaffold it from '
+                "the template alone."
+            )
+        kind, name = guess
+        from app.mechanic_jobs import template_plan
+
+        plan = template_plan(kind, name, name, _description(request))
+        job = await jobs.start(
+            conversation=message.conversation, user=message.user, request=request,
+            plan=plan.model_dump(), hold=True,
+        )  # fmt: skip
+        return Reply(
+            f"No model is configured (LLM_API_KEY), so no code can be written for this. "
+            f"Scaffold the {kind} {name} (/{name}) from the template alone, as job {job}?",
+            (Choice("go", "Scaffold from template"), Choice("no", "Cancel")),
+            question=f"template:{job}",
         )
+
+    async def on_choice(self, question: str, choice: str, ctx: AgentContext) -> Reply | str:
+        jobs = ctx.capability("mechanic")
+        kind, _, job_id = question.partition(":")
+        if kind == "template":
+            if choice == "go":
+                if await jobs.confirm(job_id):
+                    return f"On it: job {job_id}. Progress shows here; /abort stops it."
+                return f"Job {job_id} is no longer waiting."
+            await jobs.decline(job_id)
+            return "Cancelled; nothing was built."
+        if kind == "pr":
+            if choice == "abort":
+                return str(await jobs.withdraw(job_id, by="mechanic"))
+            if choice == "deploy":
+                job = await jobs.job(job_id)
+                url = job.pr_url if job is not None else ""
+                return Reply(
+                    "Deploy arrives with the deploy feature (it is not in this version); the "
+                    "pull request stays open.",
+                    (Choice("abort", "Abort"), Choice("view", "View PR", url or "")),
+                    question=question,
+                )
+        return f"Noted: {choice}."
+
+
+def _description(request: str) -> str:
+    text = " ".join(request.split()).replace('"', "'").replace("\\", "/")
+    return text[:200] or "scaffolded from the template"

@@ -16,7 +16,10 @@ def reply_out(agent: str, reply: Reply) -> dict[str, Any]:
     return {
         "text": reply.text,
         "agent": agent,
-        "choices": [[choice.key, choice.label] for choice in reply.choices],
+        "choices": [
+            [choice.key, choice.label, choice.url] if choice.url else [choice.key, choice.label]
+            for choice in reply.choices
+        ],
         "question": reply.question,
     }
 
@@ -33,6 +36,7 @@ async def respond(state: Conversation, runtime: Runtime[Deps]) -> dict[str, Any]
         user_name=inbound["user_name"],
         conversation=inbound["conversation"],
         command=target,
+        admin=bool(inbound.get("admin")),
     )
     async with runtime.context.registry.use() as agents:
         loaded = agents.agents.get(target)

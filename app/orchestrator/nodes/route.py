@@ -13,7 +13,8 @@ from app.orchestrator.context import Deps
 from app.orchestrator.state import GRAPH_VERSION, Conversation
 
 ADMIN_COMMANDS = frozenset({"rollback", "reload"})
-ONE_SHOT = frozenset({"help", "status", "agents", "reload"})  # answer, never become the mode
+# These answer and never become the mode.
+ONE_SHOT = frozenset({"help", "status", "agents", "reload", "abort"})
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,6 @@ def plan_route(text: str, mode: str | None, agents: AgentSet, *, admin: bool) ->
         return Route(None, "", None, f"Left /{agents.agents[mode].manifest.command} mode.")
     if command in ADMIN_COMMANDS and not admin:
         return Route(None, "", mode, f"Only admins may use /{command}.")
-    if command == "abort":
-        return Route(None, "", mode, "No Mechanic job is running.")
     if command == "rollback":
         return Route(None, "", mode, "There is no earlier release to roll back to yet.")
     loaded = agents.by_command(command)

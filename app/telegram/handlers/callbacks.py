@@ -21,7 +21,7 @@ async def on_press(
     claimed = await orchestrator.claim(
         callback_data.id, callback_data.c, user=f"tg:{query.from_user.id}", admin=admin
     )
-    await query.answer(claimed.notice, show_alert=not claimed.ok)
+    await query.answer(claimed.notice[:200], show_alert=not claimed.ok or claimed.link)
     if not claimed.ok or claimed.approval is None:
         return
     await channel.show_decided(claimed.approval, user_name)

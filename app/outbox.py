@@ -1,0 +1,94 @@
+"""The outbox: what Persais has to say in a conversation, from whichever process.
+
+A Mechanic job runs in a worker, but the person may be in `persais chat` (another process)
+or in Telegram. The job writes here; the process that serves the conversation shows it.
+A row with a `key` is one message edited in place (a job's progress): `put` bumps its
+version, and a channel shows only the latest version it has not shown yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+
+@dataclass(frozen=True)
+class Note:
+    id: int
+    conversation: str
+    key: str | None
+    text: str
+    approval: str | None
+    version: int
+    channel_ref: dict[str, Any] | None
+
+
+async def put(
+    conn: AsyncConnection[Any],
+    conversation: str,
+    text: str,
+    *,
+    key: str | None = None,
+    approval: str | None = None,
+) -> None:
+    """Say `text` in `conversation`; with `key`, replace what was said under that key."""
+    await conn.execute(
+        "INSERT INTO outbox (conversation, key, text, approval) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (key) DO UPDATE SET text = EXCLUDED.text, approval = EXCLUDED.approval,"
+        " version = outbox.version + 1, updated_at = now()"
+        " WHERE (outbox.text, outbox.approval) IS DISTINCT FROM (EXCLUDED.text, EXCLUDED.approval)",
+        (conversation, key, text[:20_000], approval),
+    )
+
+
+Show = Callable[[Note], Awaitable[dict[str, Any] | None]]
+
+
+async def deliver(
+    pool: AsyncConnectionPool,
+    show: Show,
+    *,
+    conversation: str | None = None,
+    prefix: str | None = None,
+    limit: int = 20,
+) -> int:
+    """Show what is waiting in one `conversation`, or in those starting with `prefix`,
+    oldest first.
+
+    Each row is locked while it is shown (SKIP LOCKED: several processes may deliver), and
+    marked with the version shown and where (`show` returns the channel's reference, kept
+    for later edits). `show` raising leaves the row for the next round.
+    """
+    if conversation is None and prefix is None:
+        raise ValueError("deliver needs a conversation or a prefix")
+    pattern = None if prefix is None else prefix.replace("%", r"\%").replace("_", r"\_") + "%"
+    shown = 0
+    async with pool.connection() as conn:
+        for _ in range(limit):
+            async with conn.transaction():
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(
+                    "SELECT id, conversation, key, text, approval, version, channel_ref"
+                    " FROM outbox WHERE delivered_version < version"
+                    " AND (conversation = %s OR conversation LIKE %s)"
+                    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    (conversation, pattern),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    break
+                note = Note(**row)
+                ref = await show(note)
+                await conn.execute(
+                    "UPDATE outbox SET delivered_version = %s,"
+                    " channel_ref = coalesce(%s, channel_ref) WHERE id = %s",
+                    (note.version, Jsonb(ref) if ref is not None else None, note.id),
+                )
+                shown += 1
+    return shown

@@ -1,0 +1,203 @@
+"""The Mechanic from the chat: `persais chat` and Telegram, the real aider-chat against a
+scripted model, real git, the local forge; progress, buttons, /abort."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from app.settings import Settings
+from tests.support.config import make_settings
+from tests.support.fake_telegram import FakeTelegram, fake_telegram
+from tests.support.mechanic import PLAN, REQUEST, echo_reply
+from tests.support.processes import persais_env
+from tests.support.scripted_llm import scripted_llm
+from tests.support.server import client_for, running_server
+from tests.support.waiting import wait_for
+from tests.test_telegram_channel import BOT_ID, press_update, send, text_update
+
+pytestmark = pytest.mark.slow
+ADA = 42
+ECHO = [json.dumps(PLAN), echo_reply('f"Echo: {message.text}"')]
+
+
+def chat(env: dict[str, str], lines: list[str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "chat", "--name", "ada"],
+        input="\n".join(lines) + "\n", env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def branches(home: Path) -> str:
+    bare = home / "forge" / "persais.git"
+    return subprocess.run(
+        ["git", "-C", str(bare), "branch", "--list", "mechanic/*"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def show(home: Path, branch: str, path: str) -> str:
+    bare = home / "forge" / "persais.git"
+    return subprocess.run(
+        ["git", "-C", str(bare), "show", f"{branch}:{path}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_persais_chat_takes_the_echo_request_to_a_pull_request_with_its_buttons(
+    tmp_path: Path, database: str, sql
+) -> None:
+    home = tmp_path / "home"
+    with scripted_llm(ECHO) as (base, _):
+        env = persais_env(home, database, LLM_API_BASE=base, LLM_API_KEY="sk-chat",
+                          LLM_MODEL="scripted")  # fmt: skip
+        first = chat(env, ["/mechanic", REQUEST])
+    assert "You are now talking to mechanic" in first
+    assert "On it: job" in first
+    # The progress message, polled: each stage shows as current or as done.
+    for stage in ("plan", "scaffold", "code", "validate (round 1/4)"):
+        assert f"⏳ {stage}" in first or f"✓ {stage}" in first, first
+    assert "✓ pull request" in first
+    assert "✅ Pull request #1 is open: local://persais/pull/1" in first
+    assert "[1] Deploy  [2] Abort  [3] View PR" in first
+    ((job, status, branch, attempts),) = sql("SELECT id, status, branch, attempts FROM jobs")
+    assert (status, attempts) == ("opened", 1)
+    assert branch == f"mechanic/echo-{job}"
+    assert "Echo: {message.text}" in show(home, branch, "dynamic/agents/echo/agent.py")
+    assert '"Echo: Hello"' in show(home, branch, "tests/dynamic/test_echo.py")
+    assert not (home / "jobs" / job / "worktree").exists()
+
+    # A new session: the question is offered again; View PR decides nothing, Deploy says it
+    # is not here yet and keeps Abort; Abort closes the pull request and deletes the branch.
+    second = chat(env, ["3", "1", "4"])
+    assert "[1] Deploy  [2] Abort  [3] View PR" in second
+    assert "local://persais/pull/1" in second
+    assert "Deploy arrives with the deploy feature" in second
+    assert "[4] Abort  [5] View PR" in second, second
+    assert f"Job {job} aborted: pull request #1 closed" in second
+    assert sql("SELECT state FROM pull_requests") == [("closed",)]
+    assert sql("SELECT status FROM jobs") == [("aborted",)]
+    assert branch not in branches(home)
+    actions = {a for (a,) in sql("SELECT action FROM audit_log")}
+    assert {"mechanic.requested", "mechanic.opened", "mechanic.withdrawn"} <= actions
+    assert "sk-chat" not in first + second
+
+
+def test_without_a_model_the_chat_offers_the_template_alone(
+    tmp_path: Path, database: str, sql
+) -> None:
+    env = persais_env(tmp_path / "home", database)
+    out = chat(env, ["/mechanic Create an agent Greeter that says hello", "1"])
+    assert "No model is configured (LLM_API_KEY)" in out
+    assert "[1] Scaffold from template  [2] Cancel" in out
+    assert "✅ Pull request #1 is open" in out
+    assert sql("SELECT status, template_only FROM jobs") == [("opened", True)]
+
+    vague = chat(env, ["/mechanic make it better"])
+    assert "Name what to build" in vague
+    assert sql("SELECT count(*) FROM jobs") == [(1,)]
+
+
+# --- Telegram -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[str, FakeTelegram]]:
+    with fake_telegram(BOT_ID) as (url, fake):
+        yield url, fake
+
+
+def tg_settings(tmp_path: Path, database: str, telegram_url: str, llm_base: str) -> Settings:
+    return make_settings(
+        tmp_path / "home", database, TELEGRAM_API_URL=telegram_url,
+        PERSAIS_TELEGRAM_ALLOWED_USERS=str(ADA), LLM_API_BASE=llm_base, LLM_API_KEY="sk-tg",
+        LLM_MODEL="scripted", PERSAIS_AGENTS_DIR=str(tmp_path / "agents"),
+    )  # fmt: skip
+
+
+def buttons(params: dict[str, Any]) -> list[dict[str, Any]]:
+    markup = params.get("reply_markup") or {}
+    return [b for row in markup.get("inline_keyboard", []) for b in row]
+
+
+def with_buttons(fake: FakeTelegram) -> list[dict[str, Any]]:
+    return [p for p in fake.sent() if buttons(p)]
+
+
+def test_telegram_edits_one_progress_message_and_ends_with_deploy_abort_view(
+    tmp_path: Path, database: str, telegram, sql
+) -> None:
+    url, fake = telegram
+    with scripted_llm(ECHO) as (base, _):
+        settings = tg_settings(tmp_path, database, url, base)
+        with running_server(settings, database) as (server, _), client_for(server) as client:
+            send(client, text_update(ADA, "/mechanic"))
+            send(client, text_update(ADA, REQUEST))
+            (final,) = wait_for(lambda: with_buttons(fake), 240, "the pull request's buttons")
+            labels = [b["text"] for b in buttons(final)]
+            assert labels == ["Deploy", "Abort", "View PR"]
+            assert final["text"].startswith("✅ Pull request #1 is open: local://persais/pull/1")
+
+            # The progress message was sent once and edited, paced, through the stages.
+            assert len([t for t in fake.texts(ADA) if t.startswith("🔧 Mechanic job")]) == 1
+            edits = [c for c in fake.calls if c.method == "editMessageText"]
+            assert edits
+            assert "✓ pull request" in edits[-1].params["text"]
+            timed = [c.at for c in fake.calls if c.method in ("sendMessage", "editMessageText")]
+            assert all(b - a >= 0.9 for a, b in itertools.pairwise(timed))
+
+            view = next(b for b in buttons(final) if b["text"] == "View PR")
+            send(client, press_update(ADA, view["callback_data"], message_id=1))
+            wait_for(lambda: fake.sent("answerCallbackQuery"), 30)
+            assert fake.sent("answerCallbackQuery")[0]["text"] == "local://persais/pull/1"
+
+            abort = next(b for b in buttons(final) if b["text"] == "Abort")
+            send(client, press_update(ADA, abort["callback_data"], message_id=1))
+            wait_for(lambda: any("aborted: pull request #1 closed" in t for t in fake.texts(ADA)),
+                     30, "the abort's answer")  # fmt: skip
+    assert sql("SELECT state FROM pull_requests") == [("closed",)]
+    assert "mechanic/" not in branches(tmp_path / "home")
+    assert all("sk-tg" not in str(c.params) for c in fake.calls)
+
+
+def aider_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "aider" in cmdline and "--message-file" in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_abort_mid_run_kills_aider_and_cleans_up(
+    tmp_path: Path, database: str, telegram, sql
+) -> None:
+    url, fake = telegram
+    with scripted_llm(ECHO) as (base, llm):
+        llm.holds[1] = 120  # Aider's request hangs: the job sits in "code"
+        settings = tg_settings(tmp_path, database, url, base)
+        with running_server(settings, database) as (server, _), client_for(server) as client:
+            send(client, text_update(ADA, "/mechanic " + REQUEST))
+            wait_for(lambda: len(llm.requests) >= 2, 120, "Aider to ask the model")
+            (job,) = sql("SELECT id FROM jobs")[0]
+            assert (tmp_path / "home" / "jobs" / job / "worktree").exists()
+            assert aider_processes()
+            send(client, text_update(ADA, "/abort"))
+            wait_for(lambda: sql("SELECT status FROM jobs") == [("aborted",)], 60, "the abort")
+            wait_for(lambda: any(f"Job {job} aborted by tg:{ADA}" in t for t in fake.texts(ADA)),
+                     30, "the abort to be told")  # fmt: skip
+            assert f"Stopping job {job}…" in fake.texts(ADA)
+    assert not aider_processes()
+    assert not (tmp_path / "home" / "jobs" / job / "worktree").exists()
+    assert "mechanic/" not in branches(tmp_path / "home")
+    assert sql("SELECT count(*) FROM pull_requests") == [(0,)]
