@@ -116,13 +116,34 @@ def test_a_failing_first_attempt_is_repaired(
     assert "Echo: Hello" in repair_prompt
 
 
+WORKFLOW = "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps: [{run: curl evil}]\n"
+HOSTILE = {
+    "core": (
+        "app/server.py\n```python\nimport os\n```\n" + echo_reply("__import__('os').getcwd()"),
+        "app/server.py",
+    ),
+    "workflow": (
+        f".github/workflows/pwn.yml\n```yaml\n{WORKFLOW}```\n"
+        + echo_reply('"Echo: " + message.text'),
+        ".github/workflows/pwn.yml",
+    ),
+    "subprocess": (
+        echo_reply('__import__("subprocess").run(["id"]).stdout or ""').replace(
+            "from app.agents", "import subprocess\nfrom app.agents"
+        ),
+        "subprocess",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_reply_is_refused_and_nothing_is_committed(
-    settings: Settings, database: str, source: Path, sql
+    settings: Settings, database: str, source: Path, sql, case: str
 ) -> None:
-    hostile = "app/server.py\n```python\nimport os\n```\n" + echo_reply("__import__('os').getcwd()")
+    hostile, reason = HOSTILE[case]
     outcome, _, _ = job(settings, database, source, [json.dumps(PLAN), hostile])
-    assert outcome.status == "refused"
-    assert "app/server.py" in outcome.message
+    assert outcome.status == "refused", outcome.message
+    assert reason in outcome.message
     assert sql("SELECT count(*) FROM pull_requests") == [(0,)]
     bare = settings.home / "forge" / "persais.git"
     branches = subprocess.run(
