@@ -311,8 +311,7 @@ class MechanicJobs:
 
     async def _execute(self, job: Job, progress: ChatProgress) -> Any:
         from app import mechanic_jobs
-        from mechanic.job import JobOutcome, run_job
-        from mechanic.plan import Plan
+        from mechanic.job import JobOutcome
 
         try:
             deps = mechanic_jobs.job_deps(
@@ -320,8 +319,7 @@ class MechanicJobs:
             )
         except mechanic_jobs.MechanicUnavailable as exc:
             return JobOutcome("failed", f"The Mechanic cannot run here: {exc}")
-        plan = Plan.model_validate(job.given_plan) if job.given_plan else None
-        work = asyncio.create_task(run_job(job.id, job.request, deps, plan=plan))
+        work = asyncio.create_task(self._plan_and_build(job, deps))
         aborted = asyncio.Event()
         watch = asyncio.create_task(self._watch(job.id, work, aborted))
         try:
@@ -335,6 +333,27 @@ class MechanicJobs:
             return JobOutcome("failed", f"The job stopped on an error: {str(exc)[:500]}")
         finally:
             watch.cancel()
+
+    async def _plan_and_build(self, job: Job, deps: Any) -> Any:
+        """Plan once: the plan is kept with the job, so a resumed run builds the same thing
+        (and does not ask the model again)."""
+        from mechanic.job import JobOutcome, run_job
+        from mechanic.plan import Clarification, Plan, make_plan
+
+        known = job.given_plan or job.plan
+        if known is not None:
+            plan = Plan.model_validate(known)
+        else:
+            await deps.progress("plan")
+            planned = await make_plan(job.request, deps.model)
+            if isinstance(planned, Clarification):
+                return JobOutcome("question", planned.question)
+            plan = planned
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE jobs SET plan = %s WHERE id = %s", (Jsonb(plan.model_dump()), job.id)
+                )
+        return await run_job(job.id, job.request, deps, plan=plan)
 
     async def _watch(self, job_id: str, work: asyncio.Task[Any], aborted: asyncio.Event) -> None:
         """The heartbeat of a running job, and its ear for /abort."""

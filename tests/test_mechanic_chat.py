@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from app.settings import Settings
 from tests.support.config import make_settings
 from tests.support.fake_telegram import FakeTelegram, fake_telegram
 from tests.support.mechanic import PLAN, REQUEST, echo_reply
-from tests.support.processes import persais_env
+from tests.support.processes import free_port, persais, persais_env, wait_ready
 from tests.support.scripted_llm import scripted_llm
 from tests.support.server import client_for, running_server
 from tests.support.waiting import wait_for
@@ -201,3 +203,39 @@ def test_abort_mid_run_kills_aider_and_cleans_up(
     assert not (tmp_path / "home" / "jobs" / job / "worktree").exists()
     assert "mechanic/" not in branches(tmp_path / "home")
     assert sql("SELECT count(*) FROM pull_requests") == [(0,)]
+
+
+def test_a_job_survives_a_sigkill_of_its_server_and_opens_one_pull_request(
+    tmp_path: Path, database: str, telegram, sql
+) -> None:
+    url, fake = telegram
+    port = free_port()
+    server, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    with scripted_llm(ECHO) as (base, llm):
+        llm.holds[1] = 600  # the first run's Aider waits on the model until the kill
+        env = persais_env(
+            tmp_path / "home", database, TELEGRAM_API_URL=url,
+            PERSAIS_TELEGRAM_ALLOWED_USERS=str(ADA), LLM_API_BASE=base, LLM_API_KEY="sk-kill",
+            LLM_MODEL="scripted", PERSAIS_WORKER_STALLED_SECONDS="2",
+            PERSAIS_AGENTS_DIR=str(tmp_path / "agents"),
+        )  # fmt: skip
+        with persais(["serve", "--port", str(port)], env, tmp_path, log) as first:
+            wait_ready(server, first)
+            with client_for(server) as client:
+                send(client, text_update(ADA, "/mechanic " + REQUEST))
+            wait_for(lambda: len(llm.requests) >= 2, 120, "Aider to ask the model")
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        assert sql("SELECT status, attempts FROM jobs") == [("running", 1)]
+        if shutil.which("bwrap"):  # the jail dies with its parent: no Aider left writing
+            wait_for(lambda: not aider_processes(), 10, "the orphaned Aider to die")
+
+        with persais(["serve", "--port", str(port)], env, tmp_path, log) as second:
+            wait_ready(server, second)
+            wait_for(lambda: with_buttons(fake), 240, "the pull request's buttons")
+    assert sql("SELECT status, attempts FROM jobs") == [("opened", 2)], log.read_text()[-3000:]
+    assert sql("SELECT count(*) FROM pull_requests") == [(1,)]
+    edits = [c.params["text"] for c in fake.calls if c.method == "editMessageText"]
+    assert any("↻ resumed after an interruption (run 2 of 3)" in text for text in edits)
+    # Planned once (the plan is kept with the job); Aider asked twice.
+    assert len(llm.requests) == 3, [str(r)[:200] for r in llm.requests]
