@@ -95,6 +95,25 @@ def test_persais_chat_takes_the_echo_request_to_a_pull_request_with_its_buttons(
     assert "sk-chat" not in first + second
 
 
+def test_a_vague_request_gets_one_question_and_the_answer_continues_it(
+    tmp_path: Path, database: str, sql
+) -> None:
+    question = json.dumps({"question": "What should the agent do with a message?"})
+    with scripted_llm([question, *ECHO]) as (base, llm):
+        env = persais_env(tmp_path / "home", database, LLM_API_BASE=base, LLM_API_KEY="sk-q",
+                          LLM_MODEL="scripted")  # fmt: skip
+        asked = chat(env, ["/mechanic", "Make me an agent called Echo"])
+        assert "❓ What should the agent do with a message?" in asked
+        assert "Pull request" not in asked
+        answered = chat(env, ["Repeat it back, prefixed with Echo:"])  # still in Mechanic mode
+    assert "✅ Pull request #1 is open" in answered
+    assert sql("SELECT status FROM jobs ORDER BY created_at") == [("answered",), ("opened",)]
+    second_plan = str(llm.requests[1]["messages"])
+    assert "Make me an agent called Echo" in second_plan
+    assert "What should the agent do with a message?" in second_plan
+    assert "Repeat it back, prefixed with Echo:" in second_plan
+
+
 def test_without_a_model_the_chat_offers_the_template_alone(
     tmp_path: Path, database: str, sql
 ) -> None:
