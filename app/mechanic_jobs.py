@@ -93,8 +93,8 @@ async def record_outcome(pool: AsyncConnectionPool, job_id: str, outcome: JobOut
     async with pool.connection() as conn:
         await conn.execute(
             "UPDATE jobs SET status = %s, plan = %s, branch = %s, pr_number = %s, pr_url = %s,"
-            " rounds = %s, cost = %s, transcript = %s, message = %s, updated_at = now()"
-            " WHERE id = %s",
+            " rounds = %s, cost = %s, aider_seconds = %s, transcript = %s, message = %s,"
+            " updated_at = now() WHERE id = %s",
             (
                 outcome.status,
                 Jsonb(outcome.plan.model_dump()) if outcome.plan else None,
@@ -103,6 +103,7 @@ async def record_outcome(pool: AsyncConnectionPool, job_id: str, outcome: JobOut
                 pr.url if pr else None,
                 outcome.rounds,
                 outcome.cost,
+                sum(run.seconds for run in outcome.aider_runs),
                 "\n\n".join(run.transcript for run in outcome.aider_runs)[-200_000:],
                 outcome.message,
                 job_id,

@@ -11,6 +11,7 @@ ALTER TABLE jobs
     ADD COLUMN abort_requested_at timestamptz,
     ADD COLUMN abort_requested_by text,
     ADD COLUMN pr_url             text,
+    ADD COLUMN aider_seconds      real    NOT NULL DEFAULT 0,  -- Aider's own time, all rounds
     ADD COLUMN approval           text,                       -- the [Deploy] [Abort] question
     ADD COLUMN template_only      boolean NOT NULL DEFAULT false,
     ADD COLUMN given_plan         jsonb;                      -- a plan decided before the job
