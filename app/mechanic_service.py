@@ -427,7 +427,10 @@ class MechanicJobs:
                 await outbox.put(conn, job.conversation, text, key=key, approval=approval)
             return
         if job.status == "question":
-            text = f"❓ {job.message}\n(Answer here; I will continue request {job.id} with it.)"
+            text = (
+                f"❓ {job.message}\n(Answer in Mechanic mode, or with /mechanic <answer>: "
+                f"request {job.id} continues with it.)"
+            )
         elif job.status == "aborted":
             text = job.message or f"⏹ Job {job.id} aborted."
         else:

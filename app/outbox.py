@@ -58,8 +58,9 @@ async def deliver(
     prefix: str | None = None,
     limit: int = 20,
 ) -> int:
-    """Show what is waiting in one `conversation`, or in those starting with `prefix`,
-    oldest first.
+    """Show what is waiting in one `conversation`, or in those starting with `prefix`:
+    new messages first (a result, a question), then edits of messages already shown (a
+    progress line), each oldest first.
 
     Each row is locked while it is shown (SKIP LOCKED: several processes may deliver), and
     marked with the version shown and where (`show` returns the channel's reference, kept
@@ -77,7 +78,7 @@ async def deliver(
                     "SELECT id, conversation, key, text, approval, version, channel_ref"
                     " FROM outbox WHERE delivered_version < version"
                     " AND (conversation = %s OR conversation LIKE %s)"
-                    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    " ORDER BY channel_ref IS NOT NULL, id LIMIT 1 FOR UPDATE SKIP LOCKED",
                     (conversation, pattern),
                 )
                 row = await cur.fetchone()

@@ -78,7 +78,7 @@ class Runtime:
         self._sidecars: list[asyncio.Task[None]] = []
         self.worker_restarts = 0
         self.approval_sweep_seconds = 2.0  # cheap: an index on the pending questions
-        self.outbox_seconds = 0.5  # cheap: a partial index on what is not yet shown
+        self.outbox_seconds = 0.2  # cheap: a partial index on what is not yet shown
         self.worker_queues: tuple[str, ...] = (QUEUE, MECHANIC_QUEUE)
         self._conversations: Conversations | None = None
         self._telegram: TelegramChannel | None = None

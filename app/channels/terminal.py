@@ -35,7 +35,7 @@ class TerminalChat:
         out: TextIO = sys.stdout,
         *,
         jobs: MechanicJobs | None = None,
-        poll_seconds: float = 0.3,
+        poll_seconds: float = 0.2,
     ) -> None:
         self.orchestrator = orchestrator
         self.jobs = jobs
