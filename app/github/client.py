@@ -1,0 +1,78 @@
+"""The GitHub App as a client: githubkit with the App's key, installation tokens on demand.
+
+githubkit signs a JWT with the App's private key (RS256, ten minutes) for the App's own
+endpoints and trades it for an installation token (an hour) for everything else; both are
+cached until a minute before they expire, in a cache this client owns and every
+installation client of it shares. `GITHUB_API_URL` points it at GitHub Enterprise or a test server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
+from githubkit.exception import RequestFailed
+
+from app.settings import Settings
+
+WRITERS = frozenset({"admin", "maintain", "write"})
+
+
+class GitHubAppUnavailable(RuntimeError):
+    pass
+
+
+class GitHubApp:
+    def __init__(self, settings: Settings) -> None:
+        key = settings.private_key_pem()
+        if settings.github_app_id is None or key is None:
+            raise GitHubAppUnavailable(
+                "the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY or "
+                "GITHUB_PRIVATE_KEY_PATH)"
+            )
+        self.auth = AppAuthStrategy(settings.github_app_id, key)
+        self.base_url = settings.github_api_url.rstrip("/") + "/"
+        # Our own token cache (githubkit's default is one per process, keyed by App id
+        # alone), and no HTTP response cache: a permission answer must not be a minute old.
+        self.app: GitHub[Any] = GitHub(
+            self.auth, base_url=self.base_url, user_agent="persais",
+            cache_strategy=MemCacheStrategy(), http_cache=False,
+        )  # fmt: skip
+        self._installations: dict[int, GitHub[Any]] = {}
+
+    def installation(self, installation_id: int) -> GitHub[Any]:
+        """A client acting as one installation (its token fetched on first use, cached)."""
+        client = self._installations.get(installation_id)
+        if client is None:
+            client = self.app.with_auth(self.auth.as_installation(installation_id))
+            self._installations[installation_id] = client
+        return client
+
+    async def describe(self) -> dict[str, Any]:
+        """The App itself (GET /app with the JWT): proves the id and the key belong together."""
+        response = await self.app.arequest("GET", "/app")
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def installation_for(self, owner: str, repo: str) -> int:
+        response = await self.app.rest.apps.async_get_repo_installation(owner, repo)
+        return response.parsed_data.id
+
+    async def permission(self, installation_id: int, owner: str, repo: str, user: str) -> str:
+        """The commenter's permission on the repository: admin, maintain, write, triage,
+        read or none (a stranger is "none", not an error)."""
+        client = self.installation(installation_id)
+        try:
+            response = await client.rest.repos.async_get_collaborator_permission_level(
+                owner, repo, user
+            )
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return "none"
+            raise
+        data = response.parsed_data
+        return str(getattr(data, "role_name", None) or data.permission)
+
+    async def may_command(self, installation_id: int, owner: str, repo: str, user: str) -> bool:
+        return await self.permission(installation_id, owner, repo, user) in WRITERS

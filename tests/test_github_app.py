@@ -1,0 +1,64 @@
+"""The GitHub App client (githubkit) against a local GitHub that verifies the App's JWT."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from githubkit.exception import RequestFailed
+
+from app.github.client import GitHubApp, GitHubAppUnavailable
+from app.settings import load_settings
+from tests.support.fake_github import APP_ID, app_key_pair, fake_github
+
+PRIVATE, PUBLIC = app_key_pair()
+
+
+def app_for(url: str, key: str = PRIVATE, tmp_path: Path | None = None) -> GitHubApp:
+    values = {"GITHUB_APP_ID": APP_ID, "GITHUB_API_URL": url}
+    if tmp_path is not None:  # the key from a file, as on a server
+        (tmp_path / "app.pem").write_text(key)
+        values["GITHUB_PRIVATE_KEY_PATH"] = str(tmp_path / "app.pem")
+    else:
+        values["GITHUB_PRIVATE_KEY"] = key
+    return GitHubApp(load_settings(None, **values))
+
+
+def test_installation_tokens_are_fetched_once_and_reused(tmp_path: Path) -> None:
+    state = {"installations": {"octo/home": 77}, "permissions": {("octo/home", "ada"): "write",
+             ("octo/home", "bob"): "read", ("octo/home", "root"): "admin"}}  # fmt: skip
+    with fake_github(PUBLIC, **state) as (url, fake):
+
+        async def run() -> tuple[int, list[bool], str]:
+            github = app_for(url, tmp_path=tmp_path)
+            installation = await github.installation_for("octo", "home")
+            allowed = [
+                await github.may_command(installation, "octo", "home", user)
+                for user in ("ada", "bob", "root", "stranger")
+            ]
+            return installation, allowed, (await github.describe())["slug"]
+
+        installation, allowed, slug = asyncio.run(run())
+    assert installation == 77
+    assert allowed == [True, False, True, False]
+    assert slug == "persais"
+    assert len(fake.calls_to("/access_tokens")) == 1  # one token, four permission checks
+    assert [c.auth for c in fake.calls_to("/permission")] == ["installation:77"] * 4
+    assert {c.auth for c in fake.calls_to("/installation")} == {"jwt"}
+
+
+def test_a_key_that_is_not_the_apps_is_refused() -> None:
+    other, _ = app_key_pair()
+    with (
+        fake_github(PUBLIC, installations={"octo/home": 77}) as (url, fake),
+        pytest.raises(RequestFailed) as refused,
+    ):
+        asyncio.run(app_for(url, key=other).installation_for("octo", "home"))
+    assert refused.value.response.status_code == 401
+    assert fake.calls == []  # nothing answered
+
+
+def test_without_an_app_id_and_key_it_says_what_is_missing() -> None:
+    with pytest.raises(GitHubAppUnavailable, match="GITHUB_APP_ID"):
+        GitHubApp(load_settings(None))
