@@ -62,3 +62,21 @@ def test_a_key_that_is_not_the_apps_is_refused() -> None:
 def test_without_an_app_id_and_key_it_says_what_is_missing() -> None:
     with pytest.raises(GitHubAppUnavailable, match="GITHUB_APP_ID"):
         GitHubApp(load_settings(None))
+
+
+def test_rate_limits_and_server_errors_are_waited_out_and_retried() -> None:
+    state = {
+        "installations": {"octo/home": 77},
+        "permissions": {("octo/home", "ada"): "write"},
+        "failures": {
+            "/permission": [
+                (403, {"retry-after": "1"}),  # secondary rate limit: wait what it says
+                (502, {}),  # a server error: back off and try again
+            ]
+        },
+    }
+    with fake_github(PUBLIC, **state) as (url, fake):
+        assert asyncio.run(app_for(url).may_command(77, "octo", "home", "ada"))
+    first, second, third = fake.calls_to("/permission")
+    assert second.at - first.at >= 0.95  # retry-after honoured
+    assert third.at - second.at >= 0.95  # backoff after the 502

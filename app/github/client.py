@@ -13,10 +13,14 @@ from typing import Any
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
+from githubkit.retry import RetryChainDecision, RetryRateLimit, RetryServerError
 
 from app.settings import Settings
 
 WRITERS = frozenset({"admin", "maintain", "write"})
+# Rate limits: wait `retry-after`, else until `x-ratelimit-reset`, else a minute (githubkit
+# reads the headers), up to 3 times; 5xx: 3 tries with 1, 4, 9 s pauses.
+RETRY = RetryChainDecision(RetryRateLimit(max_retry=3), RetryServerError(max_retry=3))
 
 
 class GitHubAppUnavailable(RuntimeError):
@@ -37,7 +41,7 @@ class GitHubApp:
         # alone), and no HTTP response cache: a permission answer must not be a minute old.
         self.app: GitHub[Any] = GitHub(
             self.auth, base_url=self.base_url, user_agent="persais",
-            cache_strategy=MemCacheStrategy(), http_cache=False,
+            cache_strategy=MemCacheStrategy(), http_cache=False, auto_retry=RETRY,
         )  # fmt: skip
         self._installations: dict[int, GitHub[Any]] = {}
 

@@ -60,6 +60,8 @@ class FakeGitHub:
     permissions: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, user) -> role
     tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> (id, expiry)
     calls: list[Call] = field(default_factory=list)
+    # Failures to give before answering: path fragment -> [(status, headers), ...]
+    failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
 
     def calls_to(self, fragment: str) -> list[Call]:
         return [c for c in self.calls if fragment in c.path]
@@ -89,6 +91,11 @@ class FakeGitHub:
 
     def _record(self, request: web.Request, auth: str) -> None:
         self.calls.append(Call(request.method, request.path, auth, time.monotonic()))
+        for fragment, queued in self.failures.items():
+            if fragment in request.path and queued:
+                status, headers = queued.pop(0)
+                message = "You have exceeded a secondary rate limit." if status == 403 else "Bad"
+                raise _status(status, message, headers)
 
     # --- endpoints ----------------------------------------------------------------------
 
@@ -163,6 +170,13 @@ def _error(status: int, message: str) -> web.HTTPException:
     body = {"message": message, "documentation_url": "https://docs.github.com/rest"}
     cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound}[status]
     return cls(text=json.dumps(body), content_type="application/json")
+
+
+def _status(status: int, message: str, headers: dict[str, str]) -> web.HTTPException:
+    """Any status as an aiohttp exception (aiohttp keys its classes by status)."""
+    cls = type(f"HTTP{status}", (web.HTTPException,), {"status_code": status})
+    return cls(text=json.dumps({"message": message}), content_type="application/json",
+               headers=headers)  # fmt: skip
 
 
 @contextmanager
