@@ -255,9 +255,11 @@ class MechanicJobs:
             return await self._get(conn, job_id)
 
     async def active_in(self, conversation: str) -> list[str]:
+        """Jobs of this conversation still running, or finished but not yet told."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id FROM jobs WHERE conversation = %s AND status IN ('queued', 'running')",
+                "SELECT id FROM jobs WHERE conversation = %s AND (status IN ('queued', 'running')"
+                " OR (attempts > 0 AND told_at IS NULL AND status <> 'answered'))",
                 (conversation,),
             )
             return [row[0] for row in await cur.fetchall()]
@@ -399,6 +401,7 @@ class MechanicJobs:
         await progress.finish(False)
         async with self.pool.connection() as conn:
             await outbox.put(conn, job.conversation, text, key=f"job:{job.id}:result")
+            await self._told(conn, job.id)
 
     async def _announce(self, job: Job) -> None:
         """Tell the conversation how the job ended; safe to repeat (keyed outbox rows, and
@@ -425,6 +428,7 @@ class MechanicJobs:
                     )
             async with self.pool.connection() as conn:
                 await outbox.put(conn, job.conversation, text, key=key, approval=approval)
+                await self._told(conn, job.id)
             return
         if job.status == "question":
             text = (
@@ -437,6 +441,13 @@ class MechanicJobs:
             text = f"✗ Job {job.id} {job.status}: {job.message}"
         async with self.pool.connection() as conn:
             await outbox.put(conn, job.conversation, text, key=key)
+            await self._told(conn, job.id)
+
+    @staticmethod
+    async def _told(conn: AsyncConnection[Any], job_id: str) -> None:
+        await conn.execute(
+            "UPDATE jobs SET told_at = coalesce(told_at, now()) WHERE id = %s", (job_id,)
+        )
 
     # --- plumbing ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ ALTER TABLE jobs
     ADD COLUMN pr_url             text,
     ADD COLUMN aider_seconds      real    NOT NULL DEFAULT 0,  -- Aider's own time, all rounds
     ADD COLUMN approval           text,                       -- the [Deploy] [Abort] question
+    ADD COLUMN told_at            timestamptz,                -- its ending is in the outbox
     ADD COLUMN template_only      boolean NOT NULL DEFAULT false,
     ADD COLUMN given_plan         jsonb;                      -- a plan decided before the job
 CREATE INDEX jobs_conversation_idx ON jobs (conversation, created_at DESC);
