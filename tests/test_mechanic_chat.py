@@ -219,7 +219,7 @@ def test_abort_mid_run_kills_aider_and_cleans_up(
             wait_for(lambda: sql("SELECT status FROM jobs") == [("aborted",)], 60, "the abort")
             wait_for(lambda: any(f"Job {job} aborted by tg:{ADA}" in t for t in fake.texts(ADA)),
                      30, "the abort to be told")  # fmt: skip
-            assert f"Stopping job {job}…" in fake.texts(ADA)
+            wait_for(lambda: f"Stopping job {job}…" in fake.texts(ADA), 30, "the /abort reply")
     assert not aider_processes()
     assert not (tmp_path / "home" / "jobs" / job / "worktree").exists()
     assert "mechanic/" not in branches(tmp_path / "home")
