@@ -15,7 +15,7 @@ from app import audit, inbox
 from app.agents.base import AgentContext
 from app.agents.builtin import builtin_agents
 from app.agents.registry import AgentSet, Registry
-from app.mechanic_service import MechanicJobs
+from app.mechanic_chat import MechanicJobs
 from app.orchestrator import approvals
 from app.orchestrator.orchestrator import Orchestrator
 from app.settings import Settings

@@ -10,7 +10,7 @@ import pytest
 from app.settings import Settings
 from tests.support.agents import write_agent
 from tests.support.config import make_settings
-from tests.support.conversation import ASKER, conversations, say
+from tests.support.conversation import ASKER, conversations, say, say_in_a_new_process
 
 
 def agent_settings(tmp_path: Path, database: str, **values: object) -> Settings:
@@ -52,16 +52,8 @@ def test_commands_modes_and_a_quarantined_agent_beside_working_ones(
 def test_the_mode_survives_a_restart(tmp_path: Path, database: str) -> None:
     settings = agent_settings(tmp_path, database)
 
-    async def first() -> None:
-        async with conversations(settings, database) as convo:
-            await say(convo, "/echo")
-
-    async def second() -> list[str]:
-        async with conversations(settings, database) as convo:
-            return [o.text for o in await say(convo, "still here?")]
-
-    asyncio.run(first())
-    assert asyncio.run(second()) == ["Echo: still here?"]
+    say_in_a_new_process(settings, database, "/echo")
+    assert say_in_a_new_process(settings, database, "still here?") == ["Echo: still here?"]
 
 
 def test_an_approval_asked_before_a_restart_is_answered_after_it(
@@ -174,16 +166,8 @@ def test_a_thread_written_by_another_graph_version_is_not_resumed_silently(
 
     settings = agent_settings(tmp_path, database)
 
-    async def first() -> None:
-        async with conversations(settings, database) as convo:
-            await say(convo, "/echo")
-
-    async def second() -> list[str]:
-        async with conversations(settings, database) as convo:
-            return [o.text for o in await say(convo, "hello")]
-
-    asyncio.run(first())
+    say_in_a_new_process(settings, database, "/echo")
     monkeypatch.setattr(route, "GRAPH_VERSION", route.GRAPH_VERSION + 1)  # new code
-    texts = asyncio.run(second())
+    texts = say_in_a_new_process(settings, database, "hello")
     assert texts[0] == route.UPGRADED
     assert "not in any mode" in texts[1]

@@ -18,16 +18,22 @@ import pytest
 
 from app.settings import Settings
 from tests.support.config import make_settings
-from tests.support.fake_telegram import FakeTelegram, fake_telegram
+from tests.support.fake_telegram import (
+    ADA,
+    BOT_ID,
+    FakeTelegram,
+    fake_telegram,
+    press_update,
+    send,
+    text_update,
+)
 from tests.support.mechanic import PLAN, REQUEST, echo_reply
 from tests.support.processes import free_port, persais, persais_env, wait_ready
 from tests.support.scripted_llm import scripted_llm
 from tests.support.server import client_for, running_server
 from tests.support.waiting import wait_for
-from tests.test_telegram_channel import BOT_ID, press_update, send, text_update
 
 pytestmark = pytest.mark.slow
-ADA = 42
 ECHO = [json.dumps(PLAN), echo_reply('f"Echo: {message.text}"')]
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,13 +18,20 @@ from app.telegram.handlers.access import REFUSAL
 from tests.support.agents import write_agent
 from tests.support.config import make_settings
 from tests.support.conversation import ASKER
-from tests.support.fake_telegram import FakeTelegram, fake_telegram
+from tests.support.fake_telegram import (
+    ADA,
+    BEN,
+    BOT_ID,
+    FakeTelegram,
+    fake_telegram,
+    press_update,
+    send,
+    text_update,
+)
 from tests.support.server import client_for, running_server
 from tests.support.waiting import wait_for
-from tests.support.webhooks import TELEGRAM_TOKEN, post_telegram
 
-BOT_ID = int(TELEGRAM_TOKEN.split(":")[0])
-ADA, BEN, ADMIN, STRANGER = 42, 43, 7, 666
+ADMIN, STRANGER = 7, 666
 LONG = """
 from app.agents.base import Agent, AgentContext, Message, Reply
 
@@ -35,34 +40,6 @@ class Long(Agent):
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
         return "\\n".join(f"line {n:04d} " + "x" * 40 for n in range(100))
 """
-updates = itertools.count(1000)
-
-
-def user(uid: int) -> dict[str, Any]:
-    return {"id": uid, "is_bot": False, "first_name": {ADA: "Ada", BEN: "Ben"}.get(uid, "Eve")}
-
-
-def text_update(uid: int, text: str, chat: int | None = None) -> dict[str, Any]:
-    n = next(updates)
-    return {
-        "update_id": n,
-        "message": {
-            "message_id": n, "date": int(time.time()), "from": user(uid),
-            "chat": {"id": chat or uid, "type": "private"}, "text": text,
-        },
-    }  # fmt: skip
-
-
-def press_update(uid: int, data: str, chat: int = ADA, message_id: int = 1) -> dict[str, Any]:
-    n = next(updates)
-    return {
-        "update_id": n,
-        "callback_query": {
-            "id": f"cb{n}", "from": user(uid), "chat_instance": "1", "data": data,
-            "message": {"message_id": message_id, "date": int(time.time()),
-                        "chat": {"id": chat, "type": "private"}, "text": "?"},
-        },
-    }  # fmt: skip
 
 
 @pytest.fixture
@@ -89,10 +66,6 @@ def tg_settings(tmp_path: Path, database: str, telegram: tuple[str, FakeTelegram
 def persais(settings: Settings, database: str) -> Iterator[httpx.Client]:
     with running_server(settings, database) as (url, _), client_for(url) as client:
         yield client
-
-
-def send(client: httpx.Client, update: dict[str, Any]) -> None:
-    assert post_telegram(client, update).status_code == 200
 
 
 def replies(fake: FakeTelegram, chat: int, count: int) -> list[str]:

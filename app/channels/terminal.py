@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from app import outbox
-from app.mechanic_service import MechanicJobs
+from app.mechanic_chat import MechanicJobs
 from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Inbound, Orchestrator, Outbound
@@ -118,12 +118,10 @@ class TerminalChat:
         await outbox.deliver(self.orchestrator.pool, self._show_note, conversation=self.user)
 
     async def _show_note(self, note: outbox.Note) -> dict[str, Any] | None:
-        if note.approval is not None:
-            async with self.orchestrator.pool.connection() as conn:
-                question = await approvals.get(conn, note.approval)
-            if question is not None and question.status == "pending":
-                self._show(Outbound(note.text, question.agent, question))
-                return {"text": note.text}
+        question = note.approval and await self.orchestrator.open_question(note.approval)
+        if question:
+            self._show(Outbound(note.text, question.agent, question))
+            return {"text": note.text}
         lines = note.text.splitlines()
         if note.key is not None and note.channel_ref:  # an edit: the lines that changed
             before = note.channel_ref.get("text", "").splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -16,23 +17,24 @@ from app.orchestrator.nodes.route import route
 from app.orchestrator.state import ApprovalState, Conversation
 
 Graph = CompiledStateGraph[Any, Deps, Any, Any]
+Node = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def _chain(state: type[Any], checkpointer: BaseCheckpointSaver[Any], *nodes: Node) -> Graph:
+    """START → nodes, in order → END."""
+    graph = StateGraph(state, context_schema=Deps)
+    previous = START
+    for node in nodes:
+        graph.add_node(node.__name__, node)
+        graph.add_edge(previous, node.__name__)
+        previous = node.__name__
+    graph.add_edge(previous, END)
+    return graph.compile(checkpointer=checkpointer)
 
 
 def conversation_graph(checkpointer: BaseCheckpointSaver[Any]) -> Graph:
-    graph = StateGraph(Conversation, context_schema=Deps)
-    graph.add_node("route", route)
-    graph.add_node("respond", respond)
-    graph.add_edge(START, "route")
-    graph.add_edge("route", "respond")
-    graph.add_edge("respond", END)
-    return graph.compile(checkpointer=checkpointer)
+    return _chain(Conversation, checkpointer, route, respond)
 
 
 def approval_graph(checkpointer: BaseCheckpointSaver[Any]) -> Graph:
-    graph = StateGraph(ApprovalState, context_schema=Deps)
-    graph.add_node("ask", ask)
-    graph.add_node("decide", decide)
-    graph.add_edge(START, "ask")
-    graph.add_edge("ask", "decide")
-    graph.add_edge("decide", END)
-    return graph.compile(checkpointer=checkpointer)
+    return _chain(ApprovalState, checkpointer, ask, decide)

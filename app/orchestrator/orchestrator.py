@@ -258,6 +258,12 @@ class Orchestrator:
                 )
         return replies
 
+    async def open_question(self, approval_id: str) -> Approval | None:
+        """The question, if it still waits for an answer (a channel shows its choices)."""
+        async with self.pool.connection() as conn:
+            question = await approvals.get(conn, approval_id)
+        return question if question is not None and question.status == "pending" else None
+
     async def remember_message(self, approval_id: str, ref: dict[str, Any]) -> None:
         async with self.pool.connection() as conn:
             await approvals.set_channel_ref(conn, approval_id, ref)

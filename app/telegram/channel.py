@@ -14,7 +14,6 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from psycopg_pool import AsyncConnectionPool
 
-from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Orchestrator, Outbound
 from app.outbox import Note
@@ -66,12 +65,10 @@ class TelegramChannel:
         before (a job's progress), or a new message. At most one a second per chat."""
         chat_id = int(note.conversation.removeprefix("tg:"))
         try:
-            if note.approval is not None:
-                async with self.orchestrator.pool.connection() as conn:
-                    question = await approvals.get(conn, note.approval)
-                if question is not None and question.status == "pending":
-                    await self.send(chat_id, Outbound(note.text, question.agent, question))
-                    return None
+            question = note.approval and await self.orchestrator.open_question(note.approval)
+            if question:
+                await self.send(chat_id, Outbound(note.text, question.agent, question))
+                return None
             await self._pace(chat_id)
             if note.key is not None and note.channel_ref:
                 try:

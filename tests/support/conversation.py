@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -49,3 +50,13 @@ async def say(
         text=text, admin=admin,
     )  # fmt: skip
     return await convo.orchestrator.handle(inbound)
+
+
+def say_in_a_new_process(settings: Settings, database: str, text: str) -> list[str]:
+    """Start conversations afresh, as a restarted process would, say `text`, and stop."""
+
+    async def run() -> list[str]:
+        async with conversations(settings, database) as convo:
+            return [o.text for o in await say(convo, text)]
+
+    return asyncio.run(run())

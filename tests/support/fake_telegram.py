@@ -1,8 +1,10 @@
 """A local Bot API server: answers the methods Persais calls as Telegram does, records
-every call, and can be told to answer 429 with `retry_after` (flood control)."""
+every call, and can be told to answer 429 with `retry_after` (flood control). And the
+updates Telegram posts to our webhook, built as Telegram builds them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -10,9 +12,48 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from aiohttp import web
 
 from tests.support.loopback import serve
+from tests.support.webhooks import TELEGRAM_TOKEN, post_telegram
+
+BOT_ID = int(TELEGRAM_TOKEN.split(":")[0])
+ADA, BEN = 42, 43
+NAMES = {ADA: "Ada", BEN: "Ben"}
+_update_ids = itertools.count(1000)
+
+
+def user(uid: int) -> dict[str, Any]:
+    return {"id": uid, "is_bot": False, "first_name": NAMES.get(uid, "Eve")}
+
+
+def text_update(uid: int, text: str, chat: int | None = None) -> dict[str, Any]:
+    n = next(_update_ids)
+    return {
+        "update_id": n,
+        "message": {
+            "message_id": n, "date": int(time.time()), "from": user(uid),
+            "chat": {"id": chat or uid, "type": "private"}, "text": text,
+        },
+    }  # fmt: skip
+
+
+def press_update(uid: int, data: str, chat: int = ADA, message_id: int = 1) -> dict[str, Any]:
+    n = next(_update_ids)
+    return {
+        "update_id": n,
+        "callback_query": {
+            "id": f"cb{n}", "from": user(uid), "chat_instance": "1", "data": data,
+            "message": {"message_id": message_id, "date": int(time.time()),
+                        "chat": {"id": chat, "type": "private"}, "text": "?"},
+        },
+    }  # fmt: skip
+
+
+def send(client: httpx.Client, update: dict[str, Any]) -> None:
+    """Post an update to Persais's webhook as Telegram does (with the secret token)."""
+    assert post_telegram(client, update).status_code == 200
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`/mechanic`: describe a change; the Mechanic builds it as a pull request.
 
-Each request in Mechanic mode becomes a job (see `app/mechanic_service.py`) that a worker
+Each request in Mechanic mode becomes a job (see `app/mechanic_chat/`) that a worker
 runs; progress and the pull request come back into the conversation through the outbox.
 With no model configured, the Mechanic says so and offers the template alone.
 """

@@ -1,0 +1,204 @@
+"""A queued Mechanic job, run by a worker: plan once, build, watch for /abort, tell.
+
+`/abort` sets `abort_requested_at`; the run's heartbeat (twice a second) sees it and
+cancels the build: Aider's process group is killed, the worktree removed, the branch
+deleted and the pull request, if one was opened, closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit, outbox
+from app.agents.base import Choice, Reply
+from app.mechanic_chat import records
+from app.mechanic_chat.progress import ChatProgress
+from app.mechanic_chat.records import Job
+from app.orchestrator.approvals import Approval
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_RUNS = 3
+HEARTBEAT_SECONDS = 0.5
+
+Ask = Callable[..., Awaitable[Approval]]  # Orchestrator.ask
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, *, ask: Ask) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._ask = ask
+
+    async def run(self, job_id: str) -> None:
+        from app import mechanic_jobs
+        from mechanic.job import JobOutcome
+
+        async with self.pool.connection() as conn:
+            job = await records.get(conn, job_id)
+            if job is None:
+                log.warning("mechanic job %s is not in the jobs table", job_id)
+                return
+            if job.status not in records.ACTIVE:  # finished before its worker could say so
+                await self._announce(job)
+                return
+            cur = await conn.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = now()"
+                " WHERE id = %s RETURNING attempts",
+                (job_id,),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            runs = int(row[0])
+        progress = ChatProgress(self.pool, job.id, job.conversation, job.request)
+        if runs > 1:
+            await progress.note(f"resumed after an interruption (run {runs} of {MAX_RUNS})")
+        if runs > MAX_RUNS:
+            outcome = JobOutcome("failed", f"The job was interrupted {runs - 1} times; I gave up.")
+        elif job.abort_requested_at is not None:
+            outcome = JobOutcome("aborted", "")
+        else:
+            outcome = await self._execute(job, progress)
+        if outcome.status == "aborted":
+            await self._record_abort(job, outcome.cost)
+        else:
+            await mechanic_jobs.record_outcome(self.pool, job_id, outcome)
+            async with self.pool.connection() as conn:
+                await audit.record(
+                    conn, actor="mechanic", action=f"mechanic.{outcome.status}",
+                    subject=f"job:{job_id}",
+                    detail={"rounds": outcome.rounds, "cost": outcome.cost,
+                            "message": outcome.message[:500]},
+                )  # fmt: skip
+        await progress.finish(outcome.status in ("opened", "question"))
+        async with self.pool.connection() as conn:
+            finished = await records.get(conn, job_id)
+        assert finished is not None
+        await self._announce(finished)
+
+    async def _execute(self, job: Job, progress: ChatProgress) -> Any:
+        from app import mechanic_jobs
+        from mechanic.job import JobOutcome
+
+        try:
+            deps = mechanic_jobs.job_deps(
+                self.settings, self.pool, progress, use_aider=not job.template_only
+            )
+        except mechanic_jobs.MechanicUnavailable as exc:
+            return JobOutcome("failed", f"The Mechanic cannot run here: {exc}")
+        work = asyncio.create_task(self._plan_and_build(job, deps))
+        aborted = asyncio.Event()
+        watch = asyncio.create_task(self._watch(job.id, work, aborted))
+        try:
+            return await work  # a worker shutting down cancels us, and with us `work`
+        except asyncio.CancelledError:
+            if not aborted.is_set():
+                raise  # the queue runs the job again later: it resumes
+            return JobOutcome("aborted", "")
+        except Exception as exc:  # a broken plan, git, the forge: the job fails, told plainly
+            log.exception("mechanic job %s failed", job.id)
+            return JobOutcome("failed", f"The job stopped on an error: {str(exc)[:500]}")
+        finally:
+            watch.cancel()
+
+    async def _plan_and_build(self, job: Job, deps: Any) -> Any:
+        """Plan once: the plan is kept with the job, so a resumed run builds the same thing
+        (and does not ask the model again)."""
+        from mechanic.job import JobOutcome, run_job
+        from mechanic.plan import Clarification, Plan, make_plan
+
+        known = job.given_plan or job.plan
+        if known is not None:
+            plan = Plan.model_validate(known)
+        else:
+            await deps.progress("plan")
+            planned = await make_plan(job.request, deps.model)
+            if isinstance(planned, Clarification):
+                return JobOutcome("question", planned.question)
+            plan = planned
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE jobs SET plan = %s WHERE id = %s", (Jsonb(plan.model_dump()), job.id)
+                )
+        return await run_job(job.id, job.request, deps, plan=plan)
+
+    async def _watch(self, job_id: str, work: asyncio.Task[Any], aborted: asyncio.Event) -> None:
+        """The heartbeat of a running job, and its ear for /abort."""
+        while not work.done():
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                async with self.pool.connection() as conn:
+                    cur = await conn.execute(
+                        "UPDATE jobs SET updated_at = now() WHERE id = %s"
+                        " RETURNING abort_requested_at IS NOT NULL",
+                        (job_id,),
+                    )
+                    row = await cur.fetchone()
+            except Exception:  # a missed beat is not a reason to stop the job
+                log.warning("job %s heartbeat failed", job_id, exc_info=True)
+                continue
+            if row is not None and row[0]:
+                aborted.set()
+                work.cancel()
+                return
+
+    async def _record_abort(self, job: Job, cost: float) -> None:
+        from app import mechanic_jobs
+
+        # The worktree is gone (run_job's cleanup ran as the cancel went through it); a pull
+        # request opened just before the abort landed is closed here.
+        await mechanic_jobs.forge(self.settings, self.pool).withdraw(job_id=job.id, branch="")
+        async with self.pool.connection() as conn:
+            now = await records.get(conn, job.id)
+            who = (now.abort_requested_by if now else None) or "request"
+            text = f"⏹ Job {job.id} aborted by {who}: Aider stopped, worktree and branch removed."
+            await conn.execute(
+                "UPDATE jobs SET status = 'aborted', message = %s, cost = %s, updated_at = now()"
+                " WHERE id = %s",
+                (text, cost, job.id),
+            )
+            await audit.record(conn, actor="mechanic", action="mechanic.aborted",
+                               subject=f"job:{job.id}")  # fmt: skip
+
+    async def _announce(self, job: Job) -> None:
+        """Tell the conversation how the job ended; safe to repeat (keyed outbox rows, and
+        the pull request's question asked once)."""
+        approval = None
+        if job.status == "opened":
+            text = (
+                f"✅ {job.message}\nBranch {job.branch} · validated · "
+                f"{job.rounds} repair round(s) · Aider ${float(job.cost or 0):.4f}"
+            )
+            approval = job.approval or await self._ask_about_pull_request(job, text)
+        elif job.status == "question":
+            text = (
+                f"❓ {job.message}\n(Answer in Mechanic mode, or with /mechanic <answer>: "
+                f"request {job.id} continues with it.)"
+            )
+        elif job.status == "aborted":
+            text = job.message or f"⏹ Job {job.id} aborted."
+        else:
+            text = f"✗ Job {job.id} {job.status}: {job.message}"
+        async with self.pool.connection() as conn:
+            await outbox.put(
+                conn, job.conversation, text, key=f"job:{job.id}:result", approval=approval
+            )
+            await records.mark_told(conn, job.id)
+
+    async def _ask_about_pull_request(self, job: Job, text: str) -> str:
+        view = Choice("view", "View PR", job.pr_url or "")
+        question = await self._ask(
+            job.conversation, "mechanic",
+            Reply(text, (Choice("deploy", "Deploy"), Choice("abort", "Abort"), view),
+                  question=f"pr:{job.id}"),
+            requested_by=job.requested_by,
+        )  # fmt: skip
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE jobs SET approval = %s WHERE id = %s", (question.id, job.id))
+        return question.id

@@ -1,0 +1,171 @@
+"""What the chat asks of the Mechanic: the "mechanic" capability of the built-in agents."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit, outbox
+from app.mechanic_chat import progress, records
+from app.mechanic_chat.records import Job
+from app.mechanic_chat.runner import Ask, JobRunner
+from app.settings import Settings
+
+Defer = Callable[[AsyncConnection[Any], str], Awaitable[None]]
+
+
+class MechanicJobs:
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, *, defer: Defer | None, ask: Ask
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._defer = defer
+        self.runner = JobRunner(settings, pool, ask=ask)
+
+    @property
+    def model_configured(self) -> bool:
+        return self.settings.llm_api_key is not None
+
+    async def run(self, job_id: str) -> None:
+        """The queue's task body (in a worker)."""
+        await self.runner.run(job_id)
+
+    async def start(
+        self,
+        *,
+        conversation: str,
+        user: str,
+        request: str,
+        plan: dict[str, Any] | None = None,
+        hold: bool = False,
+    ) -> str:
+        """Record a job and queue it (or, with `hold`, keep it until `confirm`). A request
+        that answers the Mechanic's clarifying question continues the request it asked about."""
+        job_id = secrets.token_hex(4)
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT id, request, message FROM jobs WHERE conversation = %s"
+                " AND status = 'question' ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+                (conversation,),
+            )
+            asked = await cur.fetchone()
+            if asked is not None and plan is None:
+                await conn.execute("UPDATE jobs SET status = 'answered' WHERE id = %s", (asked[0],))
+                request = f"{asked[1]}\n\nI asked: {asked[2]}\nThe answer: {request}"
+            await conn.execute(
+                "INSERT INTO jobs (id, conversation, requested_by, request, status,"
+                " template_only, given_plan) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (job_id, conversation, user, request, "proposed" if hold else "queued",
+                 plan is not None, Jsonb(plan) if plan is not None else None),
+            )  # fmt: skip
+            await audit.record(
+                conn, actor=user, action="mechanic.requested", subject=f"job:{job_id}",
+                detail={"request": request[:500], "template_only": plan is not None},
+            )  # fmt: skip
+            if not hold:
+                await self._queue(conn, job_id, conversation, request)
+        return job_id
+
+    async def confirm(self, job_id: str) -> bool:
+        """Queue a job held by `start(hold=True)`; False if it is no longer waiting."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE jobs SET status = 'queued', updated_at = now()"
+                " WHERE id = %s AND status = 'proposed' RETURNING conversation, request",
+                (job_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return False
+            await self._queue(conn, job_id, *row)
+        return True
+
+    async def decline(self, job_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE jobs SET status = 'failed', message = 'declined', updated_at = now()"
+                " WHERE id = %s AND status = 'proposed'",
+                (job_id,),
+            )
+
+    async def _queue(
+        self, conn: AsyncConnection[Any], job_id: str, conversation: str, request: str
+    ) -> None:
+        if self._defer is None:
+            raise RuntimeError("this process has no job queue")
+        await self._defer(conn, job_id)
+        await outbox.put(
+            conn, conversation, progress.header(job_id, request) + "\n⏳ queued",
+            key=progress.key(job_id),
+        )  # fmt: skip
+
+    async def abort(self, conversation: str, user: str, *, admin: bool) -> str:
+        """`/abort`: stop this conversation's latest job, or withdraw its pull request."""
+        async with self.pool.connection() as conn:
+            job = await records.latest_abortable(conn, conversation)
+            if job is None:
+                return "No Mechanic job is running here."
+            if job.requested_by != user and not admin:
+                await audit.record(conn, actor=user, action="mechanic.abort_refused",
+                                   subject=f"job:{job.id}")  # fmt: skip
+                return f"Only the person who asked for job {job.id}, or an admin, may abort it."
+            if job.status == "opened":
+                return await self.withdraw(job.id, by=user)
+            await conn.execute(
+                "UPDATE jobs SET abort_requested_at = now(), abort_requested_by = %s"
+                " WHERE id = %s AND abort_requested_at IS NULL",
+                (user, job.id),
+            )
+            await audit.record(conn, actor=user, action="mechanic.abort", subject=f"job:{job.id}")
+        return f"Stopping job {job.id}…"
+
+    async def withdraw(self, job_id: str, *, by: str) -> str:
+        """Abort a job whose pull request is open: close it and delete its branch."""
+        from app import mechanic_jobs
+
+        job = await self.job(job_id)
+        if job is None or job.status != "opened":
+            state = job.status if job else "unknown"
+            return f"Job {job_id} has no open pull request to abort ({state})."
+        forge = mechanic_jobs.forge(self.settings, self.pool)
+        await forge.withdraw(job_id=job_id, branch=job.branch or "")
+        text = (
+            f"⏹ Job {job_id} aborted: pull request #{job.pr_number} closed and branch "
+            f"{job.branch} deleted."
+        )
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE jobs SET status = 'aborted', message = %s, updated_at = now()"
+                " WHERE id = %s AND status = 'opened'",
+                (text, job_id),
+            )
+            if job.approval is not None:  # its buttons now answer "already answered"
+                await conn.execute(
+                    "UPDATE approvals SET status = 'decided', choice = 'abort', decided_by = %s,"
+                    " decided_at = now(), delivered_at = now()"
+                    " WHERE id = %s AND status = 'pending'",
+                    (by, job.approval),
+                )
+            await audit.record(conn, actor=by, action="mechanic.withdrawn", subject=f"job:{job_id}",
+                               detail={"pr": job.pr_number, "branch": job.branch})  # fmt: skip
+        return text
+
+    async def job(self, job_id: str) -> Job | None:
+        async with self.pool.connection() as conn:
+            return await records.get(conn, job_id)
+
+    async def active_in(self, conversation: str) -> list[str]:
+        """Jobs of this conversation still running, or finished but not yet told."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM jobs WHERE conversation = %s AND (status IN ('queued', 'running')"
+                " OR (attempts > 0 AND told_at IS NULL AND status <> 'answered'))",
+                (conversation,),
+            )
+            return [row[0] for row in await cur.fetchall()]
