@@ -19,12 +19,13 @@ class ChatModel:
     model: str
     timeout: float = 120.0
 
-    async def complete(self, prompt: str, *, json_output: bool = False) -> str:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-        }
+    async def complete(
+        self, prompt: str, *, json_output: bool = False, system: str | None = None
+    ) -> str:
+        """The model's answer to `prompt`; `system` holds instructions kept apart from it."""
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
         if json_output:
             body["response_format"] = {"type": "json_object"}
         try:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 from githubkit.retry import RetryChainDecision, RetryRateLimit, RetryServerError
 
+from app.github.throttle import ContentThrottler
 from app.settings import Settings
 
 WRITERS = frozenset({"admin", "maintain", "write"})
@@ -28,7 +30,7 @@ class GitHubAppUnavailable(RuntimeError):
 
 
 class GitHubApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, content_limit: int = 75) -> None:
         key = settings.private_key_pem()
         if settings.github_app_id is None or key is None:
             raise GitHubAppUnavailable(
@@ -39,19 +41,48 @@ class GitHubApp:
         self.base_url = settings.github_api_url.rstrip("/") + "/"
         # Our own token cache (githubkit's default is one per process, keyed by App id
         # alone), and no HTTP response cache: a permission answer must not be a minute old.
+        self.cache = MemCacheStrategy()
         self.app: GitHub[Any] = GitHub(
             self.auth, base_url=self.base_url, user_agent="persais",
-            cache_strategy=MemCacheStrategy(), http_cache=False, auto_retry=RETRY,
+            cache_strategy=self.cache, http_cache=False, auto_retry=RETRY,
         )  # fmt: skip
+        self.content_limit = content_limit
         self._installations: dict[int, GitHub[Any]] = {}
+        self._slug: str | None = None
 
     def installation(self, installation_id: int) -> GitHub[Any]:
-        """A client acting as one installation (its token fetched on first use, cached)."""
+        """A client acting as one installation (its token fetched on first use, cached),
+        with its own throttle on content-creating requests."""
         client = self._installations.get(installation_id)
         if client is None:
-            client = self.app.with_auth(self.auth.as_installation(installation_id))
+            client = GitHub(
+                self.auth.as_installation(installation_id), base_url=self.base_url,
+                user_agent="persais", cache_strategy=self.cache, http_cache=False,
+                auto_retry=RETRY, throttler=ContentThrottler(self.content_limit),
+            )  # fmt: skip
             self._installations[installation_id] = client
         return client
+
+    async def token(self, installation_id: int) -> str:
+        """An installation token (for git over HTTPS): githubkit's cached one while it is
+        fresh, else a new one fetched through githubkit's own flow (and cached there)."""
+        client = self.installation(installation_id)
+        flow = client.auth.get_auth_flow(client).async_auth_flow(
+            httpx.Request("GET", self.base_url + "installation/repositories")
+        )
+        request = await flow.__anext__()
+        if "/access_tokens" in request.url.path:  # no fresh token cached: fetch one
+            async with httpx.AsyncClient(timeout=30) as http:
+                response = await http.send(request)
+            request = await flow.asend(response)
+        await flow.aclose()
+        return str(request.headers["Authorization"]).split(" ", 1)[1]
+
+    async def bot_login(self) -> str:
+        """The App's own user on GitHub (`<slug>[bot]`): its comments are never commands."""
+        if self._slug is None:
+            self._slug = str((await self.describe())["slug"])
+        return f"{self._slug}[bot]"
 
     async def describe(self) -> dict[str, Any]:
         """The App itself (GET /app with the JWT): proves the id and the key belong together."""

@@ -1,0 +1,73 @@
+"""`.github/persais.yml`: what a repository asks of the reviewer.
+
+Read from the default branch only, never from the pull request's head: a pull request must
+not be able to switch its own review off. A file that does not parse or does not fit gives
+the defaults and a problem to tell the repository about.
+
+```yaml
+review:
+  enabled: true            # false: no reviews on this repository (commands still work)
+  skip: ["docs/**", "*.lock"]   # paths the reviewer leaves alone (fnmatch patterns)
+  severity_floor: info     # info | warning | error: findings below it are not posted
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.review.findings import Severity
+
+CONFIG_PATH = ".github/persais.yml"
+MAX_BYTES = 64 * 1024
+
+
+class ReviewConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    skip: tuple[str, ...] = Field(default=(), max_length=200)
+    severity_floor: Severity = "info"
+
+    def skips(self, path: str) -> bool:
+        return any(fnmatchcase(path, pattern) for pattern in self.skip)
+
+
+class RepositoryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    review: ReviewConfig = ReviewConfig()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    config: RepositoryConfig
+    problem: str | None = None  # why the file was not used (the defaults were)
+
+
+def parse(text: str | None) -> Loaded:
+    """The configuration in `text` (None: there is no file)."""
+    if text is None:
+        return Loaded(RepositoryConfig())
+    if len(text.encode()) > MAX_BYTES:
+        return Loaded(RepositoryConfig(), f"{CONFIG_PATH} is larger than {MAX_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        return Loaded(RepositoryConfig(), f"{CONFIG_PATH} is not valid YAML{at}")
+    if data is None:
+        return Loaded(RepositoryConfig())
+    try:
+        return Loaded(RepositoryConfig.model_validate(data))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'the file'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        return Loaded(RepositoryConfig(), f"{CONFIG_PATH} does not fit: {problems}")

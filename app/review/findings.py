@@ -1,0 +1,48 @@
+"""A finding: something the reviewer has to say about one place in a change."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["info", "warning", "error"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
+RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+ICON = {"info": "💡", "warning": "⚠️", "error": "⛔"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int | None  # a line of the new file; None: about the file as a whole
+    severity: Severity
+    message: str
+    source: str  # "policy" | "ruff" | "model"
+    rule: str = ""
+    replacement: str | None = None  # a ```suggestion for the lines start_line..line
+    start_line: int | None = None
+
+    def fingerprint(self, anchor: str | None) -> str:
+        """Who said what about which text. The line's text, not its number, so a finding
+        that only moved (lines added above it) is recognised on a re-review."""
+        key = "\0".join(
+            [
+                self.path,
+                self.source,
+                self.rule or self.message.strip().lower(),
+                (anchor or "").strip(),
+            ]
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
+def at_least(findings: list[Finding], floor: Severity) -> list[Finding]:
+    return [f for f in findings if RANK[f.severity] >= RANK[floor]]
+
+
+def worst(findings: list[Finding]) -> Severity | None:
+    return max((f.severity for f in findings), key=RANK.__getitem__, default=None)

@@ -1,0 +1,522 @@
+"""One review of one pull request head, against GitHub, start to finish.
+
+    claim (supersede older heads) → lock the pull request → config from the default branch
+    → check run in_progress → files (and, on a re-review, what changed since the head
+    reviewed before) → static findings → the model's findings → pin to diff lines, drop
+    what was said before → one review → check run concluded
+
+One review is in flight per pull request (a Postgres advisory lock). A newer head marks
+older reviews superseded; a superseded review notices at its next step (and while it waits
+for the model), concludes its check run as cancelled and posts nothing. Each step is safe to
+run again: a retried delivery reuses its check run and never posts a second review.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+from githubkit import GitHub
+from githubkit.exception import RequestFailed
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit
+from app.github.client import GitHubApp
+from app.review import compose, static
+from app.review import model as model_review
+from app.review.config import CONFIG_PATH, Loaded, parse
+from app.review.diff import Diff
+from app.review.findings import Finding, at_least
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CHECK_NAME = "persais/review"
+MAX_FILES = 300  # files read for the static checks
+SUPERSEDE_POLL = 0.5
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    installation_id: int
+    repository: str  # owner/name
+    number: int
+    head_sha: str
+    trigger: str  # the webhook action, or "command"
+    delivery: str  # unique per request: a retried delivery is the same review
+    force: bool = False  # /review: review this head even if it was reviewed
+
+
+@dataclass
+class Outcome:
+    status: str  # posted | skipped | superseded | failed
+    reason: str = ""
+    review_id: int | None = None
+    check_run_id: int | None = None
+    conclusion: str | None = None
+    comments: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+
+class Superseded(Exception):
+    pass
+
+
+Notify = Callable[[ReviewRequest, Outcome, dict[str, Any]], Awaitable[None]]
+
+
+class Reviewer:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        github: GitHubApp,
+        model: model_review.Model | None,
+        *,
+        notify: Notify | None = None,
+    ) -> None:
+        self.pool = pool
+        self.github = github
+        self.model = model
+        self.notify = notify
+
+    async def review(self, request: ReviewRequest) -> Outcome:
+        review_id, status = await self._claim(request)
+        if status in ("posted", "skipped", "superseded"):
+            return Outcome(status, "this request was handled before")
+        if not request.force and await self._reviewed_before(request, review_id):
+            return await self._finish(review_id, Outcome("skipped", "this head was reviewed"))
+        async with self._pull_lock(request):
+            run = _Run(self, request, review_id)
+            try:
+                outcome = await run.go()
+            except Superseded:
+                outcome = Outcome("superseded", "a newer head arrived")
+                await run.cancel_check_run()
+            except Exception as exc:
+                await run.fail_check_run(exc)
+                await self._finish(review_id, Outcome("failed", type(exc).__name__))
+                raise
+        await self._finish(review_id, outcome)
+        if outcome.status == "posted" and self.notify is not None:
+            try:
+                await self.notify(request, outcome, run.pull)
+            except Exception:  # a chat hiccup must not fail the review
+                log.exception("could not tell the chat about review %s", review_id)
+        return outcome
+
+    async def _claim(self, request: ReviewRequest) -> tuple[int, str]:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE reviews SET status = 'superseded', reason = %s, finished_at = now()"
+                " WHERE repository = %s AND pull_number = %s AND head_sha <> %s"
+                " AND status IN ('queued', 'running')",
+                (f"superseded by {request.head_sha[:7]}", request.repository, request.number,
+                 request.head_sha),
+            )  # fmt: skip
+            cur = await conn.execute(
+                "INSERT INTO reviews (repository, pull_number, head_sha, trigger, delivery)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (delivery) DO UPDATE"
+                " SET delivery = EXCLUDED.delivery RETURNING id, status",
+                (request.repository, request.number, request.head_sha, request.trigger,
+                 request.delivery),
+            )  # fmt: skip
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), str(row[1])
+
+    async def _reviewed_before(self, request: ReviewRequest, review_id: int) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM reviews WHERE repository = %s AND pull_number = %s"
+                " AND head_sha = %s AND id <> %s AND status IN ('posted', 'running', 'queued')",
+                (request.repository, request.number, request.head_sha, review_id),
+            )
+            return await cur.fetchone() is not None
+
+    @asynccontextmanager
+    async def _pull_lock(self, request: ReviewRequest) -> AsyncIterator[None]:
+        key = f"review:{request.repository}#{request.number}"
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    async def _finish(self, review_id: int, outcome: Outcome) -> Outcome:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE reviews SET status = %s, reason = %s, review_id = %s, conclusion = %s,"
+                " comments = %s, findings = %s, finished_at = now()"
+                " WHERE id = %s AND status NOT IN ('posted', 'superseded')",
+                (outcome.status, outcome.reason or None, outcome.review_id, outcome.conclusion,
+                 outcome.comments, len(outcome.findings), review_id),
+            )  # fmt: skip
+            await audit.record(
+                conn, actor="persais", action=f"review.{outcome.status}",
+                subject=f"review:{review_id}",
+                detail={"reason": outcome.reason, "review": outcome.review_id,
+                        "conclusion": outcome.conclusion, "comments": outcome.comments},
+            )  # fmt: skip
+        return outcome
+
+
+class _Run:
+    """The steps of one review, with what they learn along the way."""
+
+    def __init__(self, reviewer: Reviewer, request: ReviewRequest, review_id: int) -> None:
+        self.reviewer = reviewer
+        self.pool = reviewer.pool
+        self.request = request
+        self.review_id = review_id
+        self.owner, self.repo = request.repository.split("/", 1)
+        self.client: GitHub[Any] = reviewer.github.installation(request.installation_id)
+        self.check_run_id: int | None = None
+        self.pull: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+
+    async def go(self) -> Outcome:
+        started = time.monotonic()
+        await self._start()
+        pull = await self.client.rest.pulls.async_get(self.owner, self.repo, self.request.number)
+        self.pull = cast(dict[str, Any], pull.json())
+        why_not = self._not_reviewable()
+        if why_not:
+            return Outcome("skipped", why_not)
+        loaded = await self._config()
+        if not loaded.config.review.enabled:
+            return Outcome("skipped", f"review is off in {CONFIG_PATH}")
+        self.check_run_id = await self._check_run_started()
+        await self._still_current()
+
+        diff = Diff.from_github(await self._files())
+        since = await self._since()
+        scope = diff
+        if since is not None:
+            changed = await self._changed_since(since)
+            if changed is None:
+                since = None  # a force-push: the earlier head is not an ancestor
+            else:
+                scope = diff.restricted_to(changed)
+        config = loaded.config.review
+        scope = scope.restricted_to(p for p in scope.files if not config.skips(p))
+        await self._still_current()
+
+        t = time.monotonic()
+        contents = await self._contents(scope)
+        head_branch = str(self.pull["head"]["ref"])
+        findings = await static.findings(scope, contents, head_branch=head_branch)
+        self.timings["static"] = time.monotonic() - t
+        await self._still_current()
+
+        notes: list[str] = []
+        if loaded.problem:
+            notes.append(f"⚠️ {loaded.problem}; the defaults were used.")
+        t = time.monotonic()
+        notes.append(await self._model_findings(scope, findings))
+        self.timings["model"] = time.monotonic() - t
+
+        findings = at_least(findings, config.severity_floor)
+        posted = await self._posted()
+        pinned = compose.pin(findings, diff, set(posted))
+        verdict = compose.conclusion(findings + await self._standing(scope, posted))
+        body = compose.summary(
+            head=self.request.head_sha, since=since, pinned=pinned, findings=findings,
+            notes=[n for n in notes if n],
+        )  # fmt: skip
+        await self._still_current()
+        review_id = None
+        if since is None or pinned.comments or pinned.loose:
+            review_id = await self._post(body, pinned)
+        await self._record(pinned, since)
+        await self._check_run_completed(verdict, body, len(pinned.comments))
+        self.timings["total"] = time.monotonic() - started
+        return Outcome(
+            "posted", "", review_id, self.check_run_id, verdict, len(pinned.comments), findings,
+            self.timings,
+        )  # fmt: skip
+
+    # --- the steps --------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE reviews SET status = 'running', started_at = now()"
+                " WHERE id = %s AND status IN ('queued', 'running', 'failed')"
+                " RETURNING check_run_id",
+                (self.review_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise Superseded
+        self.check_run_id = row[0]
+
+    def _not_reviewable(self) -> str:
+        if self.pull.get("state") != "open":
+            return "the pull request is closed"
+        if self.pull.get("draft") and not self.request.force:
+            return "a draft: reviewed when it is ready"
+        if self.pull["head"]["sha"] != self.request.head_sha:
+            raise Superseded
+        return ""
+
+    async def _still_current(self) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT status FROM reviews WHERE id = %s", (self.review_id,))
+            row = await cur.fetchone()
+        if row is None or row[0] == "superseded":
+            raise Superseded
+
+    async def _guarded(self, work: Awaitable[T]) -> T:
+        """Wait for `work`, but stop as soon as a newer head supersedes this review."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=SUPERSEDE_POLL)
+                if done:
+                    return task.result()
+                await self._still_current()
+        finally:
+            task.cancel()
+
+    async def _config(self) -> Loaded:
+        default = str(self.pull["base"]["repo"]["default_branch"])
+        text, sha = await self._read(CONFIG_PATH, default)
+        loaded = parse(text)
+        if (
+            loaded.problem
+            and sha
+            and await self._first_time(f"config:{self.request.repository}:{sha}")
+        ):
+            await self.client.rest.issues.async_create_comment(
+                self.owner, self.repo, self.request.number,
+                body=f"⚠️ {loaded.problem} (on `{default}`). Persais uses its defaults until "
+                "it is fixed.",
+            )  # fmt: skip
+        return loaded
+
+    async def _first_time(self, key: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO github_notices (key) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
+                (key,),
+            )
+            return await cur.fetchone() is not None
+
+    async def _read(self, path: str, ref: str) -> tuple[str | None, str | None]:
+        """A file's text at `ref` and its blob sha; (None, None) when it is not there."""
+        try:
+            response = await self.client.rest.repos.async_get_content(
+                self.owner, self.repo, path, ref=ref
+            )
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return None, None
+            raise
+        data: Any = response.json()
+        if not isinstance(data, dict) or data.get("type") != "file" or not data.get("content"):
+            return None, None
+        try:
+            return base64.b64decode(data["content"]).decode(), str(data.get("sha"))
+        except (ValueError, UnicodeDecodeError):
+            return None, None
+
+    async def _check_run_started(self) -> int:
+        if self.check_run_id is not None:  # a retried delivery: the same check run
+            return self.check_run_id
+        response = await self.client.rest.checks.async_create(
+            self.owner, self.repo, name=CHECK_NAME, head_sha=self.request.head_sha,
+            status="in_progress", started_at=datetime.now(UTC),
+            output={"title": "Reviewing", "summary": "Persais is reviewing this head."},
+        )  # fmt: skip
+        check_run_id = int(response.json()["id"])
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE reviews SET check_run_id = %s WHERE id = %s", (check_run_id, self.review_id)
+            )
+        return check_run_id
+
+    async def _check_run_completed(
+        self, conclusion: compose.Conclusion, summary: str, inline: int
+    ) -> None:
+        assert self.check_run_id is not None
+        title = {"success": "No problems found", "neutral": "Warnings",
+                 "failure": "Problems found"}[conclusion]  # fmt: skip
+        await self.client.rest.checks.async_update(
+            self.owner, self.repo, self.check_run_id, status="completed", conclusion=conclusion,
+            completed_at=datetime.now(UTC),
+            output={"title": f"{title} ({inline} inline)", "summary": summary[:65_000]},
+        )  # fmt: skip
+
+    async def cancel_check_run(self) -> None:
+        if self.check_run_id is None:
+            return
+        await self.client.rest.checks.async_update(
+            self.owner, self.repo, self.check_run_id, status="completed", conclusion="cancelled",
+            completed_at=datetime.now(UTC),
+            output={"title": "Superseded", "summary": "A newer push is reviewed instead."},
+        )  # fmt: skip
+
+    async def fail_check_run(self, exc: Exception) -> None:
+        if self.check_run_id is None:
+            return
+        try:
+            await self.client.rest.checks.async_update(
+                self.owner, self.repo, self.check_run_id, status="completed",
+                conclusion="neutral", completed_at=datetime.now(UTC),
+                output={"title": "The review could not finish",
+                        "summary": f"{type(exc).__name__}; it will be retried."},
+            )  # fmt: skip
+        except Exception:  # the original failure is what matters
+            log.exception("could not conclude check run %s", self.check_run_id)
+
+    async def _files(self) -> list[dict[str, Any]]:
+        files: list[dict[str, Any]] = []
+        page = 1
+        while True:  # up to 3000 files, 100 a page
+            response = await self.client.rest.pulls.async_list_files(
+                self.owner, self.repo, self.request.number, per_page=100, page=page
+            )
+            batch = response.json()
+            files += batch
+            if len(batch) < 100 or 'rel="next"' not in response.headers.get("link", ""):
+                return files
+            page += 1
+
+    async def _since(self) -> str | None:
+        """The head reviewed last on this pull request (another head), if any."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT head_sha FROM reviews WHERE repository = %s AND pull_number = %s"
+                " AND status = 'posted' AND head_sha <> %s ORDER BY finished_at DESC LIMIT 1",
+                (self.request.repository, self.request.number, self.request.head_sha),
+            )
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def _changed_since(self, since: str) -> list[str] | None:
+        try:
+            response = await self.client.rest.repos.async_compare_commits(
+                self.owner, self.repo, f"{since}...{self.request.head_sha}"
+            )
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:  # the old head is gone (force-pushed away)
+                return None
+            raise
+        data = response.json()
+        if data.get("status") not in ("ahead", "identical"):
+            return None
+        return [str(f["filename"]) for f in data.get("files") or []]
+
+    async def _contents(self, scope: Diff) -> dict[str, str]:
+        contents: dict[str, str] = {}
+        fetch: list[str] = []
+        for path in static.wanted(scope)[:MAX_FILES]:
+            file = scope.get(path)
+            if file is not None and file.status == "added" and file.patch is not None:
+                contents[path] = _added_text(file.patch)  # the patch holds all of it
+            else:
+                fetch.append(path)
+        limit = asyncio.Semaphore(8)
+
+        async def one(path: str) -> None:
+            async with limit:
+                text, _ = await self._read(path, self.request.head_sha)
+            if text is not None:
+                contents[path] = text
+
+        await asyncio.gather(*(one(p) for p in fetch))
+        return contents
+
+    async def _model_findings(self, scope: Diff, findings: list[Finding]) -> str:
+        model = self.reviewer.model
+        if model is None:
+            return "The model review is off (no LLM_API_KEY); static checks only."
+        if not scope.files:
+            return ""
+        try:
+            result = await self._guarded(
+                model_review.review(
+                    model,
+                    str(self.pull.get("title") or ""),
+                    str(self.pull.get("body") or ""),
+                    scope,
+                )
+            )
+        except Superseded:
+            raise
+        except Exception as exc:  # the model failing leaves the static review standing
+            log.warning("the model review failed: %s", exc)
+            return f"The model review failed ({type(exc).__name__}); static checks only."
+        findings += result.findings
+        note = result.summary
+        if result.dropped:
+            note += f" ({result.dropped} of the model's findings did not fit and were left out.)"
+        return note.strip()
+
+    async def _posted(self) -> dict[str, str]:
+        """Fingerprints said on this pull request before -> their path."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT fingerprint, path FROM review_findings"
+                " WHERE repository = %s AND pull_number = %s",
+                (self.request.repository, self.request.number),
+            )
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def _standing(self, scope: Diff, posted: dict[str, str]) -> list[Finding]:
+        """Findings said before on files this review did not look at again: they still
+        count for the check run's verdict."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT path, line, severity FROM review_findings"
+                " WHERE repository = %s AND pull_number = %s AND NOT (path = ANY(%s))",
+                (self.request.repository, self.request.number, list(scope.files)),
+            )
+            return [Finding(p, line, sev, "", "earlier") for p, line, sev in await cur.fetchall()]
+
+    async def _post(self, body: str, pinned: compose.Pinned) -> int:
+        comments = [c.as_github() for c in pinned.comments]
+        try:
+            response = await self.client.rest.pulls.async_create_review(
+                self.owner, self.repo, self.request.number, commit_id=self.request.head_sha,
+                body=body, event="COMMENT", comments=comments,
+            )  # fmt: skip
+        except RequestFailed as exc:
+            if exc.response.status_code != 422 or not comments:
+                raise
+            # GitHub refused a line we thought was in the diff: say it all in the summary.
+            log.warning("GitHub refused the inline comments: %s", exc.response.text[:300])
+            extra = "\n".join(f"- `{c.path}:{c.line}`: {c.body}" for c in pinned.comments)
+            response = await self.client.rest.pulls.async_create_review(
+                self.owner, self.repo, self.request.number, commit_id=self.request.head_sha,
+                body=body + "\n\n### Findings\n\n" + extra, event="COMMENT",
+            )  # fmt: skip
+        return int(response.json()["id"])
+
+    async def _record(self, pinned: compose.Pinned, since: str | None) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE reviews SET since_sha = %s WHERE id = %s", (since, self.review_id)
+            )
+            for fingerprint, item in pinned.fingerprints:
+                await conn.execute(
+                    "INSERT INTO review_findings (repository, pull_number, fingerprint, review,"
+                    " path, line, severity) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (self.request.repository, self.request.number, fingerprint, self.review_id,
+                     item.path, item.line, item.severity),
+                )  # fmt: skip
+
+
+def _added_text(patch: str) -> str:
+    lines = [line[1:] for line in patch.splitlines() if line.startswith("+")]
+    newline = "" if patch.rstrip().endswith("\\ No newline at end of file") else "\n"
+    return "\n".join(lines) + newline

@@ -1,0 +1,175 @@
+"""Static findings: the Mechanic's own policy for `dynamic/`, and ruff on changed Python.
+
+The changed files are written (at the head's content) into a scratch folder and checked
+there; nothing from the pull request is imported or run. The policy is exactly the one the
+Mechanic's own output must pass (`mechanic.policy`): paths, the import allowlist widened by
+the agent's manifest, forbidden calls. Ruff runs once over all changed Python files, with
+its fixes offered as suggestions when they touch a single line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from app.review.diff import Diff
+from app.review.findings import Finding, Severity
+from mechanic import policy
+
+MECHANIC_BRANCH = "mechanic/"
+# Ruff's default rules plus bugbear. A repository's own ruff settings are not read (they
+# would come from the head, which the pull request controls).
+RUFF_RULES = "E4,E7,E9,F,B"
+_ERRORS = ("E9", "F63", "F7", "F82")  # syntax errors, undefined names, broken statements
+RUFF_TIME_LIMIT = 60.0
+
+
+def _in_lane(path: str) -> bool:
+    return path.startswith(policy.ALLOWED_ROOTS)
+
+
+async def findings(
+    diff: Diff, contents: Mapping[str, str], *, head_branch: str = ""
+) -> list[Finding]:
+    """`contents`: the head's text of the changed files the checks need (see `wanted`)."""
+    found = _policy(diff, contents, mechanic=head_branch.startswith(MECHANIC_BRANCH))
+    python = {p: t for p, t in contents.items() if p.endswith(".py") and p in diff}
+    if python:
+        found += await _ruff(python)
+    return found
+
+
+def wanted(diff: Diff) -> list[str]:
+    """Which files' contents the static checks read: changed Python files (not deleted),
+    and the manifests of agents whose code changed (they grant imports)."""
+    paths = [
+        f.path for f in diff.files.values() if f.status != "removed" and f.path.endswith(".py")
+    ]
+    manifests = {_manifest_of(p) for p in paths if p.startswith("dynamic/agents/")}
+    return sorted(set(paths) | {m for m in manifests if m is not None})
+
+
+def _manifest_of(path: str) -> str | None:
+    parts = PurePosixPath(path).parts
+    if len(parts) >= 4 and parts[:2] == ("dynamic", "agents"):
+        return f"dynamic/agents/{parts[2]}/agent.toml"
+    return None
+
+
+def _policy(diff: Diff, contents: Mapping[str, str], *, mechanic: bool) -> list[Finding]:
+    found: list[Finding] = []
+    for file in diff.files.values():
+        if not _in_lane(file.path):
+            if mechanic:  # the Mechanic's own pull requests stay in their lane
+                found.append(
+                    Finding(file.path, None, "error", "a Mechanic change may touch only "
+                            "dynamic/ and tests/dynamic/", "policy", "path.outside")
+                )  # fmt: skip
+            continue
+        if file.status == "removed":
+            continue
+        for v in _path_rules(file.path):
+            found.append(Finding(file.path, None, "error", v.message, "policy", v.rule))
+        text = contents.get(file.path)
+        if file.path.endswith(".py") and text is not None:
+            permissions = _permissions(contents.get(_manifest_of(file.path) or ""))
+            test = file.path.startswith("tests/")
+            for v in policy.check_source(file.path, text, permissions, test=test):
+                found.append(
+                    Finding(file.path, v.line or None, "error", v.message, "policy", v.rule)
+                )
+    return found
+
+
+def _path_rules(path: str) -> list[policy.Violation]:
+    """The policy's path rules for a path that is not on disk (no symlink to follow)."""
+    with tempfile.TemporaryDirectory() as empty:
+        return policy.check_paths([path], Path(empty))
+
+
+def _permissions(manifest: str | None) -> list[str]:
+    if not manifest:
+        return []
+    try:
+        granted = tomllib.loads(manifest).get("permissions", [])
+    except tomllib.TOMLDecodeError:
+        return []
+    return [p for p in granted if isinstance(p, str)] if isinstance(granted, list) else []
+
+
+async def _ruff(files: Mapping[str, str]) -> list[Finding]:
+    with tempfile.TemporaryDirectory(prefix="persais-review-") as scratch:
+        root = Path(scratch)
+        for path, text in files.items():
+            target = root / path
+            if not target.resolve().is_relative_to(root.resolve()):
+                continue  # a hostile path; GitHub would not send one, but still
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
+            "--select", RUFF_RULES, "--output-format", "json", "--exit-zero", *sorted(files),
+            cwd=root, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), RUFF_TIME_LIMIT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return []
+    try:
+        reports: list[dict[str, Any]] = json.loads(out or b"[]")
+    except ValueError:
+        return []
+    return [_from_ruff(r, files) for r in reports if r.get("filename")]
+
+
+def _from_ruff(report: dict[str, Any], files: Mapping[str, str]) -> Finding:
+    path = _relative(str(report["filename"]), files)
+    code = str(report.get("code") or "syntax")
+    line = int(report["location"]["row"])
+    severity: Severity = "error" if code.startswith(_ERRORS) or code == "syntax" else "warning"
+    message = f"`{code}` {report.get('message', '')}".strip()
+    return Finding(
+        path, line, severity, message, "ruff", code, replacement=_fix(report, files.get(path), line)
+    )
+
+
+def _relative(filename: str, files: Mapping[str, str]) -> str:
+    for path in files:
+        if filename == path or filename.endswith("/" + path):
+            return path
+    return filename
+
+
+def _fix(report: dict[str, Any], text: str | None, line: int) -> str | None:
+    """Ruff's fix as the new text of `line`, when every edit stays on that line."""
+    fix = report.get("fix") or {}
+    edits = fix.get("edits") or []
+    if text is None or not edits or fix.get("applicability") == "unsafe":
+        return None
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return None
+    current = lines[line - 1]
+    for edit in sorted(edits, key=lambda e: e["location"]["column"], reverse=True):
+        start, end = edit["location"], edit["end_location"]
+        if start["row"] != line or end["row"] != line or "\n" in (edit.get("content") or ""):
+            # A whole-line deletion ends at the next line's column 1: an empty suggestion.
+            whole = start["row"] == line and end["row"] == line + 1 and end["column"] == 1
+            if whole and start["column"] == 1 and not edit.get("content") and len(edits) == 1:
+                return ""
+            return None
+        current = (
+            current[: start["column"] - 1]
+            + (edit.get("content") or "")
+            + current[end["column"] - 1 :]
+        )
+    return current
