@@ -4,6 +4,7 @@ and the `jobs` table that records each job."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -16,6 +17,10 @@ from mechanic.job import JobDeps, JobOutcome, Progress
 from mechanic.llm import ChatModel
 from mechanic.plan import Behaviour, Plan
 
+if TYPE_CHECKING:  # githubkit loads only where the GitHub forge is used
+    from app.forge.github import GitHubForge
+    from app.github.client import GitHubApp
+
 TEMPLATES = CHECKOUT_ROOT / "templates"
 
 
@@ -23,18 +28,34 @@ class MechanicUnavailable(RuntimeError):
     pass
 
 
-def forge(settings: Settings, pool: AsyncConnectionPool) -> LocalForge:
+_github_apps: dict[tuple[int, str], GitHubApp] = {}
+
+
+def github_app(settings: Settings) -> GitHubApp:
+    """One App client per process and App: its installation tokens are cached in it."""
+    from app.github.client import GitHubApp
+
+    assert settings.github_app_id is not None
+    key = (settings.github_app_id, settings.github_api_url)
+    if key not in _github_apps:
+        _github_apps[key] = GitHubApp(settings)
+    return _github_apps[key]
+
+
+def forge(settings: Settings, pool: AsyncConnectionPool) -> LocalForge | GitHubForge:
+    """The home repository: on GitHub through the App when PERSAIS_HOME_REPO is set,
+    else the local forge."""
     if settings.home_repo is not None:
-        raise MechanicUnavailable("the GitHub forge arrives with the GitHub App issue")
+        from app.forge.github import GitHubForge
+
+        return GitHubForge(github_app(settings), settings.home, settings.home_repo)
     return LocalForge(pool, settings.home, CHECKOUT_ROOT)
 
 
 def job_deps(
     settings: Settings, pool: AsyncConnectionPool, progress: Progress, *, use_aider: bool = True
 ) -> JobDeps:
-    if settings.home_repo is not None:
-        raise MechanicUnavailable("the GitHub forge arrives with the GitHub App issue")
-    if not (CHECKOUT_ROOT / ".git").exists():
+    if settings.home_repo is None and not (CHECKOUT_ROOT / ".git").exists():
         raise MechanicUnavailable(
             f"the local forge starts from a git checkout; {CHECKOUT_ROOT} is not one"
         )

@@ -27,6 +27,7 @@ class Note:
     approval: str | None
     version: int
     channel_ref: dict[str, Any] | None
+    links: list[list[str]] | None = None  # [[label, url], ...]: link buttons, no question
 
 
 async def put(
@@ -36,15 +37,19 @@ async def put(
     *,
     key: str | None = None,
     approval: str | None = None,
+    links: list[tuple[str, str]] | None = None,
 ) -> None:
-    """Say `text` in `conversation`; with `key`, replace what was said under that key."""
+    """Say `text` in `conversation`; with `key`, replace what was said under that key.
+    `links`: (label, url) buttons under it, for a message that asks nothing."""
     await conn.execute(
-        "INSERT INTO outbox (conversation, key, text, approval) VALUES (%s, %s, %s, %s)"
+        "INSERT INTO outbox (conversation, key, text, approval, links)"
+        " VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (key) DO UPDATE SET text = EXCLUDED.text, approval = EXCLUDED.approval,"
-        " version = outbox.version + 1, updated_at = now()"
+        " links = EXCLUDED.links, version = outbox.version + 1, updated_at = now()"
         " WHERE (outbox.text, outbox.approval) IS DISTINCT FROM (EXCLUDED.text, EXCLUDED.approval)",
-        (conversation, key, text[:20_000], approval),
-    )
+        (conversation, key, text[:20_000], approval,
+         Jsonb([list(link) for link in links]) if links else None),
+    )  # fmt: skip
 
 
 Show = Callable[[Note], Awaitable[dict[str, Any] | None]]
@@ -75,7 +80,7 @@ async def deliver(
             async with conn.transaction():
                 cur = conn.cursor(row_factory=dict_row)
                 await cur.execute(
-                    "SELECT id, conversation, key, text, approval, version, channel_ref"
+                    "SELECT id, conversation, key, text, approval, version, channel_ref, links"
                     " FROM outbox WHERE delivered_version < version"
                     " AND (conversation = %s OR conversation LIKE %s)"
                     " ORDER BY channel_ref IS NOT NULL, id LIMIT 1 FOR UPDATE SKIP LOCKED",

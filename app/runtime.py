@@ -24,8 +24,9 @@ from app.web.metrics import Metrics
 from app.worker.dispatch import Dispatcher
 from app.worker.queue import MECHANIC_QUEUE, QUEUE, DeliveryQueue
 
-if TYPE_CHECKING:  # imported on first use: LangGraph and aiogram are heavy
+if TYPE_CHECKING:  # imported on first use: LangGraph, aiogram and githubkit are heavy
     from app.conversations import Conversations
+    from app.github.service import GitHubService
     from app.telegram.channel import TelegramChannel
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,15 @@ class Runtime:
         self.worker_queues: tuple[str, ...] = (QUEUE, MECHANIC_QUEUE)
         self._conversations: Conversations | None = None
         self._telegram: TelegramChannel | None = None
+        self._github: GitHubService | None = None
         self._lazy_lock = asyncio.Lock()
+        self.github_outbox_seconds = 0.5
         if settings.telegram_bot_token is not None:
             self.router.register("*", source="telegram")(self._telegram_update)
+        if settings.github_app_id is not None:
+            self.router.register("pull_request")(self._pull_request)
+            for event in ("issue_comment", "pull_request_review_comment"):
+                self.router.register(event)(self._comment)
 
     async def conversations(self) -> Conversations:
         """The registry and orchestrator, started on first use (the worker warms them up)."""
@@ -117,6 +124,40 @@ class Runtime:
 
     async def _telegram_update(self, event: Event, ctx: Context) -> None:
         await (await self.telegram()).feed(event.payload)
+
+    async def github(self) -> GitHubService:
+        """The GitHub App's handlers, built on first use (githubkit is heavy)."""
+        async with self._lazy_lock:
+            if self._github is None:
+                from app.github.service import GitHubService
+
+                self._github = GitHubService(self.settings, self.pool, self.conversations)
+            return self._github
+
+    async def _pull_request(self, event: Event, ctx: Context) -> None:
+        await (await self.github()).on_pull_request(event)
+
+    async def _comment(self, event: Event, ctx: Context) -> None:
+        outcome = await (await self.github()).on_comment(event)
+        log.info("GitHub comment in delivery %s: %s", event.delivery_id, outcome)
+
+    async def _deliver_github_outbox(self) -> None:
+        """Post in GitHub threads what Mechanic jobs asked from there have to say."""
+        while True:
+            await asyncio.sleep(self.github_outbox_seconds)
+            try:
+                await (await self.github()).deliver_outbox()
+            except Exception:  # GitHub or the database hiccuped: the rows wait
+                log.exception("outbox delivery to GitHub failed")
+
+    async def _sweep_redeliveries(self) -> None:
+        """Ask GitHub again for deliveries that failed (it never retries on its own)."""
+        while True:
+            await asyncio.sleep(self.settings.github_redelivery_minutes * 60)
+            try:
+                await (await self.github()).sweep_redeliveries()
+            except Exception:  # GitHub down: next time
+                log.exception("the redelivery sweep failed")
 
     async def _run_mechanic_job(self, job_id: str) -> None:
         await (await self.conversations()).mechanic.run(job_id)
@@ -173,6 +214,14 @@ class Runtime:
                 self._sidecars.append(
                     asyncio.create_task(self._deliver_outbox(), name="telegram outbox")
                 )
+            if self.settings.github_app_id is not None and QUEUE in self.worker_queues:
+                self._sidecars.append(
+                    asyncio.create_task(self._deliver_github_outbox(), name="github outbox")
+                )
+                if self.settings.github_redelivery_minutes > 0:
+                    self._sidecars.append(
+                        asyncio.create_task(self._sweep_redeliveries(), name="redelivery sweep")
+                    )
 
     async def _supervise_worker(self) -> None:
         """Keep the worker running: a crash (a lost database, a library error) is logged and

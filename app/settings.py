@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     telegram_admins: Annotated[list[int], NoDecode] = Field(
         default_factory=list, alias="PERSAIS_TELEGRAM_ADMINS"
     )
+    # Where GitHub news goes (new pull requests, reviews, merges); unset: the first admin.
+    telegram_admin_chat: int | None = Field(default=None, alias="PERSAIS_TELEGRAM_ADMIN_CHAT")
+    github_redelivery_minutes: float = Field(
+        default=10, alias="PERSAIS_GITHUB_REDELIVERY_MINUTES", ge=0, le=24 * 60
+    )
 
     llm_api_base: str = Field(default="https://openrouter.ai/api/v1", alias="LLM_API_BASE")
     llm_api_key: SecretStr | None = Field(default=None, alias="LLM_API_KEY")
@@ -104,6 +109,14 @@ class Settings(BaseSettings):
     )
     git_commit: str | None = Field(default=None, alias="PERSAIS_GIT_COMMIT")
     log_level: str = Field(default="INFO", alias="PERSAIS_LOG_LEVEL")
+
+    def admin_chat(self) -> int | None:
+        """The Telegram chat that hears about GitHub: new pull requests, reviews, merges."""
+        if self.telegram_bot_token is None:
+            return None
+        if self.telegram_admin_chat is not None:
+            return self.telegram_admin_chat
+        return self.telegram_admins[0] if self.telegram_admins else None
 
     @field_validator("telegram_allowed_users", "telegram_admins", mode="before")
     @classmethod

@@ -29,3 +29,11 @@ class Forge(Protocol):
     async def withdraw(self, *, job_id: str, branch: str) -> None:
         """Close the job's pull request, if any, and delete its branch."""
         ...
+
+    async def pull_request(self, number: int) -> PullRequest:
+        """An open pull request, its head branch brought into `repository()`."""
+        ...
+
+    async def update(self, pull: PullRequest) -> None:
+        """Push new commits on the pull request's branch (never rewriting it)."""
+        ...

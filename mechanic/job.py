@@ -6,6 +6,7 @@ place to report progress), so the pipeline runs the same under the chat, the CLI
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from mechanic.forge import Forge, PullRequest
 from mechanic.plan import Clarification, Model, Plan, make_plan, prompts
 from mechanic.scaffold import Example, ScaffoldRequest, render, write
 from mechanic.validate import Report, validate
-from mechanic.workspace import Workspace
+from mechanic.workspace import Workspace, git
 
 REPAIR_ROUNDS = 3
 Progress = Callable[[str], Awaitable[None]]
@@ -148,6 +149,104 @@ async def _build(
     outcome.message = (
         f"Pull request #{outcome.pull_request.number} is open: {outcome.pull_request.url}"
     )
+
+
+async def run_fix(job_id: str, request: str, deps: JobDeps, number: int) -> JobOutcome:
+    """`/mechanic fix`: Aider changes an open pull request's branch as asked; the result is
+    validated like any Mechanic change and pushed to the same branch."""
+    outcome = JobOutcome("failed", "")
+    async with deps.lock():
+        pull = await deps.forge.pull_request(number)
+        workspace = await Workspace.attach(
+            await deps.forge.repository(), deps.jobs_root, job_id=job_id, branch=pull.branch
+        )
+        try:
+            await _fix(job_id, request, pull, workspace, deps, outcome)
+        finally:
+            await workspace.remove(keep_branch=True)  # the branch is the pull request's
+    return outcome
+
+
+async def _fix(
+    job_id: str, request: str, pull: PullRequest, workspace: Workspace, deps: JobDeps,
+    outcome: JobOutcome,
+) -> None:  # fmt: skip
+    changed = await workspace.changed_files()
+    agents = sorted({p.split("/")[2] for p in changed if p.startswith("dynamic/agents/")
+                     and p.count("/") >= 3})  # fmt: skip
+    if len(agents) != 1:
+        outcome.status = "refused"
+        outcome.message = (
+            f"Pull request #{pull.number} does not change exactly one agent under "
+            "dynamic/agents/ (it changes: " + (", ".join(agents) or "none") + "); "
+            "/mechanic fix works on Mechanic changes."
+        )
+        return
+    name = agents[0]
+    files = [p for p in changed if p.endswith((".py", ".toml"))]
+    problems: list[str] = []
+    before = (await git_head(workspace)).strip()
+    for attempt in range(REPAIR_ROUNDS + 1):
+        outcome.rounds = attempt
+        await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
+        instructions = prompts().get_template("fix.md").render(
+            name=name, request=request, files=files, problems=problems,
+            permissions=_manifest_permissions(workspace, name),
+        )  # fmt: skip
+        run = await run_aider(
+            deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
+            instructions, files, read_only=[deps.templates / "README.md"],
+            time_limit=deps.aider_time_limit,
+        )  # fmt: skip
+        outcome.aider_runs.append(run)
+        await deps.progress(f"validate (round {attempt + 1}/{REPAIR_ROUNDS + 1})")
+        now_changed = await workspace.changed_files()
+        report = await validate(workspace.path, now_changed, name, time_limit=deps.check_time_limit)
+        outcome.report = report
+        if report.policy_refused:
+            outcome.status = "refused"
+            outcome.message = "The change broke the rules and was refused:\n" + "\n".join(
+                report.problems[:10]
+            )
+            return
+        if report.ok:
+            break
+        problems = report.problems[:20]
+    else:
+        outcome.message = f"Validation still failed after {REPAIR_ROUNDS} repair rounds:\n" + (
+            "\n".join(problems[:10])
+        )
+        return
+    if not await workspace.has_changes():
+        outcome.status = "failed"
+        outcome.message = "Aider changed nothing; the pull request is as it was."
+        return
+    await deps.progress("push")
+    head = await workspace.commit(f"Fix {name}: {request[:60]}\n\nMechanic job {job_id}")
+    pushed = PullRequest(pull.number, pull.url, pull.branch, head)
+    await deps.forge.update(pushed)
+    outcome.pull_request = pushed
+    outcome.status = "opened"
+    outcome.message = (
+        f"Pushed {head[:7]} (was {before[:7]}) to pull request #{pull.number}: {pull.url}"
+    )
+
+
+async def git_head(workspace: Workspace) -> str:
+
+    return await git("rev-parse", "HEAD", cwd=workspace.path)
+
+
+def _manifest_permissions(workspace: Workspace, name: str) -> list[str]:
+
+    try:
+        data = tomllib.loads(
+            (workspace.path / "dynamic" / "agents" / name / "agent.toml").read_text()
+        )
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    granted = data.get("permissions", [])
+    return [p for p in granted if isinstance(p, str)] if isinstance(granted, list) else []
 
 
 def pull_request_body(

@@ -57,6 +57,20 @@ class Workspace:
         await git("worktree", "add", "-q", "-b", branch, str(path), base, cwd=repository)
         return cls(repository, path, branch, base)
 
+    @classmethod
+    async def attach(
+        cls, repository: Path, root: Path, *, job_id: str, branch: str, base: str = "main"
+    ) -> Workspace:
+        """A worktree on an existing branch (a pull request's), to add commits to it."""
+        path = root / job_id / "worktree"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            await git("worktree", "remove", "--force", str(path), cwd=repository, check=False)
+            shutil.rmtree(path, ignore_errors=True)
+        await git("worktree", "prune", cwd=repository)
+        await git("worktree", "add", "-q", str(path), branch, cwd=repository)
+        return cls(repository, path, branch, base)
+
     async def changed_files(self) -> list[str]:
         """Every path the change touches: modified, added, deleted, renamed, untracked."""
         await git("add", "-A", "--", ".", cwd=self.path)
@@ -64,6 +78,10 @@ class Workspace:
             "diff", "--cached", "--name-only", "--no-renames", "-z", self.base, cwd=self.path
         )
         return sorted(p for p in out.split("\0") if p)
+
+    async def has_changes(self) -> bool:
+        await git("add", "-A", "--", ".", cwd=self.path)
+        return bool((await git("diff", "--cached", "--name-only", cwd=self.path)).strip())
 
     async def commit(self, message: str) -> str:
         await git("add", "-A", "--", ".", cwd=self.path)

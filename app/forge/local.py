@@ -52,6 +52,28 @@ class LocalForge:
         number = int(row[0])
         return PullRequest(number=number, url=self.url(number), branch=branch, head_sha=head_sha)
 
+    async def pull_request(self, number: int) -> PullRequest:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT branch, head_sha FROM pull_requests"
+                " WHERE repository = %s AND number = %s AND state = 'open'",
+                (self.name, number),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise LookupError(f"pull request #{number} is not open")
+        await self.repository()
+        return PullRequest(number=number, url=self.url(number), branch=row[0], head_sha=row[1])
+
+    async def update(self, pull: PullRequest) -> None:
+        # The worktree's commit is already on the branch in the bare repository.
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE pull_requests SET head_sha = %s, updated_at = now()"
+                " WHERE repository = %s AND number = %s",
+                (pull.head_sha, self.name, pull.number),
+            )
+
     async def withdraw(self, *, job_id: str, branch: str) -> None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(

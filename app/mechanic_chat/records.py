@@ -33,6 +33,8 @@ class Job:
     cost: Any
     approval: str | None
     message: str | None
+    kind: str = "create"  # create | fix (Aider on an open pull request's branch)
+    target_pr: int | None = None
 
 
 COLUMNS = ", ".join(Job.__dataclass_fields__)

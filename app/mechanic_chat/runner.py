@@ -110,9 +110,11 @@ class JobRunner:
     async def _plan_and_build(self, job: Job, deps: Any) -> Any:
         """Plan once: the plan is kept with the job, so a resumed run builds the same thing
         (and does not ask the model again)."""
-        from mechanic.job import JobOutcome, run_job
+        from mechanic.job import JobOutcome, run_fix, run_job
         from mechanic.plan import Clarification, Plan, make_plan
 
+        if job.kind == "fix" and job.target_pr is not None:
+            return await run_fix(job.id, job.request, deps, job.target_pr)
         known = job.given_plan or job.plan
         if known is not None:
             plan = Plan.model_validate(known)
@@ -193,9 +195,12 @@ class JobRunner:
 
     async def _ask_about_pull_request(self, job: Job, text: str) -> str:
         view = Choice("view", "View PR", job.pr_url or "")
+        # A fix went onto someone's pull request: aborting must not close it.
+        abort = () if job.kind == "fix" else (Choice("abort", "Abort"),)
+        choices = (Choice("deploy", "Deploy"), *abort, view)
         question = await self._ask(
             job.conversation, "mechanic",
-            Reply(text, (Choice("deploy", "Deploy"), Choice("abort", "Abort"), view),
+            Reply(text, choices,
                   question=f"pr:{job.id}"),
             requested_by=job.requested_by,
         )  # fmt: skip

@@ -44,6 +44,7 @@ class MechanicJobs:
         request: str,
         plan: dict[str, Any] | None = None,
         hold: bool = False,
+        fix_pr: int | None = None,
     ) -> str:
         """Record a job and queue it (or, with `hold`, keep it until `confirm`). A request
         that answers the Mechanic's clarifying question continues the request it asked about."""
@@ -55,14 +56,16 @@ class MechanicJobs:
                 (conversation,),
             )
             asked = await cur.fetchone()
-            if asked is not None and plan is None:
+            if asked is not None and plan is None and fix_pr is None:
                 await conn.execute("UPDATE jobs SET status = 'answered' WHERE id = %s", (asked[0],))
                 request = f"{asked[1]}\n\nI asked: {asked[2]}\nThe answer: {request}"
             await conn.execute(
                 "INSERT INTO jobs (id, conversation, requested_by, request, status,"
-                " template_only, given_plan) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                " template_only, given_plan, kind, target_pr)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (job_id, conversation, user, request, "proposed" if hold else "queued",
-                 plan is not None, Jsonb(plan) if plan is not None else None),
+                 plan is not None, Jsonb(plan) if plan is not None else None,
+                 "fix" if fix_pr is not None else "create", fix_pr),
             )  # fmt: skip
             await audit.record(
                 conn, actor=user, action="mechanic.requested", subject=f"job:{job_id}",

@@ -18,7 +18,7 @@ from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Orchestrator, Outbound
 from app.outbox import Note
 from app.settings import Settings
-from app.telegram.keyboards import approval_keyboard, decided_text
+from app.telegram.keyboards import approval_keyboard, decided_text, link_keyboard
 from app.telegram.retry import RetryAfter
 from app.telegram.text import split_message
 
@@ -81,7 +81,9 @@ class TelegramChannel:
                     if "not modified" in exc.message:
                         return None
                     log.info("could not edit message in %s (%s); sending anew", chat_id, exc)
-            sent = await self.bot.send_message(chat_id, note.text[:4096])
+            sent = await self.bot.send_message(
+                chat_id, note.text[:4096], reply_markup=link_keyboard(note.links)
+            )
             return {"chat_id": chat_id, "message_id": sent.message_id}
         except TelegramForbiddenError:  # the person blocked the bot: nothing more to do
             log.info("chat %s blocked the bot; dropping outbox row %s", chat_id, note.id)

@@ -26,6 +26,16 @@ def approval_keyboard(approval: Approval) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[buttons])
 
 
+def link_keyboard(links: list[list[str]] | None) -> InlineKeyboardMarkup | None:
+    """URL buttons (only addresses Telegram can open); None when there are none."""
+    buttons = [
+        InlineKeyboardButton(text=label, url=url)
+        for label, url in links or []
+        if url.startswith(("https://", "http://"))
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
+
+
 def decided_text(approval: Approval, who: str) -> str:
     if approval.status == "expired":
         return f"{approval.prompt}\n\n⌛ Expired without an answer."

@@ -45,3 +45,6 @@ CREATE TABLE github_notices (
 -- Mechanic jobs asked from GitHub: a fix on an existing pull request's branch.
 ALTER TABLE jobs ADD COLUMN kind text NOT NULL DEFAULT 'create' CHECK (kind IN ('create', 'fix'));
 ALTER TABLE jobs ADD COLUMN target_pr integer;
+
+-- Link buttons under a message that asks nothing (GitHub news: [View PR]).
+ALTER TABLE outbox ADD COLUMN links jsonb;

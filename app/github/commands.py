@@ -1,0 +1,44 @@
+"""Commands in GitHub comments: `/review`, `/mechanic <request>`, `/mechanic fix <request>`,
+`/help`. A command is the comment's first line; quoted lines (`> /review`) are not commands,
+and neither is a slash word Persais does not know (people write paths and dates)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_COMMAND = re.compile(r"^/(review|mechanic|help)(?:@[\w-]+)?(?:\s+(.*))?$", re.S | re.I)
+
+HELP = """\
+**Persais** takes these commands from people who may write to this repository:
+
+- `/review`: review this pull request again (at its current head)
+- `/mechanic <request>`: a Mechanic job on the home repository, for example
+  `/mechanic Create an agent Echo that repeats my messages`; progress shows in this thread
+- `/mechanic fix <request>`: on a pull request of the home repository, Aider changes its
+  branch as asked, the change is validated and pushed to the same branch
+- `/help`: this list
+
+Every pull request is also reviewed when it is opened and when new commits arrive.
+Configure the review in `.github/persais.yml` on the default branch."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # review | mechanic | fix | help
+    argument: str = ""
+
+
+def parse(body: str) -> Command | None:
+    text = body.strip().replace("\r\n", "\n")
+    if not text.startswith("/"):
+        return None
+    first, _, rest = text.partition("\n")
+    match = _COMMAND.match(first.strip())
+    if match is None:
+        return None
+    name = match.group(1).lower()
+    argument = ((match.group(2) or "") + ("\n" + rest if rest else "")).strip()
+    if name == "mechanic" and re.match(r"fix\b", argument, re.I):
+        return Command("fix", argument[3:].strip())
+    return Command(name, argument)

@@ -1,0 +1,243 @@
+"""The GitHub App at work in a worker: reviews on pull request events, commands in
+comments, the GitHub channel for Mechanic jobs asked from a thread, news for the chat, and
+the redelivery sweep. Built on first use (githubkit is not imported by the web process).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit, outbox
+from app.github import commands
+from app.github.channel import GitHubChannel, thread
+from app.github.client import GitHubApp
+from app.github.notices import ChatNotices
+from app.github.redeliver import Sweep, sweep
+from app.review.reviewer import Outcome, Reviewer, ReviewRequest
+from app.routing import Event
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.conversations import Conversations
+
+log = logging.getLogger(__name__)
+REVIEWED_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize"})
+
+
+class GitHubService:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        conversations: Callable[[], Awaitable[Conversations]],
+        *,
+        app: GitHubApp | None = None,
+    ) -> None:
+        from app.mechanic_jobs import github_app
+        from mechanic.llm import ChatModel
+
+        self.settings = settings
+        self.pool = pool
+        self.app = app or github_app(settings)
+        self._conversations = conversations
+        key = settings.llm_api_key
+        model = (
+            ChatModel(settings.llm_api_base, key.get_secret_value(), settings.llm_model)
+            if key is not None
+            else None
+        )
+        self.notices = ChatNotices(settings, pool, self._orchestrator)
+        self.reviewer = Reviewer(pool, self.app, model, notify=self.notices.review)
+        self._channel: GitHubChannel | None = None
+
+    async def _orchestrator(self) -> Any:
+        return (await self._conversations()).orchestrator
+
+    async def channel(self) -> GitHubChannel:
+        if self._channel is None:
+            self._channel = GitHubChannel(self.app, await self._orchestrator())
+        return self._channel
+
+    # --- pull requests ------------------------------------------------------------------
+
+    async def on_pull_request(self, event: Event) -> Outcome | None:
+        payload = event.payload
+        pull = payload["pull_request"]
+        repository = str(payload["repository"]["full_name"])
+        await self.notices.pull_request(event.action or "", pull, repository, event.delivery_id)
+        if event.action not in REVIEWED_ACTIONS:
+            return None
+        if pull.get("draft"):
+            log.info("%s#%s is a draft: reviewed when ready", repository, pull["number"])
+            return None
+        installation = (payload.get("installation") or {}).get("id")
+        if installation is None:
+            log.warning("pull_request %s without an installation: ignored", event.delivery_id)
+            return None
+        return await self.reviewer.review(
+            ReviewRequest(
+                installation_id=int(installation),
+                repository=repository,
+                number=int(pull["number"]),
+                head_sha=str(pull["head"]["sha"]),
+                trigger=event.action or "",
+                delivery=event.delivery_id,
+            )
+        )
+
+    # --- commands in comments -----------------------------------------------------------
+
+    async def on_comment(self, event: Event) -> str:
+        """Act on a command in a new comment; return what happened (for logs and tests)."""
+        if event.action != "created":
+            return "ignored: not a new comment"
+        payload = event.payload
+        comment = payload["comment"]
+        user = comment.get("user") or {}
+        login = str(user.get("login") or "")
+        if user.get("type") == "Bot" or login == await self.app.bot_login():
+            return "ignored: written by a bot"
+        command = commands.parse(str(comment.get("body") or ""))
+        if command is None:
+            return "ignored: no command"
+        installation = (payload.get("installation") or {}).get("id")
+        if installation is None:
+            return "ignored: no installation"
+        owner, repo = str(payload["repository"]["full_name"]).split("/", 1)
+        issue = payload.get("issue") or payload.get("pull_request") or {}
+        number = int(issue["number"])
+        on_pull = event.name == "pull_request_review_comment" or "pull_request" in issue
+        client = self.app.installation(int(installation))
+        comment_id = int(comment["id"])
+        subject = f"github:{owner}/{repo}#{number}"
+
+        if not await self.app.may_command(int(installation), owner, repo, login):
+            async with self.pool.connection() as conn:
+                await audit.record(
+                    conn,
+                    actor=f"github:{login}",
+                    action="github.command_refused",
+                    subject=subject,
+                    detail={"command": command.name, "comment": comment_id},
+                )
+            if await self._first_time(f"refused:{comment_id}"):
+                await client.rest.issues.async_create_comment(
+                    owner,
+                    repo,
+                    number,
+                    body=f"Sorry @{login}, only people who may write to {owner}/{repo} can "
+                    "give Persais commands.",
+                )
+            return "refused"
+
+        if event.name == "pull_request_review_comment":
+            await client.rest.reactions.async_create_for_pull_request_review_comment(
+                owner, repo, comment_id, content="eyes"
+            )
+        else:
+            await client.rest.reactions.async_create_for_issue_comment(
+                owner, repo, comment_id, content="eyes"
+            )
+        async with self.pool.connection() as conn:
+            await audit.record(
+                conn,
+                actor=f"github:{login}",
+                action="github.command",
+                subject=subject,
+                detail={"command": command.name, "comment": comment_id},
+            )
+
+        conversation = thread(owner, repo, number)
+        if command.name == "help":
+            if await self._first_time(f"help:{comment_id}"):
+                await client.rest.issues.async_create_comment(
+                    owner, repo, number, body=commands.HELP
+                )
+            return "help"
+        if command.name == "review":
+            if not on_pull:
+                await self._say(conversation, "`/review` works on pull requests.")
+                return "review: not a pull request"
+            pull = (await client.rest.pulls.async_get(owner, repo, number)).json()
+            outcome = await self.reviewer.review(
+                ReviewRequest(
+                    int(installation),
+                    f"{owner}/{repo}",
+                    number,
+                    str(pull["head"]["sha"]),
+                    "command",
+                    f"comment:{comment_id}",
+                    force=True,
+                )
+            )
+            return f"review: {outcome.status}"
+        return await self._mechanic(command, conversation, login, comment_id, on_pull)
+
+    async def _mechanic(
+        self, command: commands.Command, conversation: str, login: str, comment_id: int,
+        on_pull: bool,
+    ) -> str:  # fmt: skip
+        if not command.argument:
+            await self._say(conversation, "Say what to build: `/mechanic Create an agent Echo "
+                            "that repeats my messages`.")  # fmt: skip
+            return "mechanic: no request"
+        jobs = (await self._conversations()).mechanic
+        if not jobs.model_configured:
+            await self._say(conversation, "The Mechanic needs a model (LLM_API_KEY), and none "
+                            "is configured here.")  # fmt: skip
+            return "mechanic: no model"
+        if command.name == "fix":
+            return await self._fix(command, conversation, login, comment_id, on_pull)
+        if not await self._first_time(f"mechanic:{comment_id}"):
+            return "mechanic: started before"
+        job = await jobs.start(
+            conversation=conversation, user=f"github:{login}", request=command.argument
+        )
+        return f"mechanic: job {job}"
+
+    async def _fix(
+        self, command: commands.Command, conversation: str, login: str, comment_id: int,
+        on_pull: bool,
+    ) -> str:  # fmt: skip
+        repository, _, number = conversation.removeprefix("gh:").partition("#")
+        if not on_pull or repository != self.settings.home_repo:
+            home = self.settings.home_repo or "not configured"
+            await self._say(
+                conversation,
+                f"`/mechanic fix` works on pull requests of the home repository ({home}).",
+            )
+            return "fix: not a home pull request"
+        if not await self._first_time(f"mechanic:{comment_id}"):
+            return "fix: started before"
+        jobs = (await self._conversations()).mechanic
+        job = await jobs.start(
+            conversation=conversation,
+            user=f"github:{login}",
+            request=command.argument,
+            fix_pr=int(number),
+        )
+        return f"fix: job {job}"
+
+    async def _say(self, conversation: str, text: str) -> None:
+        async with self.pool.connection() as conn:
+            await outbox.put(conn, conversation, text)
+
+    async def _first_time(self, key: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO github_notices (key) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
+                (key,),
+            )
+            return await cur.fetchone() is not None
+
+    # --- periodic -----------------------------------------------------------------------
+
+    async def deliver_outbox(self) -> int:
+        return await outbox.deliver(self.pool, (await self.channel()).show_note, prefix="gh:")
+
+    async def sweep_redeliveries(self) -> Sweep:
+        return await sweep(self.app, self.pool)
