@@ -1,31 +1,71 @@
-"""A local GitHub REST API for the endpoints Persais calls, as GitHub answers them.
+"""A local GitHub for the endpoints Persais calls, as GitHub answers them, backed by real
+bare git repositories.
 
 It checks what GitHub checks: the App's JWT is verified with the App's *public* key (RS256,
 `iss` the App id, at most ten minutes long, not expired); installation tokens it handed out
-are required everywhere else, and only for their own installation. Objects are built from
-the published `@octokit/webhooks-examples` payloads, so githubkit parses real shapes.
+are required everywhere else, and only for their own installation's repositories (404
+otherwise). Objects are built from the published `@octokit/webhooks-examples` payloads
+(`fake_github_objects`), so githubkit parses real shapes.
+
+What it imitates:
+- repositories, pull requests (list, open, get, update, merge — a real merge, squash or
+  rebase in the bare repository), their files (`git diff` from the merge base, renames,
+  binary files without a patch, `Link` pagination) and comparisons;
+- reviews and review comments, validated against the diff as GitHub does (422 for a line
+  outside it), replies, issue comments, reactions, check runs, file contents, branch
+  deletion, and the App's webhook deliveries (cursor pagination, redelivery);
+- git over smart HTTP on the same server (`fake_git_http`), with `x-access-token:<token>`;
+- webhook payloads for tests that post deliveries to the app.
+
+Everything the App creates is authored by its bot user, `persais[bot]`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import itertools
 import json
+import math
 import secrets
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support import fake_github_objects as objects
+from tests.support.fake_git_http import http_backend
+from tests.support.fake_github_objects import BOT_LOGIN, Json, Pull, Repo, now
+from tests.support.fake_github_repos import BareRepo, DiffLine, FileChange
 from tests.support.loopback import serve
 from tests.support.webhooks import example
 
+__all__ = ["APP_ID", "BOT_LOGIN", "FakeGitHub", "app_key_pair", "fake_github"]
+
 APP_ID = 123456
+MAX_FILES = 3000
+REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+REVIEW_STATES = {
+    "COMMENT": "COMMENTED",
+    "REQUEST_CHANGES": "CHANGES_REQUESTED",
+    "APPROVE": "APPROVED",
+    None: "PENDING",
+}
+# Keys of stored records that are the fake's own bookkeeping, never answered.
+PRIVATE = frozenset(
+    {"_repo", "_number", "_subject", "_comment_id", "_annotations", "_payload", "comments"}
+)
 
 
 def app_key_pair() -> tuple[str, str]:
@@ -52,6 +92,14 @@ class Call:
     at: float
 
 
+class Unprocessable(Exception):
+    """A 422 as GitHub writes it: `message` and `errors`."""
+
+    def __init__(self, errors: list[Any], message: str = "Validation Failed") -> None:
+        super().__init__(message)
+        self.message, self.errors = message, errors
+
+
 @dataclass
 class FakeGitHub:
     public_key: str
@@ -62,11 +110,229 @@ class FakeGitHub:
     calls: list[Call] = field(default_factory=list)
     # Failures to give before answering: path fragment -> [(status, headers), ...]
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    # Where bare repositories live and git's HOME; set by `fake_github`.
+    root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    home: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    base_url: str = ""
+    repos: dict[str, Repo] = field(default_factory=dict)
+    pulls: dict[tuple[str, int], Pull] = field(default_factory=dict)
+    reviews: list[Json] = field(default_factory=list)  # each with its "comments"
+    review_comments: list[Json] = field(default_factory=list)
+    issue_comments: list[Json] = field(default_factory=list)
+    check_runs: list[Json] = field(default_factory=list)
+    reactions: list[Json] = field(default_factory=list)  # with "_subject", "_comment_id"
+    merges: list[Json] = field(default_factory=list)
+    deliveries: list[Json] = field(default_factory=list)
+    redelivered: list[int] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
 
     def calls_to(self, fragment: str) -> list[Call]:
         return [c for c in self.calls if fragment in c.path]
 
-    # --- authentication, as GitHub does it ---------------------------------------------
+    # === test helpers ====================================================================
+
+    def add_repo(
+        self,
+        full_name: str,
+        installation_id: int = 77,
+        *,
+        files: dict[str, str | bytes] | None = None,
+        source: Path | None = None,
+        default_branch: str = "main",
+    ) -> Path:
+        """A bare repository under the installation: `files` as its first commit, or a
+        bare clone of `source`; returns its path."""
+        path = self.root / f"{full_name}.git"
+        git = BareRepo.create(path, self.home, default_branch, source)
+        if files is not None:
+            git.commit(default_branch, dict(files), message="Initial commit", parent=None)
+        self.repos[full_name] = Repo(
+            full_name, next(self._ids) + 500_000, installation_id, git, default_branch
+        )
+        self.installations[full_name] = installation_id
+        return path
+
+    def push(
+        self,
+        full_name: str,
+        branch: str,
+        changes: dict[str, str | bytes | None],
+        *,
+        message: str = "change",
+        base: str | None = None,
+        renames: dict[str, str] | None = None,
+    ) -> str:
+        """Commit on `branch` (new branches start at `base` or the default branch) as a push
+        would; open pull requests from it follow. Returns the new sha."""
+        repo = self.repos[full_name]
+        with self.lock:
+            parent = repo.git.branch(branch) or repo.git.resolve(base or repo.default_branch)
+            sha = repo.git.commit(branch, changes, message=message, parent=parent, renames=renames)
+            self._sync_heads(repo)
+        return sha
+
+    def open_pull(
+        self,
+        full_name: str,
+        head: str,
+        *,
+        base: str | None = None,
+        title: str = "A change",
+        body: str = "",
+        user: str = "octocat",
+        draft: bool = False,
+    ) -> int:
+        repo = self.repos[full_name]
+        return self._open(repo, head, base or repo.default_branch, title, body, user, draft).number
+
+    def add_delivery(
+        self,
+        guid: str,
+        event: str,
+        *,
+        action: str | None = None,
+        status_code: int = 200,
+        delivered_at: datetime | None = None,
+        redelivery: bool = False,
+        full_name: str | None = None,
+        payload: Json | None = None,
+    ) -> int:
+        """A delivery of the App's webhook as GitHub lists it; returns its id."""
+        repo = self.repos.get(full_name) if full_name else None
+        installation = (
+            repo.installation_id if repo else next(iter(self.installations.values()), None)
+        )
+        delivery_id = next(self._ids) + 90_000_000_000
+        record = objects.delivery(
+            delivery_id,
+            guid,
+            event,
+            action,
+            status_code=status_code,
+            delivered_at=delivered_at or datetime.now(UTC),
+            redelivery=redelivery,
+            installation_id=installation,
+            repository_id=repo.id if repo else None,
+        )
+        record["_payload"] = payload or {}
+        self.deliveries.append(record)
+        return delivery_id
+
+    # --- webhook payloads ------------------------------------------------------------
+
+    def pull_request_payload(
+        self,
+        full: str,
+        number: int,
+        action: str,
+        *,
+        sender: str = "octocat",
+        before: str | None = None,
+    ) -> Json:
+        """The `pull_request.<action>` delivery for this pull request as it is now."""
+        repo, pull = self.repos[full], self.pulls[(full, number)]
+        try:
+            payload = example("pull_request", action)
+        except LookupError:
+            payload = example("pull_request", "opened")
+            payload["action"] = action
+        payload = objects.relink(payload, self.base_url, full)
+        payload.update(
+            number=number, pull_request=self._pull_json(repo, pull), **self._context(repo, sender)
+        )
+        if action == "synchronize":
+            payload["before"] = before or repo.git.resolve(f"{pull.head_sha}^")
+            payload["after"] = pull.head_sha
+        return payload
+
+    def issue_comment_payload(
+        self,
+        full: str,
+        number: int,
+        body: str,
+        *,
+        user: str = "octocat",
+        user_type: str = "User",
+        on_pull: bool = True,
+    ) -> Json:
+        """`issue_comment.created`, the comment stored first so it can be reacted to."""
+        repo = self.repos[full]
+        comment = self._issue_comment(repo, number, body, user, user_type)
+        payload: Json = objects.relink(example("issue_comment", "created"), self.base_url, full)
+        pull = self.pulls.get((full, number))
+        api, html = f"{self.base_url}/repos/{full}", f"{self.base_url}/{full}"
+        issue = payload["issue"]
+        issue.update(
+            number=number,
+            id=pull.id if pull else next(self._ids),
+            title=pull.title if pull else "An issue",
+            body=pull.body if pull else "",
+            user=self._user(pull.user if pull else user),
+            state=pull.state if pull else "open",
+            url=f"{api}/issues/{number}",
+            comments_url=f"{api}/issues/{number}/comments",
+            events_url=f"{api}/issues/{number}/events",
+            labels_url=f"{api}/issues/{number}/labels{{/name}}",
+            labels=[],
+            assignee=None,
+            assignees=[],
+            milestone=None,
+            html_url=f"{html}/{'pull' if on_pull else 'issues'}/{number}",
+        )
+        issue.pop("pull_request", None)
+        if on_pull:
+            pull_html = f"{html}/pull/{number}"
+            issue["pull_request"] = {
+                "url": f"{api}/pulls/{number}",
+                "html_url": pull_html,
+                "diff_url": f"{pull_html}.diff",
+                "patch_url": f"{pull_html}.patch",
+                "merged_at": pull.merged_at if pull else None,
+            }
+        payload.update(comment=_public(comment), **self._context(repo, user, user_type))
+        return payload
+
+    def review_comment_payload(
+        self,
+        full: str,
+        number: int,
+        body: str,
+        *,
+        path: str,
+        line: int,
+        user: str = "octocat",
+        user_type: str = "User",
+    ) -> Json:
+        """`pull_request_review_comment.created` on `line` (new side) of `path`, stored."""
+        repo, pull = self.repos[full], self.pulls[(full, number)]
+        files = {c.filename: c for c in self._files(repo, pull)}
+        try:
+            placed = _place(files, {"path": path, "line": line, "body": body}, pull.head_sha)
+        except Unprocessable as exc:
+            raise ValueError(f"{path}:{line} is not in the diff: {exc.errors}") from None
+        stored = self._review(repo, pull, "", "COMMENTED", pull.head_sha, [placed], user, user_type)
+        payload = example("pull_request_review_comment", "created")
+        payload = objects.relink(payload, self.base_url, full)
+        payload.update(
+            comment=_public(stored["comments"][0]),
+            pull_request=self._pull_json(repo, pull),
+            **self._context(repo, user, user_type),
+        )
+        return payload
+
+    def _context(self, repo: Repo, sender: str, kind: str = "User") -> Json:
+        installation = {
+            "id": repo.installation_id,
+            "node_id": objects.node_id("Installation", repo.installation_id),
+        }
+        return {
+            "repository": objects.repository(self.base_url, repo),
+            "installation": installation,
+            "sender": self._user(sender, kind),
+        }
+
+    # === authentication, as GitHub does it ===============================================
 
     def _jwt(self, request: web.Request) -> None:
         token = _bearer(request)
@@ -81,13 +347,16 @@ class FakeGitHub:
         if claims["exp"] - claims["iat"] > 660:
             raise _error(401, "'Expiration time' claim ('exp') is too far in the future")
 
+    def _token(self, token: str) -> int | None:
+        found = self.tokens.get(token)
+        return found[0] if found is not None and found[1] >= time.time() else None
+
     def _installation(self, request: web.Request) -> int:
         header = request.headers.get("Authorization", "")
-        token = header.split(" ", 1)[1] if " " in header else ""
-        found = self.tokens.get(token)
-        if found is None or found[1] < time.time():
+        installation_id = self._token(header.split(" ", 1)[1] if " " in header else "")
+        if installation_id is None:
             raise _error(401, "Bad credentials")
-        return found[0]
+        return installation_id
 
     def _record(self, request: web.Request, auth: str) -> None:
         self.calls.append(Call(request.method, request.path, auth, time.monotonic()))
@@ -95,16 +364,194 @@ class FakeGitHub:
             if fragment in request.path and queued:
                 status, headers = queued.pop(0)
                 message = "You have exceeded a secondary rate limit." if status == 403 else "Bad"
-                raise _status(status, message, headers)
+                raise _error(status, message, headers=headers)
 
-    # --- endpoints ----------------------------------------------------------------------
+    def _repo(self, request: web.Request) -> Repo:
+        """The repository of the path, for an installation token of its installation."""
+        installation_id = self._installation(request)
+        self._record(request, f"installation:{installation_id}")
+        full = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        repo = self.repos.get(full)
+        if repo is None or repo.installation_id != installation_id:
+            raise _error(404, "Not Found")
+        return repo
+
+    def _pull(self, repo: Repo, request: web.Request) -> Pull:
+        pull = self.pulls.get((repo.full_name, int(request.match_info["number"])))
+        if pull is None:
+            raise _error(404, "Not Found")
+        return pull
+
+    def _user(self, login: str, kind: str = "User") -> Json:
+        return objects.user(self.base_url, login, kind)
+
+    # === state ===========================================================================
+
+    def _sync_heads(self, repo: Repo) -> None:
+        """After a push: open pull requests follow their branches."""
+        with self.lock:
+            for pull in self.pulls.values():
+                if pull.full_name != repo.full_name or pull.state != "open":
+                    continue
+                head, base = repo.git.branch(pull.head), repo.git.branch(pull.base)
+                if head and head != pull.head_sha:
+                    pull.head_sha, pull.updated_at = head, now()
+                if base:
+                    pull.base_sha = base
+
+    def _open(
+        self, repo: Repo, head: str, base: str, title: str, body: str, user: str, draft: bool
+    ) -> Pull:
+        head = head.split(":", 1)[-1]
+        head_sha, base_sha = repo.git.branch(head), repo.git.branch(base)
+        if head_sha is None:
+            raise Unprocessable([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+        if base_sha is None:
+            raise Unprocessable([{"resource": "PullRequest", "field": "base", "code": "invalid"}])
+        label = f"{repo.owner}:{head}"
+        for pull in self.pulls.values():
+            same = (pull.full_name, pull.head, pull.base) == (repo.full_name, head, base)
+            if same and pull.state == "open":
+                raise Unprocessable([_custom(f"A pull request already exists for {label}.")])
+        if repo.git.count(f"{base_sha}..{head_sha}") == 0:
+            raise Unprocessable([_custom(f"No commits between {base} and {head}")])
+        number = next(repo.numbers)
+        pull = Pull(
+            repo.full_name,
+            number,
+            next(self._ids) + 2_000_000,
+            head,
+            base,
+            head_sha,
+            base_sha,
+            title,
+            body,
+            user,
+            draft,
+        )
+        self.pulls[(repo.full_name, number)] = pull
+        return pull
+
+    def _files(self, repo: Repo, pull: Pull, commit: str | None = None) -> list[FileChange]:
+        head = commit or pull.head_sha
+        start = repo.git.merge_base(pull.base_sha, head) or pull.base_sha
+        return repo.git.diff(start, head)
+
+    def _pull_json(self, repo: Repo, pull: Pull) -> Json:
+        files = self._files(repo, pull)
+        start = repo.git.merge_base(pull.base_sha, pull.head_sha) or pull.base_sha
+        commits = repo.git.count(f"{start}..{pull.head_sha}")
+        stats = (
+            commits,
+            sum(f.additions for f in files),
+            sum(f.deletions for f in files),
+            len(files),
+        )
+        mergeable = None
+        if pull.state == "open":
+            tip = repo.git.branch(pull.base) or pull.base_sha
+            mergeable = repo.git.merge_tree(tip, pull.head_sha) is not None
+        repo_json = objects.repository(self.base_url, repo)
+        return objects.pull_request(
+            self.base_url, repo_json, pull, stats=stats, mergeable=mergeable
+        )
+
+    def _review(
+        self,
+        repo: Repo,
+        pull: Pull,
+        body: str,
+        state: str,
+        commit_id: str,
+        placed: list[Json],
+        login: str = BOT_LOGIN,
+        kind: str = "User",
+    ) -> Json:
+        """Store a review and its comments (each `placed` by `_place`)."""
+        full, review_id = repo.full_name, next(self._ids)
+        record = objects.review(
+            self.base_url,
+            full,
+            pull.number,
+            review_id,
+            user=self._user(login, kind),
+            body=body,
+            state=state,
+            commit_id=commit_id,
+            author_association=self._association(full, login),
+        )
+        if state == "PENDING":
+            record["submitted_at"] = None
+        record.update(_repo=full, _number=pull.number, comments=[])
+        for fields in placed:
+            comment = objects.review_comment(
+                self.base_url,
+                full,
+                pull.number,
+                next(self._ids),
+                pull_request_review_id=review_id,
+                user=self._user(login, kind),
+                author_association=self._association(full, login),
+                **fields,
+            )
+            comment.update(_repo=full, _number=pull.number)
+            record["comments"].append(comment)
+            self.review_comments.append(comment)
+        self.reviews.append(record)
+        return record
+
+    def _issue_comment(
+        self, repo: Repo, number: int, body: str, login: str = BOT_LOGIN, kind: str = "User"
+    ) -> Json:
+        comment = objects.issue_comment(
+            self.base_url,
+            repo.full_name,
+            number,
+            next(self._ids),
+            body=body,
+            user=self._user(login, kind),
+            author_association=self._association(repo.full_name, login),
+        )
+        comment.update(_repo=repo.full_name, _number=number)
+        self.issue_comments.append(comment)
+        return comment
+
+    def _association(self, full: str, login: str) -> str:
+        if login == full.split("/")[0]:
+            return "OWNER"
+        return "COLLABORATOR" if (full, login) in self.permissions else "NONE"
+
+    def _page(
+        self, request: web.Request, items: list[Any], *, default: int = 30
+    ) -> tuple[list[Any], dict[str, str]]:
+        """A page of `items` (?per_page, at most 100; ?page) and its `Link` header."""
+        per_page = max(1, min(_int(request, "per_page", default), 100))
+        page = max(1, _int(request, "page", 1))
+        last = max(1, math.ceil(len(items) / per_page))
+
+        def link(number: int, rel: str) -> str:
+            query = {**request.query, "page": str(number)}
+            return f'<{self.base_url}{request.path}?{urlencode(query)}>; rel="{rel}"'
+
+        links = []
+        if page > 1:
+            links.append(link(page - 1, "prev"))
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        if page > 1:
+            links.append(link(1, "first"))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        return chunk, ({"Link": ", ".join(links)} if links else {})
+
+    # === App (JWT) endpoints =============================================================
 
     async def app(self, request: web.Request) -> web.Response:
         self._jwt(request)
         self._record(request, "jwt")
         return web.json_response(
-            {"id": self.app_id, "slug": "persais", "name": "Persais", "owner": _user()}
-        )
+            {"id": self.app_id, "slug": "persais", "name": "Persais",
+             "owner": self._user("persais-owner")}
+        )  # fmt: skip
 
     async def access_token(self, request: web.Request) -> web.Response:
         self._jwt(request)
@@ -116,11 +563,14 @@ class FakeGitHub:
         expires = datetime.now(UTC) + timedelta(hours=1)
         self.tokens[token] = (installation_id, expires.timestamp())
         return web.json_response(
-            {"token": token, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "permissions": {"contents": "write", "pull_requests": "write"},
-             "repository_selection": "all"},
+            {
+                "token": token,
+                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "permissions": {"contents": "write", "pull_requests": "write"},
+                "repository_selection": "all",
+            },
             status=201,
-        )  # fmt: skip
+        )
 
     async def repo_installation(self, request: web.Request) -> web.Response:
         self._jwt(request)
@@ -135,6 +585,525 @@ class FakeGitHub:
             installation.setdefault(nullable, None)
         return web.json_response(installation)
 
+    async def hook_deliveries(self, request: web.Request) -> web.Response:
+        """Newest first; `?cursor=` continues where the `Link: rel="next"` points."""
+        self._jwt(request)
+        self._record(request, "jwt")
+        per_page = max(1, min(_int(request, "per_page", 30), 100))
+        ordered = sorted(self.deliveries, key=lambda d: (d["delivered_at"], d["id"]), reverse=True)
+        start = 0
+        if cursor := request.query.get("cursor"):
+            ids = [str(d["id"]) for d in ordered]
+            wanted = cursor.removeprefix("v1_")
+            start = ids.index(wanted) if wanted in ids else len(ids)
+        chunk = ordered[start : start + per_page]
+        headers = {}
+        if start + per_page < len(ordered):
+            query = urlencode(
+                {"cursor": f"v1_{ordered[start + per_page]['id']}", "per_page": per_page}
+            )
+            headers["Link"] = f'<{self.base_url}{request.path}?{query}>; rel="next"'
+        return web.json_response([_public(d) for d in chunk], headers=headers)
+
+    def _delivery(self, request: web.Request) -> Json:
+        self._jwt(request)
+        self._record(request, "jwt")
+        wanted = int(request.match_info["delivery_id"])
+        found = next((d for d in self.deliveries if d["id"] == wanted), None)
+        if found is None:
+            raise _error(404, "Not Found")
+        return found
+
+    async def hook_delivery(self, request: web.Request) -> web.Response:
+        found = self._delivery(request)
+        headers = {"X-GitHub-Event": found["event"], "X-GitHub-Delivery": found["guid"]}
+        detail = {
+            **_public(found),
+            "url": f"{self.base_url}/webhooks/github",
+            "request": {"headers": headers, "payload": found["_payload"]},
+            "response": {"headers": {}, "payload": None},
+        }
+        return web.json_response(detail)
+
+    async def redeliver(self, request: web.Request) -> web.Response:
+        self.redelivered.append(self._delivery(request)["id"])
+        return web.json_response({}, status=202)
+
+    # === repositories and pull requests ==================================================
+
+    async def get_repo(self, request: web.Request) -> web.Response:
+        return web.json_response(objects.repository(self.base_url, self._repo(request)))
+
+    async def list_pulls(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        state = request.query.get("state", "open")
+        head = request.query.get("head")
+        base = request.query.get("base")
+        found = []
+        for pull in sorted(self.pulls.values(), key=lambda p: -p.number):
+            if pull.full_name != repo.full_name or state not in ("all", pull.state):
+                continue
+            if head and head.split(":", 1)[-1] != pull.head:
+                continue
+            if head and ":" in head and head.split(":", 1)[0] != repo.owner:
+                continue
+            if base and base != pull.base:
+                continue
+            found.append(pull)
+        chunk, headers = self._page(request, found)
+        return web.json_response([self._pull_json(repo, p) for p in chunk], headers=headers)
+
+    async def create_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        data = await _body(request)
+        for name in ("head", "base", "title"):
+            if not data.get(name):
+                raise _unprocessable(
+                    [{"resource": "PullRequest", "field": name, "code": "missing_field"}]
+                )
+        try:
+            with self.lock:
+                pull = self._open(
+                    repo,
+                    data["head"],
+                    data["base"],
+                    data["title"],
+                    data.get("body") or "",
+                    BOT_LOGIN,
+                    bool(data.get("draft")),
+                )
+        except Unprocessable as exc:
+            raise _unprocessable(exc.errors, exc.message) from None
+        answer = self._pull_json(repo, pull)
+        return web.json_response(answer, status=201, headers={"Location": answer["url"]})
+
+    async def get_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        return web.json_response(self._pull_json(repo, self._pull(repo, request)))
+
+    async def update_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        data = await _body(request)
+        state = data.get("state")
+        if state not in (None, "open", "closed"):
+            raise _unprocessable([{"resource": "PullRequest", "field": "state", "code": "invalid"}])
+        if state == "open" and pull.merged:
+            raise _unprocessable(
+                [
+                    _custom(
+                        "state cannot be changed. The pull request cannot be "
+                        "reopened because it has been merged."
+                    )
+                ]
+            )
+        with self.lock:
+            if state == "closed" and pull.state == "open":
+                pull.state, pull.closed_at = "closed", now()
+            elif state == "open" and pull.state == "closed":
+                pull.state, pull.closed_at = "open", None
+                self._sync_heads(repo)
+            pull.title = data.get("title", pull.title)
+            pull.body = data.get("body", pull.body) or ""
+            pull.base = data.get("base", pull.base)
+            pull.updated_at = now()
+        return web.json_response(self._pull_json(repo, pull))
+
+    async def pull_files(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        entries = [
+            objects.diff_entry(self.base_url, repo.full_name, pull.head_sha, change)
+            for change in self._files(repo, pull)[:MAX_FILES]
+        ]
+        chunk, headers = self._page(request, entries)
+        return web.json_response(chunk, headers=headers)
+
+    async def compare(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        base_ref, _, head_ref = request.match_info["basehead"].partition("...")
+        base, head = repo.git.resolve(base_ref), repo.git.resolve(head_ref)
+        if base is None or head is None:
+            raise _error(404, "Not Found")
+        start = repo.git.merge_base(base, head)
+        if start is None:
+            raise _error(404, f"No common ancestor between {base_ref} and {head_ref}.")
+        ahead, behind = repo.git.count(f"{start}..{head}"), repo.git.count(f"{start}..{base}")
+        status = (
+            "identical"
+            if ahead == behind == 0
+            else "ahead"
+            if behind == 0
+            else "behind"
+            if ahead == 0
+            else "diverged"
+        )
+        full, url = repo.full_name, self.base_url
+        commits = [objects.commit(url, full, c) for c in repo.git.commits(f"{start}..{head}")]
+        html = f"{url}/{full}/compare/{base_ref}...{head_ref}"
+        return web.json_response(
+            {
+                "url": f"{url}/repos/{full}/compare/{base_ref}...{head_ref}",
+                "html_url": html,
+                "permalink_url": f"{url}/{full}/compare/{base}...{head}",
+                "diff_url": f"{html}.diff",
+                "patch_url": f"{html}.patch",
+                "base_commit": self._commit(repo, base),
+                "merge_base_commit": self._commit(repo, start),
+                "status": status,
+                "ahead_by": ahead,
+                "behind_by": behind,
+                "total_commits": ahead,
+                "commits": commits[-250:],
+                "files": [
+                    objects.diff_entry(url, full, head, c)
+                    for c in repo.git.diff(start, head)[:MAX_FILES]
+                ],
+            }
+        )
+
+    def _commit(self, repo: Repo, sha: str) -> Json:
+        return objects.commit(self.base_url, repo.full_name, repo.git.commits("-1", sha)[0])
+
+    async def merge_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        data = await _body(request) if request.can_read_body else {}
+        method = data.get("merge_method", "merge")
+        if method not in ("merge", "squash", "rebase"):
+            raise _unprocessable(
+                [{"resource": "PullRequest", "field": "merge_method", "code": "invalid"}]
+            )
+        with self.lock:
+            if pull.state != "open":
+                raise _error(405, "Pull Request is not mergeable")
+            if pull.draft:
+                raise _error(405, "Pull Request is still a draft")
+            if data.get("sha") and data["sha"] != pull.head_sha:
+                raise _error(409, "Head branch was modified. Review and try the merge again.")
+            sha = self._merge(
+                repo, pull, method, data.get("commit_title"), data.get("commit_message")
+            )
+            if sha is None:
+                raise _error(405, "Pull Request is not mergeable")
+        message = "Pull Request successfully merged"
+        return web.json_response({"sha": sha, "merged": True, "message": message})
+
+    def _merge(
+        self, repo: Repo, pull: Pull, method: str, title: str | None, message: str | None
+    ) -> str | None:
+        """Merge in the bare repository; the new base sha, or None on a conflict."""
+        git, tip = repo.git, repo.git.branch(pull.base)
+        assert tip is not None
+        start = git.merge_base(tip, pull.head_sha) or tip
+        if method == "rebase":
+            sha = git.rebase(tip, start, pull.head_sha)
+        else:
+            tree = git.merge_tree(tip, pull.head_sha)
+            if tree is None:
+                return None
+            if method == "squash":
+                subjects = [f"* {c.message}" for c in git.commits(f"{start}..{pull.head_sha}")]
+                text = f"{title or f'{pull.title} (#{pull.number})'}\n\n"
+                text += message if message is not None else "\n\n".join(subjects)
+                sha = git.commit_tree(tree, [tip], text)
+            else:
+                default = f"Merge pull request #{pull.number} from {repo.owner}/{pull.head}"
+                text = f"{title or default}\n\n{message if message is not None else pull.title}"
+                sha = git.commit_tree(tree, [tip, pull.head_sha], text)
+        if sha is None:
+            return None
+        git.update_ref(pull.base, sha, tip)
+        pull.base_sha = tip  # the merged pull request keeps its diff
+        pull.state, pull.merged, pull.merge_commit_sha = "closed", True, sha
+        pull.merged_at = pull.closed_at = pull.updated_at = now()
+        self.merges.append(
+            {
+                "full_name": repo.full_name,
+                "number": pull.number,
+                "method": method,
+                "sha": sha,
+                "head_sha": pull.head_sha,
+            }
+        )
+        self._sync_heads(repo)
+        return sha
+
+    async def contents(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        path = request.match_info["path"].strip("/")
+        ref = request.query.get("ref") or repo.default_branch
+        commit = repo.git.resolve(ref)
+        if commit is None:
+            raise _error(404, f"No commit found for the ref {ref}")
+        blob = repo.git.blob(commit, path) if path else None
+        if blob is not None:
+            sha, data = blob
+            return web.json_response(
+                objects.content_file(self.base_url, repo.full_name, ref, path, sha, data)
+            )
+        entries = repo.git.tree(commit, path)
+        if entries is None:
+            raise _error(404, "Not Found")
+        listing = []
+        for _, kind, sha, size, name in entries:
+            item = objects.content_file(
+                self.base_url, repo.full_name, ref, f"{path}/{name}".strip("/"), sha, b""
+            )
+            for key in ("content", "encoding"):
+                item.pop(key)
+            item.update(type="dir" if kind == "tree" else "file", size=size)
+            if kind == "tree":
+                item["download_url"] = None
+            listing.append(item)
+        return web.json_response(listing)
+
+    async def delete_ref(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        ref = request.match_info["ref"]
+        with self.lock:
+            if not ref.startswith("heads/") or not repo.git.delete_branch(ref[len("heads/") :]):
+                raise _error(422, "Reference does not exist")
+            for pull in self.pulls.values():  # GitHub closes pull requests from it
+                if (pull.full_name, pull.head, pull.state) == (repo.full_name, ref[6:], "open"):
+                    pull.state, pull.closed_at = "closed", now()
+        return web.Response(status=204)
+
+    # === reviews and comments ============================================================
+
+    async def create_review(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        data = await _body(request)
+        event = data.get("event")
+        if event not in REVIEW_STATES:
+            raise _unprocessable(
+                [{"resource": "PullRequestReview", "field": "event", "code": "invalid"}]
+            )
+        if pull.user == BOT_LOGIN and event in ("APPROVE", "REQUEST_CHANGES"):
+            verb = "approve" if event == "APPROVE" else "request changes on"
+            raise _unprocessable([f"Can not {verb} your own pull request"], "Unprocessable Entity")
+        body, specs = data.get("body") or "", data.get("comments") or []
+        if not body and (event == "REQUEST_CHANGES" or (event == "COMMENT" and not specs)):
+            raise _unprocessable(["Review body can't be blank"], "Unprocessable Entity")
+        commit_id = data.get("commit_id") or pull.head_sha
+        if repo.git.resolve(commit_id) is None:
+            raise _unprocessable(["Commit could not be resolved"], "Unprocessable Entity")
+        files = {c.filename: c for c in self._files(repo, pull, commit_id)}
+        try:
+            placed = [_place(files, spec, commit_id) for spec in specs]
+        except Unprocessable as exc:
+            raise _unprocessable(exc.errors, exc.message) from None
+        stored = self._review(repo, pull, body, REVIEW_STATES[event], commit_id, placed)
+        return web.json_response(_public(stored))
+
+    async def list_reviews(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        found = [_public(r) for r in self.reviews if _on(r, pull)]
+        chunk, headers = self._page(request, found)
+        return web.json_response(chunk, headers=headers)
+
+    async def list_review_comments(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        chunk, headers = self._page(
+            request, [_public(c) for c in self.review_comments if _on(c, pull)]
+        )
+        return web.json_response(chunk, headers=headers)
+
+    async def reply(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        wanted = int(request.match_info["comment_id"])
+        target = next((c for c in self.review_comments if c["id"] == wanted and _on(c, pull)), None)
+        if target is None:
+            raise _error(404, "Not Found")
+        body = (await _body(request)).get("body")
+        if not body:
+            raise _unprocessable(
+                [{"resource": "PullRequestReviewComment", "field": "body", "code": "missing_field"}]
+            )
+        copied = (
+            "path",
+            "line",
+            "side",
+            "start_line",
+            "start_side",
+            "original_line",
+            "original_start_line",
+            "position",
+            "original_position",
+            "diff_hunk",
+            "commit_id",
+            "original_commit_id",
+        )
+        fields = {key: target.get(key) for key in copied}
+        fields.update(body=body, in_reply_to_id=target.get("in_reply_to_id") or target["id"])
+        stored = self._review(repo, pull, "", "COMMENTED", target["commit_id"], [fields])
+        return web.json_response(_public(stored["comments"][0]), status=201)
+
+    async def list_issue_comments(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        number = int(request.match_info["number"])
+        found = [
+            _public(c)
+            for c in self.issue_comments
+            if (c["_repo"], c["_number"]) == (repo.full_name, number)
+        ]
+        chunk, headers = self._page(request, found)
+        return web.json_response(chunk, headers=headers)
+
+    async def create_issue_comment(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        body = (await _body(request)).get("body")
+        if not body:
+            raise _unprocessable(
+                [{"resource": "IssueComment", "field": "body", "code": "missing_field"}]
+            )
+        comment = self._issue_comment(repo, int(request.match_info["number"]), body)
+        return web.json_response(_public(comment), status=201)
+
+    def _stored(self, records: list[Json], repo: Repo, request: web.Request) -> Json:
+        wanted = int(request.match_info["comment_id"])
+        found = next(
+            (c for c in records if c["id"] == wanted and c["_repo"] == repo.full_name), None
+        )
+        if found is None:
+            raise _error(404, "Not Found")
+        return found
+
+    async def get_issue_comment(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        return web.json_response(_public(self._stored(self.issue_comments, repo, request)))
+
+    async def update_issue_comment(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        comment = self._stored(self.issue_comments, repo, request)
+        body = (await _body(request)).get("body")
+        if not body:
+            raise _unprocessable(
+                [{"resource": "IssueComment", "field": "body", "code": "missing_field"}]
+            )
+        comment.update(body=body, updated_at=now())
+        return web.json_response(_public(comment))
+
+    async def issue_comment_reaction(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        comment = self._stored(self.issue_comments, repo, request)
+        return await self._react(request, "issue_comment", comment["id"])
+
+    async def review_comment_reaction(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        comment = self._stored(self.review_comments, repo, request)
+        return await self._react(request, "pull_request_review_comment", comment["id"])
+
+    async def _react(self, request: web.Request, subject: str, comment_id: int) -> web.Response:
+        content = (await _body(request)).get("content")
+        if content not in REACTIONS:
+            raise _unprocessable([{"resource": "Reaction", "field": "content", "code": "invalid"}])
+        for existing in self.reactions:
+            same = (existing["_subject"], existing["_comment_id"], existing["content"])
+            if same == (subject, comment_id, content) and existing["user"]["login"] == BOT_LOGIN:
+                return web.json_response(_public(existing), status=200)
+        made = objects.reaction(self.base_url, next(self._ids), BOT_LOGIN, content)
+        made.update(_subject=subject, _comment_id=comment_id)
+        self.reactions.append(made)
+        return web.json_response(_public(made), status=201)
+
+    # === check runs ======================================================================
+
+    async def create_check_run(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        data = await _body(request)
+        for name in ("name", "head_sha"):
+            if not data.get(name):
+                raise _unprocessable(
+                    [{"resource": "CheckRun", "field": name, "code": "missing_field"}]
+                )
+        head_sha = repo.git.resolve(data["head_sha"])
+        if head_sha is None:
+            raise _unprocessable([f"No commit found for SHA: {data['head_sha']}"])
+        run_id = next(self._ids)
+        run = objects.check_run(
+            self.base_url,
+            repo.full_name,
+            run_id,
+            objects.app(self.base_url, self.app_id),
+            name=data["name"],
+            head_sha=head_sha,
+            status="queued",
+            started_at=now(),
+            pull_requests=[
+                objects.pull_reference(self.base_url, repo, p)
+                for p in self.pulls.values()
+                if p.full_name == repo.full_name and p.head_sha == head_sha
+            ],
+        )
+        run.update(_repo=repo.full_name, _annotations=[])
+        run["output"] = objects.check_output(self.base_url, repo.full_name, run_id, {}, 0)
+        self._apply_check(run, data)
+        self.check_runs.append(run)
+        return web.json_response(_public(run), status=201)
+
+    async def update_check_run(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        wanted = int(request.match_info["run_id"])
+        run = next(
+            (r for r in self.check_runs if r["id"] == wanted and r["_repo"] == repo.full_name), None
+        )
+        if run is None:
+            raise _error(404, "Not Found")
+        self._apply_check(run, await _body(request))
+        return web.json_response(_public(run))
+
+    def _apply_check(self, run: Json, data: Json) -> None:
+        """Status, conclusion, times and output, as GitHub applies them (422 when completed
+        without a conclusion)."""
+        status = data.get("status", run["status"])
+        conclusion = data.get("conclusion", run["conclusion"])
+        if conclusion is not None:
+            status = "completed"
+        if status == "completed" and conclusion is None:
+            raise _unprocessable(
+                [{"resource": "CheckRun", "field": "conclusion", "code": "missing_field"}]
+            )
+        for key in ("name", "details_url", "external_id", "started_at"):
+            if key in data:
+                run[key] = data[key]
+        run.update(status=status, conclusion=conclusion)
+        if status == "completed":
+            run["completed_at"] = data.get("completed_at") or run["completed_at"] or now()
+        if "output" in data:
+            output = data["output"] or {}
+            run["_annotations"] += output.get("annotations") or []
+            merged = {**run["output"], **{k: v for k, v in output.items() if k != "annotations"}}
+            run["output"] = objects.check_output(
+                self.base_url, run["_repo"], run["id"], merged, len(run["_annotations"])
+            )
+
+    async def list_check_runs(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        sha = repo.git.resolve(request.match_info["ref"])
+        if sha is None:
+            raise _unprocessable([f"No commit found for SHA: {request.match_info['ref']}"])
+        found = [
+            r for r in self.check_runs if r["_repo"] == repo.full_name and r["head_sha"] == sha
+        ]
+        if name := request.query.get("check_name"):
+            found = [r for r in found if r["name"] == name]
+        if status := request.query.get("status"):
+            found = [r for r in found if r["status"] == status]
+        if request.query.get("filter", "latest") == "latest":
+            latest = {r["name"]: r for r in found}  # the last of each name wins
+            found = [r for r in found if latest[r["name"]] is r]
+        found.sort(key=lambda r: -r["id"])
+        chunk, headers = self._page(request, found)
+        answer = {"total_count": len(found), "check_runs": [_public(r) for r in chunk]}
+        return web.json_response(answer, headers=headers)
+
+    # === users ===========================================================================
+
     async def collaborator_permission(self, request: web.Request) -> web.Response:
         installation_id = self._installation(request)
         self._record(request, f"installation:{installation_id}")
@@ -148,14 +1117,121 @@ class FakeGitHub:
         legacy = {"maintain": "write", "triage": "read"}.get(role, role)
         push = legacy in ("write", "admin")
         flags = {"admin": role == "admin", "push": push, "pull": True}
-        collaborator = {**_user(user), "role_name": role, "permissions": flags}
+        collaborator = {**self._user(user), "role_name": role, "permissions": flags}
         return web.json_response({"permission": legacy, "role_name": role, "user": collaborator})
 
+    # === git over smart HTTP =============================================================
 
-def _user(login: str = "octocat") -> dict[str, Any]:
-    user = example("installation", "created")["sender"]
-    user["login"] = login
-    return dict(user)
+    async def git_http(self, request: web.Request) -> web.Response:
+        """`git clone/fetch/push` with Basic `x-access-token:<installation token>`."""
+        installation_id = self._basic(request)
+        self._record(request, f"installation:{installation_id}")
+        full = f"{request.match_info['owner']}/{request.match_info['name'].removesuffix('.git')}"
+        repo = self.repos.get(full)
+        if repo is None or repo.installation_id != installation_id:
+            raise web.HTTPNotFound(text="Repository not found.")
+        response = await http_backend(
+            request, project_root=self.root, home=self.home, remote_user="x-access-token"
+        )
+        if request.path.endswith("/git-receive-pack"):
+            self._sync_heads(repo)
+        return response
+
+    def _basic(self, request: web.Request) -> int:
+        challenge = {"WWW-Authenticate": 'Basic realm="GitHub"'}
+        header = request.headers.get("Authorization", "")
+        try:
+            decoded = base64.b64decode(header.removeprefix("Basic "), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        username, _, password = decoded.partition(":")
+        installation_id = self._token(password) if username == "x-access-token" else None
+        if not header.startswith("Basic ") or installation_id is None:
+            raise web.HTTPUnauthorized(text="Invalid username or token.", headers=challenge)
+        return installation_id
+
+
+# === validation of review comments, as GitHub does it ====================================
+
+
+def _place(files: dict[str, FileChange], spec: Json, commit_id: str) -> Json:
+    """The stored fields of a review comment, or Unprocessable when it is not on the diff."""
+    change = files.get(spec.get("path") or "")
+    if change is None:
+        raise Unprocessable(["Path could not be resolved"], "Unprocessable Entity")
+    side = spec.get("side") or "RIGHT"
+    target = _target(change, spec.get("line"), side, spec.get("position"))
+    if target is None or side not in ("LEFT", "RIGHT"):
+        raise Unprocessable(["Line could not be resolved"], "Unprocessable Entity")
+    line = target.new if side == "RIGHT" else target.old
+    start_line, start_side = spec.get("start_line"), None
+    if start_line is not None:
+        start_side = spec.get("start_side") or side
+        start = change.locate(start_line, start_side)
+        if start is None:
+            raise Unprocessable(["Line could not be resolved"], "Unprocessable Entity")
+        if change.hunk_of(start) != change.hunk_of(target):
+            raise Unprocessable(
+                ["start_line must be part of the same hunk as the line."], "Unprocessable Entity"
+            )
+        if start.position > target.position:
+            raise Unprocessable(["start_line must precede the end line."], "Unprocessable Entity")
+    return {
+        "path": change.filename,
+        "body": spec.get("body") or "",
+        "line": line,
+        "original_line": line,
+        "side": side,
+        "start_line": start_line,
+        "original_start_line": start_line,
+        "start_side": start_side,
+        "position": target.position,
+        "original_position": target.position,
+        "diff_hunk": change.diff_hunk(target),
+        "commit_id": commit_id,
+        "original_commit_id": commit_id,
+    }
+
+
+def _target(change: FileChange, line: Any, side: str, position: Any) -> DiffLine | None:
+    if isinstance(line, int):
+        return change.locate(line, side)
+    if isinstance(position, int):  # the older way: lines below the first @@
+        found = [e for e in change.lines if e.position == position and e.kind != "@"]
+        return found[0] if found else None
+    return None
+
+
+# === small helpers ========================================================================
+
+
+def _public(record: Json) -> Json:
+    return {k: v for k, v in record.items() if k not in PRIVATE}
+
+
+def _on(record: Json, pull: Pull) -> bool:
+    return (record["_repo"], record["_number"]) == (pull.full_name, pull.number)
+
+
+def _custom(message: str) -> Json:
+    return {"resource": "PullRequest", "code": "custom", "message": message}
+
+
+def _int(request: web.Request, name: str, default: int) -> int:
+    try:
+        return int(request.query.get(name, default))
+    except ValueError:
+        return default
+
+
+async def _body(request: web.Request) -> Json:
+    try:
+        data = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise _error(400, "Problems parsing JSON") from None
+    if not isinstance(data, dict):
+        raise _error(400, "Problems parsing JSON")
+    return data
 
 
 def _bearer(request: web.Request) -> str:
@@ -165,29 +1241,78 @@ def _bearer(request: web.Request) -> str:
     return header.removeprefix("Bearer ")
 
 
-def _error(status: int, message: str) -> web.HTTPException:
-    """An error as GitHub writes it: JSON with `message` and `documentation_url`."""
-    body = {"message": message, "documentation_url": "https://docs.github.com/rest"}
-    cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound}[status]
-    return cls(text=json.dumps(body), content_type="application/json")
+def _error(
+    status: int,
+    message: str,
+    *,
+    errors: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.HTTPException:
+    """An error as GitHub writes it: JSON with `message` (and `errors`) and
+    `documentation_url`, of any status (aiohttp keys its classes by status)."""
+    body: Json = {"message": message}
+    if errors is not None:
+        body["errors"] = errors
+    body["documentation_url"] = "https://docs.github.com/rest"
+    cls: type[web.HTTPException] = type(
+        f"HTTP{status}", (web.HTTPException,), {"status_code": status}
+    )
+    return cls(text=json.dumps(body), content_type="application/json", headers=headers)
 
 
-def _status(status: int, message: str, headers: dict[str, str]) -> web.HTTPException:
-    """Any status as an aiohttp exception (aiohttp keys its classes by status)."""
-    cls = type(f"HTTP{status}", (web.HTTPException,), {"status_code": status})
-    return cls(text=json.dumps({"message": message}), content_type="application/json",
-               headers=headers)  # fmt: skip
+def _unprocessable(errors: list[Any], message: str = "Validation Failed") -> web.HTTPException:
+    return _error(422, message, errors=errors)
+
+
+def _routes(fake: FakeGitHub) -> web.Application:
+    app = web.Application()
+    r, repo, pulls = app.router, "/repos/{owner}/{repo}", "/repos/{owner}/{repo}/pulls"
+    r.add_get("/app", fake.app)
+    r.add_post("/app/installations/{id}/access_tokens", fake.access_token)
+    r.add_get("/app/hook/deliveries", fake.hook_deliveries)
+    r.add_get("/app/hook/deliveries/{delivery_id:\\d+}", fake.hook_delivery)
+    r.add_post("/app/hook/deliveries/{delivery_id:\\d+}/attempts", fake.redeliver)
+    r.add_get(f"{repo}/installation", fake.repo_installation)
+    r.add_get(f"{repo}/collaborators/{{user}}/permission", fake.collaborator_permission)
+    r.add_get(repo, fake.get_repo)
+    r.add_get(pulls, fake.list_pulls)
+    r.add_post(pulls, fake.create_pull)
+    r.add_get(f"{pulls}/{{number:\\d+}}", fake.get_pull)
+    r.add_patch(f"{pulls}/{{number:\\d+}}", fake.update_pull)
+    r.add_get(f"{pulls}/{{number:\\d+}}/files", fake.pull_files)
+    r.add_put(f"{pulls}/{{number:\\d+}}/merge", fake.merge_pull)
+    r.add_post(f"{pulls}/{{number:\\d+}}/reviews", fake.create_review)
+    r.add_get(f"{pulls}/{{number:\\d+}}/reviews", fake.list_reviews)
+    r.add_get(f"{pulls}/{{number:\\d+}}/comments", fake.list_review_comments)
+    r.add_post(f"{pulls}/{{number:\\d+}}/comments/{{comment_id:\\d+}}/replies", fake.reply)
+    r.add_post(f"{pulls}/comments/{{comment_id:\\d+}}/reactions", fake.review_comment_reaction)
+    r.add_get(f"{repo}/compare/{{basehead:.+}}", fake.compare)
+    r.add_get(f"{repo}/contents/{{path:.*}}", fake.contents)
+    r.add_delete(f"{repo}/git/refs/{{ref:.+}}", fake.delete_ref)
+    r.add_get(f"{repo}/issues/{{number:\\d+}}/comments", fake.list_issue_comments)
+    r.add_post(f"{repo}/issues/{{number:\\d+}}/comments", fake.create_issue_comment)
+    r.add_get(f"{repo}/issues/comments/{{comment_id:\\d+}}", fake.get_issue_comment)
+    r.add_patch(f"{repo}/issues/comments/{{comment_id:\\d+}}", fake.update_issue_comment)
+    r.add_post(f"{repo}/issues/comments/{{comment_id:\\d+}}/reactions", fake.issue_comment_reaction)
+    r.add_post(f"{repo}/check-runs", fake.create_check_run)
+    r.add_patch(f"{repo}/check-runs/{{run_id:\\d+}}", fake.update_check_run)
+    r.add_get(f"{repo}/commits/{{ref:.+}}/check-runs", fake.list_check_runs)
+    r.add_route("*", "/{owner}/{name:[^/]+\\.git}/{tail:.+}", fake.git_http)
+    return app
 
 
 @contextmanager
-def fake_github(public_key: str, **state: Any) -> Iterator[tuple[str, FakeGitHub]]:
-    fake = FakeGitHub(public_key, **state)
-    app = web.Application()
-    app.router.add_get("/app", fake.app)
-    app.router.add_post("/app/installations/{id}/access_tokens", fake.access_token)
-    app.router.add_get("/repos/{owner}/{repo}/installation", fake.repo_installation)
-    app.router.add_get(
-        "/repos/{owner}/{repo}/collaborators/{user}/permission", fake.collaborator_permission
-    )
-    with serve(app) as port:
-        yield f"http://127.0.0.1:{port}", fake
+def fake_github(
+    public_key: str, *, root: Path | None = None, **state: Any
+) -> Iterator[tuple[str, FakeGitHub]]:
+    """Serve a fake GitHub on loopback: yields (its URL, the fake). Bare repositories live
+    under `root` (a temporary directory, removed at exit, when None)."""
+    with tempfile.TemporaryDirectory(prefix="fake-github-") as scratch:
+        fake = FakeGitHub(public_key, **state)
+        fake.home = Path(scratch) / "home"
+        fake.home.mkdir()
+        fake.root = root if root is not None else Path(scratch) / "repos"
+        fake.root.mkdir(parents=True, exist_ok=True)
+        with serve(_routes(fake)) as port:
+            fake.base_url = f"http://127.0.0.1:{port}"
+            yield fake.base_url, fake

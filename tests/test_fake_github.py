@@ -1,0 +1,364 @@
+"""The fake GitHub answers as GitHub does, as githubkit's typed methods parse it, from real
+bare repositories: a pull request's files, review validation, check runs, merges, contents,
+webhook deliveries, comments and reactions, and git over smart HTTP with installation tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from githubkit import GitHub
+from githubkit.exception import RequestFailed
+
+from app.github.client import GitHubApp
+from app.settings import load_settings
+from tests.support.fake_github import APP_ID, BOT_LOGIN, FakeGitHub, app_key_pair, fake_github
+from tests.support.fake_github_repos import git_env
+
+PRIVATE, PUBLIC = app_key_pair()
+REPO = "octo/home"
+T = TypeVar("T")
+Completed = subprocess.CompletedProcess[str]
+
+
+def numbered(count: int, changed: dict[int, str] | None = None) -> str:
+    changed = changed or {}
+    return "".join(changed.get(i, f"line {i}") + "\n" for i in range(1, count + 1))
+
+
+@dataclass
+class Hub:
+    url: str
+    fake: FakeGitHub
+    github: GitHubApp
+
+    def run(self, work: Callable[[GitHub[Any]], Coroutine[Any, Any, T]]) -> T:
+        """Run `work` with an installation client of installation 77."""
+        return asyncio.run(work(self.github.installation(77)))
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    with fake_github(PUBLIC) as (url, fake):
+        settings = load_settings(
+            None, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=PRIVATE, GITHUB_API_URL=url
+        )
+        fake.add_repo(REPO, 77, files={"app.py": numbered(40), "notes.txt": numbered(12),
+                                       "old.txt": "bye\n"})  # fmt: skip
+        yield Hub(url, fake, GitHubApp(settings))
+
+
+def a_change(hub: Hub) -> int:
+    """A pull request with a two-hunk edit, a rename with an edit, a deletion and an added
+    binary file."""
+    hub.fake.push(
+        REPO, "feature",
+        {"app.py": numbered(40, {3: "three", 31: "thirty-one"}),
+         "docs/notes.md": numbered(12, {12: "twelve"}), "old.txt": None,
+         "logo.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"},
+        renames={"notes.txt": "docs/notes.md"}, message="A change",
+    )  # fmt: skip
+    return hub.fake.open_pull(REPO, "feature", title="A change")
+
+
+def test_files_of_a_pull_request_are_listed_as_github_does(hub: Hub) -> None:
+    number = a_change(hub)
+    files = hub.run(lambda c: c.rest.pulls.async_list_files("octo", "home", number)).parsed_data
+    by_name = {f.filename: f for f in files}
+    assert sorted(by_name) == ["app.py", "docs/notes.md", "logo.png", "old.txt"]
+
+    edit = by_name["app.py"]
+    assert (edit.status, edit.additions, edit.deletions, edit.changes) == ("modified", 2, 2, 4)
+    assert edit.patch == (
+        "@@ -1,6 +1,6 @@\n line 1\n line 2\n-line 3\n+three\n line 4\n line 5\n line 6\n"
+        "@@ -28,7 +28,7 @@ line 27\n line 28\n line 29\n line 30\n-line 31\n+thirty-one\n"
+        " line 32\n line 33\n line 34"
+    )
+    moved = by_name["docs/notes.md"]
+    assert (moved.status, moved.previous_filename) == ("renamed", "notes.txt")
+    assert (moved.additions, moved.deletions) == (1, 1)
+    assert str(moved.patch).startswith("@@ -9,4 +9,4 @@")
+    gone = by_name["old.txt"]
+    assert (gone.status, gone.deletions, gone.patch) == ("removed", 1, "@@ -1 +0,0 @@\n-bye")
+    binary = by_name["logo.png"]
+    assert binary.status == "added"
+    assert (binary.additions, binary.deletions) == (0, 0)
+    assert "patch" not in binary.model_dump(exclude_unset=True)  # GitHub omits it
+    head = hub.fake.pulls[(REPO, number)].head_sha
+    assert edit.blob_url == f"{hub.url}/octo/home/blob/{head}/app.py"
+
+
+def test_files_are_paginated_with_a_link_header(hub: Hub) -> None:
+    hub.fake.push(REPO, "many", {f"f/{i:03}.txt": f"{i}\n" for i in range(120)})
+    number = hub.fake.open_pull(REPO, "many")
+
+    async def pages(c: GitHub[Any]) -> tuple[str, list[str]]:
+        first = await c.rest.pulls.async_list_files("octo", "home", number, per_page=50)
+        names = [
+            f.filename
+            async for f in c.rest.paginate(
+                c.rest.pulls.async_list_files, owner="octo", repo="home", pull_number=number,
+                per_page=50,
+            )
+        ]  # fmt: skip
+        return first.headers["link"], names
+
+    link, names = hub.run(pages)
+    path = f"{hub.url}/repos/octo/home/pulls/{number}/files"
+    assert link == (
+        f'<{path}?per_page=50&page=2>; rel="next", <{path}?per_page=50&page=3>; rel="last"'
+    )
+    assert names == [f"f/{i:03}.txt" for i in range(120)]
+
+
+def test_review_comments_must_be_on_the_diff(hub: Hub) -> None:
+    number = a_change(hub)
+
+    def review(comment: Any) -> Callable[[GitHub[Any]], Coroutine[Any, Any, Any]]:
+        return lambda c: c.rest.pulls.async_create_review(
+            "octo", "home", number, event="COMMENT", body="Looks fine", comments=[comment]
+        )
+
+    outside = {"path": "app.py", "line": 20, "body": "not in any hunk"}
+    with pytest.raises(RequestFailed) as refused:
+        hub.run(review(outside))
+    assert refused.value.response.status_code == 422
+    assert refused.value.response.json()["errors"] == ["Line could not be resolved"]
+    with pytest.raises(RequestFailed):  # a removed line is only on the LEFT
+        hub.run(review({"path": "app.py", "line": 31, "side": "LEFT", "start_line": 3,
+                        "body": "across hunks"}))  # fmt: skip
+    assert hub.fake.reviews == []
+    assert hub.fake.review_comments == []
+
+    made = hub.run(review({"path": "app.py", "line": 31, "body": "Why thirty-one?"})).parsed_data
+    assert (made.state, made.user.login if made.user else None) == ("COMMENTED", BOT_LOGIN)
+    left = hub.run(review({"path": "app.py", "line": 31, "side": "LEFT", "body": "was"}))
+    assert left.parsed_data.state == "COMMENTED"
+    comments = hub.run(
+        lambda c: c.rest.pulls.async_list_review_comments("octo", "home", number)
+    ).parsed_data
+    first = comments[0]
+    assert (first.path, first.line, first.side, first.pull_request_review_id) == (
+        "app.py", 31, "RIGHT", made.id,
+    )  # fmt: skip
+    assert first.diff_hunk.splitlines()[0] == "@@ -28,7 +28,7 @@ line 27"
+    assert first.diff_hunk.splitlines()[-1] == "+thirty-one"
+    assert first.user.model_dump(include={"login", "type", "id"}) == {
+        "login": BOT_LOGIN, "type": "Bot", "id": 9919,
+    }  # fmt: skip
+    assert [len(r["comments"]) for r in hub.fake.reviews] == [1, 1]
+
+    reply = hub.run(
+        lambda c: c.rest.pulls.async_create_reply_for_review_comment(
+            "octo", "home", number, first.id, data={"body": "Because."}
+        )
+    ).parsed_data
+    assert (reply.in_reply_to_id, reply.path, reply.line) == (first.id, "app.py", 31)
+    assert "in_reply_to_id" not in hub.fake.review_comments[0]
+
+
+def test_check_runs_are_created_and_completed(hub: Hub) -> None:
+    number = a_change(hub)
+    head = hub.fake.pulls[(REPO, number)].head_sha
+
+    async def checks(c: GitHub[Any]) -> tuple[Any, Any, Any, int]:
+        made = await c.rest.checks.async_create(
+            "octo", "home", data={"name": "persais/review", "head_sha": head,
+                                  "status": "in_progress"},
+        )  # fmt: skip
+        run_id = made.parsed_data.id
+        try:  # githubkit itself would refuse to send this
+            path = f"/repos/octo/home/check-runs/{run_id}"
+            await c.arequest("PATCH", path, json={"status": "completed"})
+        except RequestFailed as exc:
+            refused = exc.response.status_code
+        note: Any = {"path": "app.py", "start_line": 3, "end_line": 3,
+                "annotation_level": "notice", "message": "renamed"}  # fmt: skip
+        done = await c.rest.checks.async_update(
+            "octo", "home", run_id, conclusion="neutral",
+            output={"title": "2 notes", "summary": "Fine", "annotations": [note]},
+        )  # fmt: skip
+        listed = await c.rest.checks.async_list_for_ref("octo", "home", "feature")
+        return made.parsed_data, done.parsed_data, listed.parsed_data, refused
+
+    made, done, listed, refused = hub.run(checks)
+    assert (made.status, made.conclusion, made.head_sha) == ("in_progress", None, head)
+    assert made.app is not None
+    assert made.app.slug == "persais"
+    assert [p.number for p in made.pull_requests] == [number]
+    assert refused == 422
+    assert (done.status, done.conclusion, done.completed_at is not None) == (
+        "completed", "neutral", True,
+    )  # fmt: skip
+    assert (done.output.title, done.output.annotations_count) == ("2 notes", 1)
+    assert [r.id for r in listed.check_runs] == [made.id]
+    assert hub.fake.check_runs[0]["_annotations"][0]["message"] == "renamed"
+
+
+def test_comments_reactions_and_payloads(hub: Hub) -> None:
+    number = a_change(hub)
+    hub.fake.permissions[(REPO, "ada")] = "write"
+    payload = hub.fake.issue_comment_payload(REPO, number, "/persais review", user="ada")
+    assert payload["issue"]["number"] == number
+    assert payload["issue"]["pull_request"]["url"].endswith(f"/pulls/{number}")
+    assert (payload["installation"]["id"], payload["sender"]["login"]) == (77, "ada")
+    command = payload["comment"]["id"]
+
+    async def answer(c: GitHub[Any]) -> tuple[list[int], Any]:
+        statuses = []
+        for _ in range(2):
+            reacted = await c.rest.reactions.async_create_for_issue_comment(
+                "octo", "home", command, data={"content": "eyes"}
+            )
+            statuses.append(reacted.status_code)
+        said = await c.rest.issues.async_create_comment(
+            "octo", "home", number, data={"body": "On it."}
+        )
+        await c.rest.issues.async_update_comment(
+            "octo", "home", said.parsed_data.id, data={"body": "Done."}
+        )
+        listed = await c.rest.issues.async_list_comments("octo", "home", number)
+        return statuses, listed.parsed_data
+
+    statuses, comments = hub.run(answer)
+    assert statuses == [201, 200]
+    assert [(c.user.login if c.user else None, c.body) for c in comments] == [
+        ("ada", "/persais review"), (BOT_LOGIN, "Done."),
+    ]  # fmt: skip
+    assert [(r["content"], r["_comment_id"]) for r in hub.fake.reactions] == [("eyes", command)]
+
+    inline = hub.fake.review_comment_payload(REPO, number, "fix?", path="app.py", line=3)
+    assert inline["comment"]["diff_hunk"].endswith("+three")
+    assert inline["pull_request"]["number"] == number
+    with pytest.raises(ValueError, match="not in the diff"):
+        hub.fake.review_comment_payload(REPO, number, "x", path="app.py", line=20)
+    synchronize = hub.fake.pull_request_payload(REPO, number, "synchronize")
+    assert synchronize["after"] == hub.fake.pulls[(REPO, number)].head_sha
+    assert synchronize["pull_request"]["head"]["ref"] == "feature"
+
+
+def test_a_squash_merge_moves_the_base_branch(hub: Hub) -> None:
+    number = a_change(hub)
+    stale = hub.fake.pulls[(REPO, number)].head_sha
+    hub.fake.push(REPO, "feature", {"more.txt": "more\n"})
+    pull = hub.fake.pulls[(REPO, number)]
+    assert pull.head_sha != stale  # the push moved the pull request
+
+    def merge(sha: str) -> Callable[[GitHub[Any]], Coroutine[Any, Any, Any]]:
+        return lambda c: c.rest.pulls.async_merge(
+            "octo", "home", number, merge_method="squash", sha=sha
+        )
+
+    with pytest.raises(RequestFailed) as conflict:
+        hub.run(merge(stale))
+    assert conflict.value.response.status_code == 409
+    merged = hub.run(merge(pull.head_sha)).parsed_data
+    assert merged.merged
+
+    git = hub.fake.repos[REPO].git
+    assert git.branch("main") == merged.sha
+    assert len(git.commits("-1", merged.sha)[0].parents) == 1  # one squashed commit
+    assert git.blob("main", "more.txt") is not None
+    assert git.blob("main", "old.txt") is None
+    after = hub.run(lambda c: c.rest.pulls.async_get("octo", "home", number)).parsed_data
+    assert (after.state, after.merged) == ("closed", True)
+    assert hub.fake.pulls[(REPO, number)].merge_commit_sha == merged.sha
+    assert hub.fake.merges[0]["method"] == "squash"
+    with pytest.raises(RequestFailed) as again:
+        hub.run(merge(pull.head_sha))
+    assert again.value.response.status_code == 405
+
+
+def test_contents_and_compare_at_a_ref(hub: Hub) -> None:
+    a_change(hub)
+
+    async def read(c: GitHub[Any]) -> tuple[Any, Any, int, Any]:
+        main = await c.rest.repos.async_get_content("octo", "home", "app.py")
+        feature = await c.rest.repos.async_get_content("octo", "home", "app.py", ref="feature")
+        try:
+            await c.rest.repos.async_get_content("octo", "home", "old.txt", ref="feature")
+        except RequestFailed as exc:
+            missing = exc.response.status_code
+        compared = await c.rest.repos.async_compare_commits("octo", "home", "main...feature")
+        return main.parsed_data, feature.parsed_data, missing, compared.parsed_data
+
+    main, feature, missing, compared = hub.run(read)
+    assert base64.b64decode(main.content).decode() == numbered(40)
+    assert (feature.type, feature.encoding) == ("file", "base64")
+    assert base64.b64decode(feature.content).decode().splitlines()[2] == "three"
+    assert missing == 404
+    assert (compared.status, compared.ahead_by, compared.behind_by) == ("ahead", 1, 0)
+    assert [c.commit.message for c in compared.commits] == ["A change"]
+    assert len(compared.files or []) == 4
+
+
+def test_hook_deliveries_are_paged_by_cursor_and_redelivered(hub: Hub) -> None:
+    ids = [hub.fake.add_delivery(f"guid-{i}", "issue_comment", action="created",
+                                 status_code=500 if i == 2 else 200) for i in range(5)]  # fmt: skip
+
+    async def deliveries() -> tuple[list[Any], str, list[Any], Any]:
+        app = hub.github.app
+        first = await app.rest.apps.async_list_webhook_deliveries(per_page=2)
+        every = [d async for d in app.rest.paginate(app.rest.apps.async_list_webhook_deliveries,
+                                                    per_page=2)]  # fmt: skip
+        await app.rest.apps.async_redeliver_webhook_delivery(ids[2])
+        one = await app.rest.apps.async_get_webhook_delivery(ids[2])
+        return first.parsed_data, first.headers["link"], every, one.parsed_data
+
+    first, link, every, one = asyncio.run(deliveries())
+    assert [d.id for d in first] == [ids[4], ids[3]]
+    assert link == f'<{hub.url}/app/hook/deliveries?cursor=v1_{ids[2]}&per_page=2>; rel="next"'
+    assert [d.id for d in every] == ids[::-1]
+    assert (one.status, one.status_code, one.guid) == ("Invalid HTTP Response: 500", 500, "guid-2")
+    assert hub.fake.redelivered == [ids[2]]
+
+
+def test_git_over_http_needs_an_installation_token(hub: Hub, tmp_path: Path) -> None:
+    number = a_change(hub)
+    token = _token(hub)
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    header = ["-c", f"http.extraHeader=Authorization: Basic {basic}"]
+    env = git_env(tmp_path)
+    remote = f"{hub.url}/octo/home.git"
+
+    def git(*args: str, auth: bool = True, cwd: Path = tmp_path) -> Completed:
+        command = ["git", *(header if auth else []), *args]
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+    refused = git("clone", "-q", remote, "anonymous", auth=False)
+    assert refused.returncode != 0
+    assert "401" in refused.stderr or "Username" in refused.stderr
+    work = tmp_path / "work"
+    assert git("clone", "-q", "-b", "feature", remote, "work").returncode == 0
+    assert (work / "docs" / "notes.md").exists()
+
+    (work / "app.py").write_text(numbered(40, {3: "three", 5: "five"}))
+    git("commit", "-qam", "Five", cwd=work)
+    pushed = git("push", "-q", "origin", "feature", cwd=work)
+    assert pushed.returncode == 0, pushed.stderr
+    local = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert hub.fake.pulls[(REPO, number)].head_sha == local  # the push moved the head
+    assert git("push", "-q", "origin", "feature:other", auth=False, cwd=work).returncode != 0
+
+    hub.fake.push(REPO, "main", {"readme.md": "hi\n"})
+    assert git("fetch", "-q", "origin", cwd=work).returncode == 0
+    assert git("rev-parse", "origin/main", cwd=work).stdout.strip() == hub.fake.repos[
+        REPO
+    ].git.branch("main")
+
+
+def _token(hub: Hub) -> str:
+    """An installation token, as the App's client trades its JWT for one."""
+
+    async def fetch() -> str:
+        made = await hub.github.app.rest.apps.async_create_installation_access_token(77)
+        return made.parsed_data.token
+
+    return asyncio.run(fetch())
