@@ -141,7 +141,11 @@ def test_mechanic_from_a_comment_opens_its_pull_request_through_the_app(
     tmp_path: Path, database: str, sql: Any
 ) -> None:
     home = "octo/persais"
-    script = [json.dumps(PLAN), echo_reply('f"Echo: {message.text}"'), "[]"]
+    script = [
+        json.dumps(PLAN), echo_reply('f"Echo: {message.text}"'),  # the job: plan, Aider
+        '{"summary": "Fine.", "findings": []}',  # the review of its pull request
+        echo_reply('f"Echo: {message.text.strip()}"'),  # /mechanic fix: Aider on the branch
+    ]  # fmt: skip
     with (
         fake_github(PUBLIC) as (gh, fake),
         fake_telegram(BOT_ID) as (tg, telegram),
@@ -190,8 +194,24 @@ def test_mechanic_from_a_comment_opens_its_pull_request_through_the_app(
 
             (offer,) = wait_for(lambda: deploy_offer(telegram), 30, "[Deploy] in the chat")
             assert f"{home}#{pull.number}" in offer["text"]
+
+            # /mechanic fix on that pull request: Aider on its branch, validated, pushed back.
+            before = pull.head_sha
+            fix = fake.issue_comment_payload(home, pull.number, "/mechanic fix strip the "
+                                             "message before echoing it", user="ada")  # fmt: skip
+            deliver(client, "issue_comment", fix)
+            wait_for(lambda: pull.head_sha != before, 240, "the fix pushed to the branch")
+            fixed = fake.repos[home].git.blob(pull.head_sha, "dynamic/agents/echo/agent.py")
+            assert fixed is not None
+            assert b"message.text.strip()" in fixed[1]
+            commits = fake.repos[home].git.commits(f"{before}..{pull.head_sha}")
+            assert len(commits) == 1  # one commit on top: nothing rewritten
+            wait_for(lambda: any(f"Pushed {pull.head_sha[:7]}" in c["body"]
+                                 for c in fake.issue_comments if c["_number"] == pull.number),
+                     60, "the fix told in the pull request's thread")  # fmt: skip
         calls = [c for c in fake.calls if "/access_tokens" in c.path]
         assert len(calls) == 1  # one installation token, cached, for the API and for git
     for call in telegram.calls:
         assert "sk-gh-test" not in str(call.params)
-    assert sql("SELECT status, pr_number FROM jobs") == [("opened", pull.number)]
+    jobs = sql("SELECT kind, status, pr_number FROM jobs ORDER BY created_at")
+    assert jobs == [("create", "opened", pull.number), ("fix", "opened", pull.number)]
