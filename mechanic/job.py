@@ -102,32 +102,17 @@ async def _build(
         examples=[Example(b.say, b.expect) for b in plan.behaviour], options=options,
     )  # fmt: skip
     write(workspace.path, render(deps.templates, scaffold))
-    problems: list[str] = []
-    for attempt in range(REPAIR_ROUNDS + 1 if deps.use_aider else 1):
-        outcome.rounds = attempt
+
+    async def code(problems: list[str], attempt: int) -> AiderRun | None:
         if not deps.use_aider:
-            run = None
-        else:
-            run = await _code(job_id, plan, workspace, deps, problems, attempt)
-            outcome.aider_runs.append(run)
-        await deps.progress(f"validate (round {attempt + 1}/{REPAIR_ROUNDS + 1})")
-        changed = await workspace.changed_files()
-        report = await validate(
-            workspace.path, changed, plan.name, time_limit=deps.check_time_limit
-        )
-        outcome.report = report
-        if report.policy_refused:
-            outcome.status = "refused"
-            outcome.message = "The change broke the rules and was refused:\n" + "\n".join(
-                report.problems[:10]
-            )
-            return
-        if report.ok:
-            break
-        problems = report.problems[:20]
-        if run is not None and run.timed_out:
-            problems.insert(0, f"Aider ran out of time ({deps.aider_time_limit:.0f} s).")
-    else:
+            return None
+        return await _code(job_id, plan, workspace, deps, problems, attempt)
+
+    rounds = REPAIR_ROUNDS if deps.use_aider else 0
+    problems = await _until_valid(plan.name, workspace, deps, outcome, code, rounds)
+    if outcome.status == "refused":
+        return
+    if problems:
         why = (
             f"Validation still failed after {REPAIR_ROUNDS} repair rounds"
             if deps.use_aider
@@ -136,6 +121,7 @@ async def _build(
         outcome.message = why + ":\n" + "\n".join(problems[:10])
         return
 
+    changed = await workspace.changed_files()
     await deps.progress("pull request")
     head = await workspace.commit(
         f"Add {plan.kind} {plan.name}: {plan.description}\n\nMechanic job {job_id}"
@@ -149,6 +135,39 @@ async def _build(
     outcome.message = (
         f"Pull request #{outcome.pull_request.number} is open: {outcome.pull_request.url}"
     )
+
+
+Coder = Callable[[list[str], int], Awaitable[AiderRun | None]]
+
+
+async def _until_valid(
+    agent: str, workspace: Workspace, deps: JobDeps, outcome: JobOutcome, code: Coder,
+    rounds: int,
+) -> list[str]:  # fmt: skip
+    """Code, validate, repair: until the change validates (returns no problems) or the
+    rounds run out (returns the last problems). A policy refusal stops at once."""
+    problems: list[str] = []
+    for attempt in range(rounds + 1):
+        outcome.rounds = attempt
+        run = await code(problems, attempt)
+        if run is not None:
+            outcome.aider_runs.append(run)
+        await deps.progress(f"validate (round {attempt + 1}/{rounds + 1})")
+        changed = await workspace.changed_files()
+        report = await validate(workspace.path, changed, agent, time_limit=deps.check_time_limit)
+        outcome.report = report
+        if report.policy_refused:
+            outcome.status = "refused"
+            outcome.message = "The change broke the rules and was refused:\n" + "\n".join(
+                report.problems[:10]
+            )
+            return report.problems
+        if report.ok:
+            return []
+        problems = report.problems[:20]
+        if run is not None and run.timed_out:
+            problems.insert(0, f"Aider ran out of time ({deps.aider_time_limit:.0f} s).")
+    return problems
 
 
 async def run_fix(job_id: str, request: str, deps: JobDeps, number: int) -> JobOutcome:
@@ -184,35 +203,24 @@ async def _fix(
         return
     name = agents[0]
     files = [p for p in changed if p.endswith((".py", ".toml"))]
-    problems: list[str] = []
     before = (await git_head(workspace)).strip()
-    for attempt in range(REPAIR_ROUNDS + 1):
-        outcome.rounds = attempt
+
+    async def code(problems: list[str], attempt: int) -> AiderRun:
         await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
         instructions = prompts().get_template("fix.md").render(
             name=name, request=request, files=files, problems=problems,
             permissions=_manifest_permissions(workspace, name),
         )  # fmt: skip
-        run = await run_aider(
+        return await run_aider(
             deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
             instructions, files, read_only=[deps.templates / "README.md"],
             time_limit=deps.aider_time_limit,
         )  # fmt: skip
-        outcome.aider_runs.append(run)
-        await deps.progress(f"validate (round {attempt + 1}/{REPAIR_ROUNDS + 1})")
-        now_changed = await workspace.changed_files()
-        report = await validate(workspace.path, now_changed, name, time_limit=deps.check_time_limit)
-        outcome.report = report
-        if report.policy_refused:
-            outcome.status = "refused"
-            outcome.message = "The change broke the rules and was refused:\n" + "\n".join(
-                report.problems[:10]
-            )
-            return
-        if report.ok:
-            break
-        problems = report.problems[:20]
-    else:
+
+    problems = await _until_valid(name, workspace, deps, outcome, code, REPAIR_ROUNDS)
+    if outcome.status == "refused":
+        return
+    if problems:
         outcome.message = f"Validation still failed after {REPAIR_ROUNDS} repair rounds:\n" + (
             "\n".join(problems[:10])
         )

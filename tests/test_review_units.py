@@ -249,3 +249,19 @@ def test_an_unusable_answer_gives_no_findings(answer: str) -> None:
     diff = Diff({"x.py": FileDiff.parse("x.py", "@@ -1 +1,2 @@\n a\n+b\n")})
     result = asyncio.run(model_review.review(Recorder(answer), "t", "", diff))
     assert result.findings == []
+
+
+def test_a_finding_on_a_file_the_model_was_not_shown_is_dropped() -> None:
+    big = "@@ -0,0 +1,3000 @@\n" + "".join(f"+row_{i} = {i}\n" for i in range(3000))
+    diff = Diff({
+        "small.py": FileDiff.parse("small.py", "@@ -1 +1,2 @@\n a\n+b\n"),
+        "huge.py": FileDiff.parse("huge.py", big, status="added"),
+    })  # fmt: skip
+    model = Recorder({"summary": "", "findings": [
+        {"path": "small.py", "line": 2, "message": "seen"},
+        {"path": "huge.py", "line": 5, "message": "guessed: this file was left out"},
+    ]})  # fmt: skip
+    result = asyncio.run(model_review.review(model, "t", "", diff))
+    assert "### huge.py (left out: the diff is too long)" in model.calls[0][0]
+    assert [f.path for f in result.findings] == ["small.py"]
+    assert result.dropped == 1

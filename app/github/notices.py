@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import outbox
 from app.agents.base import Choice, Reply
+from app.github.once import first_time
 from app.orchestrator.orchestrator import Orchestrator
 from app.review.reviewer import Outcome, ReviewRequest
 from app.settings import Settings
@@ -62,13 +63,8 @@ class ChatNotices:
             return
         url = str(pull.get("html_url") or "")
         job = await self._mechanic_job(pull, repository) if deploy else None
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO github_notices (key) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
-                (f"chat:{key}",),
-            )
-            if await cur.fetchone() is None:
-                return  # said already (a retried delivery)
+        if not await first_time(self.pool, f"chat:{key}"):
+            return  # said already (a retried delivery)
         if job is None:
             async with self.pool.connection() as conn:
                 await outbox.put(conn, self.conversation, text, links=[("View PR", url)])

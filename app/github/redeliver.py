@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.github.client import GitHubApp
+from app.github.once import first_time
 
 log = logging.getLogger(__name__)
 WINDOW = timedelta(days=3)
@@ -86,19 +87,15 @@ async def _sweep(app: GitHubApp, pool: AsyncConnectionPool, since: datetime) -> 
             result.skipped += 1
             continue
         latest = attempts[0]
+        if not await first_time(pool, f"redeliver:{latest['id']}"):
+            result.skipped += 1  # this failed attempt was asked for already
+            continue
+        try:
+            await app.app.rest.apps.async_redeliver_webhook_delivery(int(latest["id"]))
+        except RequestFailed as exc:
+            log.warning("GitHub refused to redeliver %s: %s", guid, exc.response.status_code)
+            continue
         async with pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO github_notices (key) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
-                (f"redeliver:{latest['id']}",),
-            )
-            if await cur.fetchone() is None:  # this failed attempt was asked for already
-                result.skipped += 1
-                continue
-            try:
-                await app.app.rest.apps.async_redeliver_webhook_delivery(int(latest["id"]))
-            except RequestFailed as exc:
-                log.warning("GitHub refused to redeliver %s: %s", guid, exc.response.status_code)
-                continue
             await audit.record(
                 conn, actor="persais", action="github.redelivery", subject=f"delivery:{guid}",
                 detail={"event": latest.get("event"), "status_code": latest.get("status_code"),

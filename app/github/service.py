@@ -16,6 +16,7 @@ from app.github import commands
 from app.github.channel import GitHubChannel, thread
 from app.github.client import GitHubApp
 from app.github.notices import ChatNotices
+from app.github.once import first_time
 from app.github.redeliver import Sweep, sweep
 from app.review.reviewer import Outcome, Reviewer, ReviewRequest
 from app.routing import Event
@@ -124,7 +125,7 @@ class GitHubService:
                     subject=subject,
                     detail={"command": command.name, "comment": comment_id},
                 )
-            if await self._first_time(f"refused:{comment_id}"):
+            if await first_time(self.pool, f"refused:{comment_id}"):
                 await client.rest.issues.async_create_comment(
                     owner,
                     repo,
@@ -153,7 +154,7 @@ class GitHubService:
 
         conversation = thread(owner, repo, number)
         if command.name == "help":
-            if await self._first_time(f"help:{comment_id}"):
+            if await first_time(self.pool, f"help:{comment_id}"):
                 await client.rest.issues.async_create_comment(
                     owner, repo, number, body=commands.HELP
                 )
@@ -192,7 +193,7 @@ class GitHubService:
             return "mechanic: no model"
         if command.name == "fix":
             return await self._fix(command, conversation, login, comment_id, on_pull)
-        if not await self._first_time(f"mechanic:{comment_id}"):
+        if not await first_time(self.pool, f"mechanic:{comment_id}"):
             return "mechanic: started before"
         job = await jobs.start(
             conversation=conversation, user=f"github:{login}", request=command.argument
@@ -211,7 +212,7 @@ class GitHubService:
                 f"`/mechanic fix` works on pull requests of the home repository ({home}).",
             )
             return "fix: not a home pull request"
-        if not await self._first_time(f"mechanic:{comment_id}"):
+        if not await first_time(self.pool, f"mechanic:{comment_id}"):
             return "fix: started before"
         jobs = (await self._conversations()).mechanic
         job = await jobs.start(
@@ -225,14 +226,6 @@ class GitHubService:
     async def _say(self, conversation: str, text: str) -> None:
         async with self.pool.connection() as conn:
             await outbox.put(conn, conversation, text)
-
-    async def _first_time(self, key: str) -> bool:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO github_notices (key) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
-                (key,),
-            )
-            return await cur.fetchone() is not None
 
     # --- periodic -----------------------------------------------------------------------
 

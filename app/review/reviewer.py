@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.github.client import GitHubApp
+from app.github.once import first_time
 from app.review import compose, static
 from app.review import model as model_review
 from app.review.config import CONFIG_PATH, Loaded, parse
@@ -293,7 +294,7 @@ class _Run:
         if (
             loaded.problem
             and sha
-            and await self._first_time(f"config:{self.request.repository}:{sha}")
+            and await first_time(self.pool, f"config:{self.request.repository}:{sha}")
         ):
             await self.client.rest.issues.async_create_comment(
                 self.owner, self.repo, self.request.number,
@@ -301,14 +302,6 @@ class _Run:
                 "it is fixed.",
             )  # fmt: skip
         return loaded
-
-    async def _first_time(self, key: str) -> bool:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO github_notices (key) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
-                (key,),
-            )
-            return await cur.fetchone() is not None
 
     async def _read(self, path: str, ref: str) -> tuple[str | None, str | None]:
         """A file's text at `ref` and its blob sha; (None, None) when it is not there."""
