@@ -93,8 +93,9 @@ class Reviewer:
             return Outcome(status, "this request was handled before")
         if not request.force and await self._reviewed_before(request, review_id):
             return await self._finish(review_id, Outcome("skipped", "this head was reviewed"))
-        async with self._pull_lock(request):
-            run = _Run(self, request, review_id)
+        run = _Run(self, request, review_id)
+        # One HTTP client for the whole review (githubkit otherwise opens one per request).
+        async with self._pull_lock(request), run.client:
             try:
                 outcome = await run.go()
             except Superseded:
