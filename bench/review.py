@@ -47,6 +47,7 @@ from app.db.database import connect, migrate_to_latest  # noqa: E402
 from app.github.client import GitHubApp  # noqa: E402
 from app.review import reviewer as reviewer_module  # noqa: E402
 from app.review import static  # noqa: E402
+from app.review.pull import PullOnGitHub  # noqa: E402
 from app.review.reviewer import Outcome, Reviewer, ReviewRequest  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 from mechanic.llm import ChatModel  # noqa: E402
@@ -393,11 +394,11 @@ async def review_one(
     pool = AsyncConnectionPool(conninfo, min_size=1, max_size=6, configure=autocommit, open=False)
     await pool.open(wait=True)
     watch = Stopwatch()
-    watch.wrap(reviewer_module._Run, "_contents", "fetch contents")
-    watch.wrap(reviewer_module._Run, "_files", "list files")
+    watch.wrap(PullOnGitHub, "contents", "fetch contents")
+    watch.wrap(PullOnGitHub, "files", "list files")
     watch.wrap(reviewer_module._Run, "_config", "read the config")
-    watch.wrap(reviewer_module._Run, "_check_run_started", "check run: create")
-    watch.wrap(reviewer_module._Run, "_post", "post the review")
+    watch.wrap(PullOnGitHub, "start_check_run", "check run: create")
+    watch.wrap(PullOnGitHub, "post_review", "post the review")
     watch.wrap(reviewer_module._Run, "_check_run_completed", "check run: conclude")
     watch.wrap(static, "_ruff", "ruff")
     watch.wrap_sync(static, "_policy", "policy")

@@ -29,13 +29,10 @@ class GitHubForge:
         self.full_name = repository
         self.owner, self.name = repository.split("/", 1)
         self.bare = home / "forge" / "github" / self.owner / f"{self.name}.git"
-        self._installation: int | None = None
         self._lock = asyncio.Lock()
 
     async def installation(self) -> int:
-        if self._installation is None:
-            self._installation = await self.app.installation_for(self.owner, self.name)
-        return self._installation
+        return await self.app.installation_for(self.owner, self.name)
 
     async def _client(self) -> Any:
         return self.app.installation(await self.installation())
@@ -62,24 +59,16 @@ class GitHubForge:
             raise GitError(f"git {args[0]} failed: {message[-500:]}")
         return out.decode(errors="replace")
 
-    async def clone_url(self) -> str:
-        client = await self._client()
-        response = await client.rest.repos.async_get(self.owner, self.name)
-        return str(response.json()["clone_url"])
-
-    async def default_branch(self) -> str:
-        client = await self._client()
-        response = await client.rest.repos.async_get(self.owner, self.name)
-        return str(response.json()["default_branch"])
-
     async def repository(self) -> Path:
         """The mirror, brought up to date with the default branch."""
         async with self._lock:
-            branch = await self.default_branch()
+            client = await self._client()
+            repo = (await client.rest.repos.async_get(self.owner, self.name)).json()
+            branch = str(repo["default_branch"])
             if not (self.bare / "HEAD").exists():
                 self.bare.parent.mkdir(parents=True, exist_ok=True)
                 await self.git(
-                    "clone", "-q", "--bare", await self.clone_url(), str(self.bare),
+                    "clone", "-q", "--bare", str(repo["clone_url"]), str(self.bare),
                     cwd=self.bare.parent,
                 )  # fmt: skip
             else:

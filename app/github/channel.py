@@ -24,20 +24,13 @@ class GitHubChannel:
     def __init__(self, app: GitHubApp, orchestrator: Orchestrator | None) -> None:
         self.app = app
         self.orchestrator = orchestrator
-        self._installations: dict[str, int] = {}
-
-    async def _installation(self, owner: str, repo: str) -> int:
-        key = f"{owner}/{repo}"
-        if key not in self._installations:
-            self._installations[key] = await self.app.installation_for(owner, repo)
-        return self._installations[key]
 
     async def show_note(self, note: Note) -> dict[str, Any] | None:
         match = _THREAD.match(note.conversation)
         if match is None:
             return None  # not a GitHub thread: nothing this channel can do with it
         owner, repo, number = match.group(1), match.group(2), int(match.group(3))
-        client = self.app.installation(await self._installation(owner, repo))
+        client = self.app.installation(await self.app.installation_for(owner, repo))
         text = await self._with_choices(note)
         if note.key is not None and note.channel_ref:
             await client.rest.issues.async_update_comment(

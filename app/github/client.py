@@ -48,6 +48,7 @@ class GitHubApp:
         )  # fmt: skip
         self.content_limit = content_limit
         self._installations: dict[int, GitHub[Any]] = {}
+        self._installation_ids: dict[str, int] = {}  # "owner/repo" -> installation id
         self._slug: str | None = None
 
     def installation(self, installation_id: int) -> GitHub[Any]:
@@ -91,8 +92,12 @@ class GitHubApp:
         return data
 
     async def installation_for(self, owner: str, repo: str) -> int:
-        response = await self.app.rest.apps.async_get_repo_installation(owner, repo)
-        return response.parsed_data.id
+        """The installation on `owner/repo`, asked once per process."""
+        key = f"{owner}/{repo}"
+        if key not in self._installation_ids:
+            response = await self.app.rest.apps.async_get_repo_installation(owner, repo)
+            self._installation_ids[key] = response.parsed_data.id
+        return self._installation_ids[key]
 
     async def permission(self, installation_id: int, owner: str, repo: str, user: str) -> str:
         """The commenter's permission on the repository: admin, maintain, write, triage,

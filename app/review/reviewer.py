@@ -14,17 +14,14 @@ run again: a retried delivery reuses its check run and never posts a second revi
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from githubkit import GitHub
-from githubkit.exception import RequestFailed
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit
@@ -35,10 +32,10 @@ from app.review import model as model_review
 from app.review.config import CONFIG_PATH, Loaded, parse
 from app.review.diff import Diff
 from app.review.findings import Finding, at_least
+from app.review.pull import PullOnGitHub
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CHECK_NAME = "persais/review"
 MAX_FILES = 300  # files read for the static checks
 SUPERSEDE_POLL = 0.5
 
@@ -178,8 +175,10 @@ class _Run:
         self.pool = reviewer.pool
         self.request = request
         self.review_id = review_id
-        self.owner, self.repo = request.repository.split("/", 1)
         self.client: GitHub[Any] = reviewer.github.installation(request.installation_id)
+        self.github = PullOnGitHub(
+            self.client, request.repository, request.number, request.head_sha
+        )
         self.check_run_id: int | None = None
         self.pull: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
@@ -187,22 +186,21 @@ class _Run:
     async def go(self) -> Outcome:
         started = time.monotonic()
         await self._start()
-        pull = await self.client.rest.pulls.async_get(self.owner, self.repo, self.request.number)
-        self.pull = cast(dict[str, Any], pull.json())
+        self.pull = await self.github.get()
         why_not = self._not_reviewable()
         if why_not:
             return Outcome("skipped", why_not)
         loaded = await self._config()
         if not loaded.config.review.enabled:
             return Outcome("skipped", f"review is off in {CONFIG_PATH}")
-        self.check_run_id = await self._check_run_started()
+        await self._check_run_started()
         await self._still_current()
 
-        diff = Diff.from_github(await self._files())
+        diff = Diff.from_github(await self.github.files())
         since = await self._since()
         scope = diff
         if since is not None:
-            changed = await self._changed_since(since)
+            changed = await self.github.changed_since(since)
             if changed is None:
                 since = None  # a force-push: the earlier head is not an ancestor
             else:
@@ -212,7 +210,7 @@ class _Run:
         await self._still_current()
 
         t = time.monotonic()
-        contents = await self._contents(scope)
+        contents = await self.github.contents(scope, static.wanted(scope)[:MAX_FILES])
         head_branch = str(self.pull["head"]["ref"])
         findings = await static.findings(scope, contents, head_branch=head_branch)
         self.timings["static"] = time.monotonic() - t
@@ -226,9 +224,9 @@ class _Run:
         self.timings["model"] = time.monotonic() - t
 
         findings = at_least(findings, config.severity_floor)
-        posted = await self._posted()
-        pinned = compose.pin(findings, diff, set(posted))
-        verdict = compose.conclusion(findings + await self._standing(scope, posted))
+        posted, standing = await self._earlier(scope)
+        pinned = compose.pin(findings, diff, posted)
+        verdict = compose.conclusion(findings + standing)
         body = compose.summary(
             head=self.request.head_sha, since=since, pinned=pinned, findings=findings,
             notes=[n for n in notes if n],
@@ -236,7 +234,7 @@ class _Run:
         await self._still_current()
         review_id = None
         if since is None or pinned.comments or pinned.loose:
-            review_id = await self._post(body, pinned)
+            review_id = await self.github.post_review(body, pinned.comments)
         await self._record(pinned, since)
         await self._check_run_completed(verdict, body, len(pinned.comments))
         self.timings["total"] = time.monotonic() - started
@@ -290,52 +288,24 @@ class _Run:
 
     async def _config(self) -> Loaded:
         default = str(self.pull["base"]["repo"]["default_branch"])
-        text, sha = await self._read(CONFIG_PATH, default)
+        text, sha = await self.github.read(CONFIG_PATH, default)
         loaded = parse(text)
-        if (
-            loaded.problem
-            and sha
-            and await first_time(self.pool, f"config:{self.request.repository}:{sha}")
-        ):
-            await self.client.rest.issues.async_create_comment(
-                self.owner, self.repo, self.request.number,
-                body=f"⚠️ {loaded.problem} (on `{default}`). Persais uses its defaults until "
-                "it is fixed.",
-            )  # fmt: skip
+        notice = f"config:{self.request.repository}:{sha}"
+        if loaded.problem and sha and await first_time(self.pool, notice):
+            await self.github.comment(
+                f"⚠️ {loaded.problem} (on `{default}`). Persais uses its defaults until it is fixed."
+            )
         return loaded
 
-    async def _read(self, path: str, ref: str) -> tuple[str | None, str | None]:
-        """A file's text at `ref` and its blob sha; (None, None) when it is not there."""
-        try:
-            response = await self.client.rest.repos.async_get_content(
-                self.owner, self.repo, path, ref=ref
-            )
-        except RequestFailed as exc:
-            if exc.response.status_code == 404:
-                return None, None
-            raise
-        data: Any = response.json()
-        if not isinstance(data, dict) or data.get("type") != "file" or not data.get("content"):
-            return None, None
-        try:
-            return base64.b64decode(data["content"]).decode(), str(data.get("sha"))
-        except (ValueError, UnicodeDecodeError):
-            return None, None
-
-    async def _check_run_started(self) -> int:
+    async def _check_run_started(self) -> None:
         if self.check_run_id is not None:  # a retried delivery: the same check run
-            return self.check_run_id
-        response = await self.client.rest.checks.async_create(
-            self.owner, self.repo, name=CHECK_NAME, head_sha=self.request.head_sha,
-            status="in_progress", started_at=datetime.now(UTC),
-            output={"title": "Reviewing", "summary": "Persais is reviewing this head."},
-        )  # fmt: skip
-        check_run_id = int(response.json()["id"])
+            return
+        self.check_run_id = await self.github.start_check_run()
         async with self.pool.connection() as conn:
             await conn.execute(
-                "UPDATE reviews SET check_run_id = %s WHERE id = %s", (check_run_id, self.review_id)
+                "UPDATE reviews SET check_run_id = %s WHERE id = %s",
+                (self.check_run_id, self.review_id),
             )
-        return check_run_id
 
     async def _check_run_completed(
         self, conclusion: compose.Conclusion, summary: str, inline: int
@@ -343,46 +313,26 @@ class _Run:
         assert self.check_run_id is not None
         title = {"success": "No problems found", "neutral": "Warnings",
                  "failure": "Problems found"}[conclusion]  # fmt: skip
-        await self.client.rest.checks.async_update(
-            self.owner, self.repo, self.check_run_id, status="completed", conclusion=conclusion,
-            completed_at=datetime.now(UTC),
-            output={"title": f"{title} ({inline} inline)", "summary": summary[:65_000]},
-        )  # fmt: skip
+        await self.github.conclude_check_run(
+            self.check_run_id, conclusion, f"{title} ({inline} inline)", summary
+        )
 
     async def cancel_check_run(self) -> None:
-        if self.check_run_id is None:
-            return
-        await self.client.rest.checks.async_update(
-            self.owner, self.repo, self.check_run_id, status="completed", conclusion="cancelled",
-            completed_at=datetime.now(UTC),
-            output={"title": "Superseded", "summary": "A newer push is reviewed instead."},
-        )  # fmt: skip
+        if self.check_run_id is not None:
+            await self.github.conclude_check_run(
+                self.check_run_id, "cancelled", "Superseded", "A newer push is reviewed instead."
+            )
 
     async def fail_check_run(self, exc: Exception) -> None:
         if self.check_run_id is None:
             return
         try:
-            await self.client.rest.checks.async_update(
-                self.owner, self.repo, self.check_run_id, status="completed",
-                conclusion="neutral", completed_at=datetime.now(UTC),
-                output={"title": "The review could not finish",
-                        "summary": f"{type(exc).__name__}; it will be retried."},
+            await self.github.conclude_check_run(
+                self.check_run_id, "neutral", "The review could not finish",
+                f"{type(exc).__name__}; it will be retried.",
             )  # fmt: skip
         except Exception:  # the original failure is what matters
             log.exception("could not conclude check run %s", self.check_run_id)
-
-    async def _files(self) -> list[dict[str, Any]]:
-        files: list[dict[str, Any]] = []
-        page = 1
-        while True:  # up to 3000 files, 100 a page
-            response = await self.client.rest.pulls.async_list_files(
-                self.owner, self.repo, self.request.number, per_page=100, page=page
-            )
-            batch = response.json()
-            files += batch
-            if len(batch) < 100 or 'rel="next"' not in response.headers.get("link", ""):
-                return files
-            page += 1
 
     async def _since(self) -> str | None:
         """The head reviewed last on this pull request (another head), if any."""
@@ -394,40 +344,6 @@ class _Run:
             )
             row = await cur.fetchone()
         return str(row[0]) if row else None
-
-    async def _changed_since(self, since: str) -> list[str] | None:
-        try:
-            response = await self.client.rest.repos.async_compare_commits(
-                self.owner, self.repo, f"{since}...{self.request.head_sha}"
-            )
-        except RequestFailed as exc:
-            if exc.response.status_code == 404:  # the old head is gone (force-pushed away)
-                return None
-            raise
-        data = response.json()
-        if data.get("status") not in ("ahead", "identical"):
-            return None
-        return [str(f["filename"]) for f in data.get("files") or []]
-
-    async def _contents(self, scope: Diff) -> dict[str, str]:
-        contents: dict[str, str] = {}
-        fetch: list[str] = []
-        for path in static.wanted(scope)[:MAX_FILES]:
-            file = scope.get(path)
-            if file is not None and file.status == "added" and file.patch is not None:
-                contents[path] = _added_text(file.patch)  # the patch holds all of it
-            else:
-                fetch.append(path)
-        limit = asyncio.Semaphore(8)
-
-        async def one(path: str) -> None:
-            async with limit:
-                text, _ = await self._read(path, self.request.head_sha)
-            if text is not None:
-                contents[path] = text
-
-        await asyncio.gather(*(one(p) for p in fetch))
-        return contents
 
     async def _model_findings(self, scope: Diff, findings: list[Finding]) -> str:
         model = self.reviewer.model
@@ -455,45 +371,23 @@ class _Run:
             note += f" ({result.dropped} of the model's findings did not fit and were left out.)"
         return note.strip()
 
-    async def _posted(self) -> dict[str, str]:
-        """Fingerprints said on this pull request before -> their path."""
+    async def _earlier(self, scope: Diff) -> tuple[set[str], list[Finding]]:
+        """What was said on this pull request before: every fingerprint (not to be said
+        again), and the findings on files this review did not look at again (they still
+        count for the check run's verdict)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT fingerprint, path FROM review_findings"
+                "SELECT fingerprint, path, line, severity FROM review_findings"
                 " WHERE repository = %s AND pull_number = %s",
                 (self.request.repository, self.request.number),
             )
-            return {row[0]: row[1] for row in await cur.fetchall()}
-
-    async def _standing(self, scope: Diff, posted: dict[str, str]) -> list[Finding]:
-        """Findings said before on files this review did not look at again: they still
-        count for the check run's verdict."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT path, line, severity FROM review_findings"
-                " WHERE repository = %s AND pull_number = %s AND NOT (path = ANY(%s))",
-                (self.request.repository, self.request.number, list(scope.files)),
-            )
-            return [Finding(p, line, sev, "", "earlier") for p, line, sev in await cur.fetchall()]
-
-    async def _post(self, body: str, pinned: compose.Pinned) -> int:
-        comments = [c.as_github() for c in pinned.comments]
-        try:
-            response = await self.client.rest.pulls.async_create_review(
-                self.owner, self.repo, self.request.number, commit_id=self.request.head_sha,
-                body=body, event="COMMENT", comments=comments,
-            )  # fmt: skip
-        except RequestFailed as exc:
-            if exc.response.status_code != 422 or not comments:
-                raise
-            # GitHub refused a line we thought was in the diff: say it all in the summary.
-            log.warning("GitHub refused the inline comments: %s", exc.response.text[:300])
-            extra = "\n".join(f"- `{c.path}:{c.line}`: {c.body}" for c in pinned.comments)
-            response = await self.client.rest.pulls.async_create_review(
-                self.owner, self.repo, self.request.number, commit_id=self.request.head_sha,
-                body=body + "\n\n### Findings\n\n" + extra, event="COMMENT",
-            )  # fmt: skip
-        return int(response.json()["id"])
+            rows = await cur.fetchall()
+        standing = [
+            Finding(path, line, severity, "", "earlier")
+            for _, path, line, severity in rows
+            if path not in scope
+        ]
+        return {row[0] for row in rows}, standing
 
     async def _record(self, pinned: compose.Pinned, since: str | None) -> None:
         async with self.pool.connection() as conn, conn.transaction():
@@ -508,9 +402,3 @@ class _Run:
                     (self.request.repository, self.request.number, fingerprint, self.review_id,
                      item.path, item.line, item.severity),
                 )  # fmt: skip
-
-
-def _added_text(patch: str) -> str:
-    lines = [line[1:] for line in patch.splitlines() if line.startswith("+")]
-    newline = "" if patch.rstrip().endswith("\\ No newline at end of file") else "\n"
-    return "\n".join(lines) + newline

@@ -63,7 +63,8 @@ def _manifest_of(path: str) -> str | None:
 
 
 def _policy(diff: Diff, contents: Mapping[str, str], *, mechanic: bool) -> list[Finding]:
-    found: list[Finding] = []
+    lane = [f.path for f in diff.files.values() if _in_lane(f.path) and f.status != "removed"]
+    found = [Finding(v.path, None, "error", v.message, "policy", v.rule) for v in _path_rules(lane)]
     for file in diff.files.values():
         if not _in_lane(file.path):
             if mechanic:  # the Mechanic's own pull requests stay in their lane
@@ -74,8 +75,6 @@ def _policy(diff: Diff, contents: Mapping[str, str], *, mechanic: bool) -> list[
             continue
         if file.status == "removed":
             continue
-        for v in _path_rules(file.path):
-            found.append(Finding(file.path, None, "error", v.message, "policy", v.rule))
         text = contents.get(file.path)
         if file.path.endswith(".py") and text is not None:
             permissions = _permissions(contents.get(_manifest_of(file.path) or ""))
@@ -87,10 +86,12 @@ def _policy(diff: Diff, contents: Mapping[str, str], *, mechanic: bool) -> list[
     return found
 
 
-def _path_rules(path: str) -> list[policy.Violation]:
-    """The policy's path rules for a path that is not on disk (no symlink to follow)."""
+def _path_rules(paths: list[str]) -> list[policy.Violation]:
+    """The policy's path rules for paths that are not on disk (no symlink to follow)."""
+    if not paths:
+        return []
     with tempfile.TemporaryDirectory() as empty:
-        return policy.check_paths([path], Path(empty))
+        return policy.check_paths(paths, Path(empty))
 
 
 def _permissions(manifest: str | None) -> list[str]:
