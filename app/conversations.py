@@ -15,6 +15,7 @@ from app import audit, inbox
 from app.agents.base import AgentContext
 from app.agents.builtin import builtin_agents
 from app.agents.registry import AgentSet, Registry
+from app.deploy.service import Deployments
 from app.mechanic_chat import MechanicJobs
 from app.orchestrator import approvals
 from app.orchestrator.orchestrator import Orchestrator
@@ -46,10 +47,16 @@ class Conversations:
             settings, pool, defer=queue.defer_mechanic if queue else None,
             ask=self.orchestrator.ask,
         )  # fmt: skip
+        self.deployments = Deployments(
+            settings, pool, self.registry, defer=queue.defer_deploy if queue else None,
+            ask=self.orchestrator.ask,
+            build_commit=build.commit if build.commit != "unknown" else None,
+        )  # fmt: skip
 
     def _context(self, agent: str, permissions: frozenset[str]) -> AgentContext:
         capabilities: dict[str, Any] = {
             "registry": self, "status": self.status, "mechanic": self.mechanic,
+            "deploy": self.deployments,
         }  # fmt: skip
         return AgentContext(agent, permissions, logging.getLogger(f"agent.{agent}"), capabilities)
 
@@ -61,6 +68,10 @@ class Conversations:
     async def start(self) -> None:
         await self.graph_pool.open(wait=True, timeout=15)
         await self.orchestrator.start()
+        # dynamic/ at the release this process should run, before it serves anything.
+        running = await self.deployments.boot()
+        self.registry.root = running.agents
+        self.registry.commit = running.sha or self.build.commit
         await self.reload()
 
     async def stop(self) -> None:
@@ -72,7 +83,7 @@ class Conversations:
         async with self.pool.connection() as conn:
             await audit.record(
                 conn, actor="persais", action="agents.loaded", subject=agents.fingerprint,
-                detail={"loaded": sorted(agents.agents)},
+                detail={"loaded": sorted(agents.agents), "release": self.deployments.running.sha},
             )  # fmt: skip
             for q in agents.quarantined.values():
                 await audit.record(

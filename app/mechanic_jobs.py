@@ -114,14 +114,15 @@ async def record_outcome(pool: AsyncConnectionPool, job_id: str, outcome: JobOut
     async with pool.connection() as conn:
         await conn.execute(
             "UPDATE jobs SET status = %s, plan = %s, branch = %s, pr_number = %s, pr_url = %s,"
-            " rounds = %s, cost = %s, aider_seconds = %s, transcript = %s, message = %s,"
-            " updated_at = now() WHERE id = %s",
+            " head_sha = %s, rounds = %s, cost = %s, aider_seconds = %s, transcript = %s,"
+            " message = %s, updated_at = now() WHERE id = %s",
             (
                 outcome.status,
                 Jsonb(outcome.plan.model_dump()) if outcome.plan else None,
                 pr.branch if pr else None,
                 pr.number if pr else None,
                 pr.url if pr else None,
+                pr.head_sha if pr else None,  # the head the Mechanic validated
                 outcome.rounds,
                 outcome.cost,
                 sum(run.seconds for run in outcome.aider_runs),

@@ -74,6 +74,7 @@ class Runtime:
             stalled_seconds=settings.worker_stalled_seconds,
             processor=self.dispatcher.process,
             mechanic=self._run_mechanic_job,
+            deploy=self._run_deploy,
         )
         self._worker: asyncio.Task[None] | None = None
         self._sidecars: list[asyncio.Task[None]] = []
@@ -86,6 +87,7 @@ class Runtime:
         self._github: GitHubService | None = None
         self._lazy_lock = asyncio.Lock()
         self.github_outbox_seconds = 0.5
+        self.follow_seconds = 1.0  # cheap: an index on the live events
         if settings.telegram_bot_token is not None:
             self.router.register("*", source="telegram")(self._telegram_update)
         if settings.github_app_id is not None:
@@ -162,6 +164,21 @@ class Runtime:
     async def _run_mechanic_job(self, job_id: str) -> None:
         await (await self.conversations()).mechanic.run(job_id)
 
+    async def _run_deploy(self, *args: Any) -> None:
+        await (await self.conversations()).deployments.run(*args)
+
+    async def _follow_releases(self) -> None:
+        """Local deployer, several processes: load the release another process put in
+        service (the process that deployed it swapped already)."""
+        while True:
+            await asyncio.sleep(self.follow_seconds)
+            if self._conversations is None:
+                continue
+            try:
+                await self._conversations.deployments.follow()
+            except Exception:  # the next look may succeed
+                log.exception("following the release in service failed")
+
     async def _deliver_outbox(self) -> None:
         """Show in Telegram what workers (here or elsewhere) wrote for Telegram chats."""
         from app import outbox
@@ -210,6 +227,10 @@ class Runtime:
                 asyncio.create_task(self._warm_up(), name="warm-up"),
                 asyncio.create_task(self._sweep_approvals(), name="approval sweep"),
             ]
+            if not self.settings.fly_configured and self.settings.release is None:
+                self._sidecars.append(
+                    asyncio.create_task(self._follow_releases(), name="release follower")
+                )
             if self.serves_telegram:
                 self._sidecars.append(
                     asyncio.create_task(self._deliver_outbox(), name="telegram outbox")
@@ -249,6 +270,12 @@ class Runtime:
         if self._conversations is None:
             return {"loaded": None, "note": "no agents in this process (web only, or starting)"}
         return self._conversations.current.describe()
+
+    def release_summary(self) -> dict[str, object]:
+        """The release this process runs, for /ready (the Fly deployer checks it)."""
+        if self._conversations is None:  # web only: it runs no agents, only its setting
+            return {"sha": self.settings.release, "source": "setting"}
+        return self._conversations.deployments.running.summary()
 
     def worker_running(self) -> bool:
         return self._worker is not None and not self._worker.done()

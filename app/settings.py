@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     fly_api_token: SecretStr | None = Field(default=None, alias="FLY_API_TOKEN")
     fly_app_name: str | None = Field(default=None, alias="FLY_APP_NAME")
     fly_api_url: str = Field(default="https://api.machines.dev", alias="FLY_API_URL")
+    fly_machine_id: str | None = Field(default=None, alias="FLY_MACHINE_ID")  # set by Fly
+    # Where each machine answers /ready on Fly's private network (fly.toml's internal_port).
+    fly_ready_port: int = Field(default=8080, alias="PERSAIS_FLY_READY_PORT", ge=1, le=65535)
+    # The release this process runs (the Fly deployer sets it on each machine); unset: the
+    # latest good release in the ledger, else the image's own agents.
+    release: str | None = Field(default=None, alias="PERSAIS_RELEASE")
+    deploy_timeout_seconds: float = Field(
+        default=120, alias="PERSAIS_DEPLOY_TIMEOUT_SECONDS", gt=0, le=3600
+    )
 
     worker_concurrency: int = Field(default=4, alias="PERSAIS_WORKER_CONCURRENCY", ge=1, le=64)
     worker_max_attempts: int = Field(default=5, alias="PERSAIS_WORKER_MAX_ATTEMPTS", ge=1, le=50)
@@ -173,6 +182,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("release")
+    @classmethod
+    def _release(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{40}", value):
+            raise ValueError("expected a full 40-character commit id (lowercase hex)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -224,6 +240,11 @@ class Settings(BaseSettings):
                 return candidate
         found = shutil.which("aider")
         return Path(found) if found else None
+
+    @property
+    def fly_configured(self) -> bool:
+        """Deploys move Fly machines (else the local deployer reloads in process)."""
+        return self.fly_api_token is not None and self.fly_app_name is not None
 
     def resolved_agents_dir(self) -> Path:
         """PERSAIS_AGENTS_DIR, else `dynamic/agents` of this checkout (or image)."""

@@ -15,6 +15,23 @@ class PullRequest:
     head_sha: str
 
 
+@dataclass(frozen=True)
+class PullState:
+    """A pull request as a deploy sees it."""
+
+    number: int
+    url: str
+    state: str  # "open" | "closed" | "merged"
+    branch: str
+    base: str
+    head_sha: str
+    merge_sha: str | None = None
+
+
+class MergeRefused(RuntimeError):
+    """The forge would not merge (not mergeable, the head moved, already closed)."""
+
+
 class Forge(Protocol):
     async def repository(self) -> Path:
         """A local git repository of the home repository, to make worktrees from."""

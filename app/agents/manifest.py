@@ -20,6 +20,7 @@ RESERVED_COMMANDS = frozenset(
         "rollback",
         "cancel",
         "deploy",
+        "releases",
         "reload",
     }
 )

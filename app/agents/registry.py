@@ -20,6 +20,7 @@ import traceback
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -54,6 +55,9 @@ class AgentSet:
     quarantined: dict[str, Quarantined]
     fingerprint: str
     modules: list[str] = field(default_factory=list)
+    root: Path = Path()  # the folder it was loaded from
+    commit: str = "unknown"
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,6 +70,7 @@ class AgentSet:
     def describe(self) -> dict[str, object]:
         return {
             "fingerprint": self.fingerprint,
+            "loaded_at": self.loaded_at.isoformat(timespec="seconds"),
             "loaded": [
                 {
                     "name": a.manifest.name,
@@ -114,10 +119,26 @@ class Registry:
 
     async def reload(self) -> AgentSet:
         async with self._lock:
-            new = await self._build()
+            new = await self._build(self.root, self.commit)
             old, self.current = self.current, new
         asyncio.get_running_loop().create_task(self._retire(old))
         return new
+
+    async def stage(self, root: Path, commit: str) -> AgentSet:
+        """Load the agents under `root` beside the set in service, without serving them: a
+        deploy checks the new set first, then `promote`s it or `discard`s it."""
+        async with self._lock:
+            return await self._build(root, commit)
+
+    async def promote(self, staged: AgentSet) -> None:
+        """Put a staged set in service, in one assignment; later reloads read its folder."""
+        async with self._lock:
+            old, self.current = self.current, staged
+            self.root, self.commit = staged.root, staged.commit
+        asyncio.get_running_loop().create_task(self._retire(old))
+
+    async def discard(self, staged: AgentSet) -> None:
+        await self._retire(staged)
 
     async def close(self) -> None:
         async with self._lock:
@@ -138,7 +159,7 @@ class Registry:
         for module in old.modules:
             sys.modules.pop(module, None)
 
-    async def _build(self) -> AgentSet:
+    async def _build(self, root: Path, commit: str) -> AgentSet:
         self._generation += 1
         agents: dict[str, LoadedAgent] = {}
         quarantined: dict[str, Quarantined] = {}
@@ -148,13 +169,11 @@ class Registry:
             agents[manifest.name] = LoadedAgent(manifest, agent, ctx, builtin=True)
 
         folders = (
-            sorted(
-                p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
-            )
-            if self.root.is_dir()
+            sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+            if root.is_dir()
             else []
         )
-        fingerprint = _fingerprint(folders, self.commit)
+        fingerprint = _fingerprint(folders, commit)
         candidates: list[tuple[Manifest, Path]] = []
         for folder in folders:
             try:
@@ -190,7 +209,7 @@ class Registry:
                 continue
             agents[manifest.name] = LoadedAgent(manifest, agent, ctx)
             commands[manifest.command] = manifest.name
-        new = AgentSet(agents, quarantined, fingerprint, modules)
+        new = AgentSet(agents, quarantined, fingerprint, modules, root=root, commit=commit)
         new.idle.set()
         for q in quarantined.values():
             log.warning("agent %s quarantined: %s", q.name, q.reason)

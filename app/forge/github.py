@@ -17,8 +17,9 @@ from typing import Any
 
 from githubkit.exception import RequestFailed
 
+from app.forge.local import revert_commit
 from app.github.client import GitHubApp
-from mechanic.forge import PullRequest
+from mechanic.forge import MergeRefused, PullRequest, PullState
 from mechanic.sandbox import search_path
 from mechanic.workspace import GitError
 
@@ -150,3 +151,70 @@ class GitHubForge:
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             await proc.wait()
+
+    async def pull_state(self, number: int) -> PullState:
+        client = await self._client()
+        try:
+            pull = (await client.rest.pulls.async_get(self.owner, self.name, number)).json()
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                raise LookupError(f"there is no pull request #{number}") from None
+            raise
+        state = "merged" if pull.get("merged") else str(pull["state"])
+        return PullState(
+            number, str(pull["html_url"]), state, str(pull["head"]["ref"]),
+            str(pull["base"]["ref"]), str(pull["head"]["sha"]),
+            str(pull["merge_commit_sha"]) if pull.get("merged") else None,
+        )  # fmt: skip
+
+    async def merge(self, number: int, *, sha: str, title: str) -> str:
+        """Squash-merge on GitHub, only if the head is still `sha`; the mirror then holds
+        the merge commit."""
+        pull = await self.pull_state(number)
+        if pull.state == "merged" and pull.merge_sha:
+            merged = pull.merge_sha
+        elif pull.state != "open":
+            raise MergeRefused(f"pull request #{number} is {pull.state}")
+        else:
+            client = await self._client()
+            try:
+                response = await client.rest.pulls.async_merge(
+                    self.owner, self.name, number, sha=sha, merge_method="squash",
+                    commit_title=f"{title} (#{number})",
+                )  # fmt: skip
+            except RequestFailed as exc:
+                if exc.response.status_code in (405, 409, 422):
+                    message = exc.response.json().get("message", "")
+                    raise MergeRefused(f"GitHub would not merge #{number}: {message}") from None
+                raise
+            merged = str(response.json()["sha"])
+        await self.repository()  # fetches the default branch, with the merge commit
+        return merged
+
+    async def checks(self, sha: str) -> list[str]:
+        """What keeps `sha` from being green: check runs not finished, or not successful."""
+        client = await self._client()
+        problems = []
+        page = 1
+        while True:
+            response = await client.rest.checks.async_list_for_ref(
+                self.owner, self.name, sha, per_page=100, page=page
+            )
+            runs = response.json()["check_runs"]
+            for run in runs:
+                if run["status"] != "completed":
+                    problems.append(f"{run['name']} is {run['status']}")
+                elif run["conclusion"] not in ("success", "neutral", "skipped"):
+                    problems.append(f"{run['name']}: {run['conclusion']}")
+            if len(runs) < 100:
+                return problems
+            page += 1
+
+    async def changed_paths(self, sha: str) -> list[str]:
+        out = await self.git("diff-tree", "--no-commit-id", "--name-only", "-r", sha)
+        return [line for line in out.splitlines() if line]
+
+    async def revert_branch(self, sha: str, base: str, branch: str, title: str) -> str:
+        repo = await self.repository()
+        async with self._lock:
+            return await revert_commit(repo, sha, base, branch, title)

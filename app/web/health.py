@@ -26,6 +26,7 @@ class Readiness:
     build: BuildInfo
     worker_running: Callable[[], bool] | None  # None: this process runs no worker
     agents: Callable[[], dict[str, object]] | None = None
+    release: Callable[[], dict[str, object]] | None = None
 
     async def ready(self, request: Request) -> Response:
         report: dict[str, Any] = {"version": self.build.as_dict()}
@@ -48,6 +49,8 @@ class Readiness:
             report["worker"] = {"mode": "in process", "running": running, "ok": running}
         if self.agents is not None:
             report["agents"] = self.agents()
+        if self.release is not None:
+            report["release"] = self.release()
         ok = database["ok"] and not pending and report["worker"]["ok"]
         report["ready"] = ok
         return JSONResponse(report, status_code=200 if ok else 503)

@@ -46,6 +46,7 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
         build=build_info(settings.git_commit),
         worker_running=runtime.worker_running if with_worker else None,
         agents=runtime.agents_summary,
+        release=runtime.release_summary,
     )
 
     async def metrics(request: Request) -> Response:

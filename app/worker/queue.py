@@ -28,12 +28,15 @@ TASK = "persais.process_delivery"
 MECHANIC_QUEUE = "mechanic"
 MECHANIC_TASK = "persais.mechanic_job"
 MECHANIC_LOCK = "mechanic:persais"  # one repository, one job at a time
+DEPLOY_TASK = "persais.deploy"
+DEPLOY_LOCK = "deploy:persais"  # deploys and rollbacks one at a time, beside Mechanic jobs
 POLL_SECONDS = 2.0  # LISTEN/NOTIFY wakes workers; polling is only the fallback
 
 log = logging.getLogger(__name__)
 
 Processor = Callable[[int, str], Awaitable[Any]]
 JobRunner = Callable[[str], Awaitable[None]]
+DeployRunner = Callable[..., Awaitable[None]]
 
 
 class DeliveryQueue:
@@ -45,6 +48,7 @@ class DeliveryQueue:
         stalled_seconds: int = 30,
         processor: Processor | None = None,
         mechanic: JobRunner | None = None,
+        deploy: DeployRunner | None = None,
     ) -> None:
         self.app = App(connector=PsycopgConnector())
         self.stalled_seconds = stalled_seconds
@@ -74,6 +78,21 @@ class DeliveryQueue:
             await self._mechanic(job_id)
 
         self._mechanic_task = mechanic_job
+        self._deploy = deploy
+
+        # Deploys ride the Mechanic's queue (the processes that build agents also release
+        # them) under a lock of their own: one at a time, never behind a running Aider.
+        @self.app.task(
+            name=DEPLOY_TASK, queue=MECHANIC_QUEUE, retry=RetryStrategy(max_attempts=3, wait=1)
+        )
+        async def deploy_task(
+            action: str, subject: int, by: str, conversation: str, rid: str
+        ) -> None:
+            if self._deploy is None:
+                raise RuntimeError("this queue was opened without a deployer")
+            await self._deploy(action, subject, by, conversation, rid)
+
+        self._deploy_task = deploy_task
 
     async def open(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -98,6 +117,10 @@ class DeliveryQueue:
         await self._mechanic_task.configure(connection=conn, lock=MECHANIC_LOCK).defer_async(
             job_id=job_id
         )
+
+    async def defer_deploy(self, conn: AsyncConnection[Any], **args: Any) -> None:
+        """Queue a deploy, rollback or revert inside the caller's transaction."""
+        await self._deploy_task.configure(connection=conn, lock=DEPLOY_LOCK).defer_async(**args)
 
     async def run_worker(
         self, *, name: str, concurrency: int, queues: tuple[str, ...] = (QUEUE, MECHANIC_QUEUE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.agents.base import Agent
 from app.agents.builtin.abort import AbortAgent
 from app.agents.builtin.agents import AgentsAgent
+from app.agents.builtin.deploy import DeployAgent, ReleasesAgent, RollbackAgent
 from app.agents.builtin.help import HelpAgent
 from app.agents.builtin.mechanic import MechanicAgent
 from app.agents.builtin.reload import ReloadAgent
@@ -18,6 +19,9 @@ BUILTINS: tuple[type[Agent], ...] = (
     MechanicAgent,
     AbortAgent,
     ReloadAgent,
+    DeployAgent,
+    RollbackAgent,
+    ReleasesAgent,
 )
 
 

@@ -14,8 +14,9 @@ class AgentsAgent(Agent):
     permissions: ClassVar[tuple[str, ...]] = ("registry",)
 
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
-        agents = ctx.capability("registry").current
-        lines = [f"Agents (set {agents.fingerprint}):"]
+        registry = ctx.capability("registry")
+        agents = registry.current
+        lines = [registry.deployments.where(), f"Agents (set {agents.fingerprint}):"]
         for loaded in sorted(agents.agents.values(), key=lambda a: a.manifest.name):
             kind = "built-in" if loaded.builtin else "dynamic"
             m = loaded.manifest

@@ -6,10 +6,7 @@ from typing import ClassVar
 
 from app.agents.base import Agent, AgentContext, Message, Reply
 
-CORE_COMMANDS = (
-    ("cancel", "leave the current mode"),
-    ("rollback", "go back to the previous release (admins)"),
-)
+CORE_COMMANDS = (("cancel", "leave the current mode"),)
 
 
 class HelpAgent(Agent):

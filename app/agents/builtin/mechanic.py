@@ -30,7 +30,7 @@ class MechanicAgent(Agent):
     name = "mechanic"
     command = "mechanic"
     description = "describe a change; the Mechanic builds it as a pull request"
-    permissions: ClassVar[tuple[str, ...]] = ("mechanic",)
+    permissions: ClassVar[tuple[str, ...]] = ("mechanic", "deploy")
 
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
         jobs = ctx.capability("mechanic")
@@ -81,14 +81,7 @@ class MechanicAgent(Agent):
             if choice == "abort":
                 return str(await jobs.withdraw(job_id, by="mechanic"))
             if choice == "deploy":
-                job = await jobs.job(job_id)
-                url = job.pr_url if job is not None else ""
-                return Reply(
-                    "Deploy arrives with the deploy feature (it is not in this version); the "
-                    "pull request stays open.",
-                    (Choice("abort", "Abort"), Choice("view", "View PR", url or "")),
-                    question=question,
-                )
+                return str(await ctx.capability("deploy").pressed(job_id))
         return f"Noted: {choice}."
 
 

@@ -14,7 +14,9 @@ from app.orchestrator.state import GRAPH_VERSION, Conversation
 
 ADMIN_COMMANDS = frozenset({"rollback", "reload"})
 # These answer and never become the mode.
-ONE_SHOT = frozenset({"help", "status", "agents", "reload", "abort"})
+ONE_SHOT = frozenset(
+    {"help", "status", "agents", "reload", "abort", "deploy", "rollback", "releases"}
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,6 @@ def plan_route(text: str, mode: str | None, agents: AgentSet, *, admin: bool) ->
         return Route(None, "", None, f"Left /{agents.agents[mode].manifest.command} mode.")
     if command in ADMIN_COMMANDS and not admin:
         return Route(None, "", mode, f"Only admins may use /{command}.")
-    if command == "rollback":
-        return Route(None, "", mode, "There is no earlier release to roll back to yet.")
     loaded = agents.by_command(command)
     if loaded is None:
         return Route("help", "", mode, f"Unknown command /{command}.")

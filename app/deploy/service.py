@@ -1,0 +1,593 @@
+"""Deploys, rollbacks and revert pull requests: what [Deploy], `/deploy`, `/rollback` and
+`/releases` do, and which release this process runs.
+
+The chat side only checks who asks and queues the work; a worker runs it, one at a time
+(a procrastinate lock and a Postgres advisory lock), and says how it went in the
+conversation through the outbox. Every step is safe to run again: a retried deploy finds
+the pull request merged, or its release cut, and carries on from there.
+
+Deploy: refuse unless the pull request is open, its head is the head the Mechanic
+validated and its checks are green → squash-merge through the forge → cut a release at the
+merge commit → materialise `dynamic/` at it → load it beside the agents in service and
+verify it (the changed agents loaded, answering their generated tests' smoke messages) →
+local: put it in service in one assignment; Fly: move the machines → record it live. A
+release that fails verification never serves: the previous one stays, and the chat is told
+why. A change outside `dynamic/` and `tests/dynamic/` is merged but not hot-deployed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit, outbox
+from app.agents.base import Choice, Reply
+from app.agents.registry import Registry
+from app.deploy import files, ledger, verify
+from app.deploy.files import ReleaseFiles
+from app.deploy.ledger import Release
+from app.orchestrator.approvals import Approval
+from app.settings import Settings
+from mechanic.forge import MergeRefused
+
+log = logging.getLogger(__name__)
+
+Defer = Callable[..., Awaitable[None]]  # DeliveryQueue.defer_deploy
+Ask = Callable[..., Awaitable[Approval]]  # Orchestrator.ask
+
+
+@dataclass(frozen=True)
+class Running:
+    """The release this process's agents come from."""
+
+    release: Release | None  # None: not in the ledger (the image's agents, or PERSAIS_RELEASE)
+    sha: str | None  # None: the image's own agents
+    agents: Path
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    problem: str = ""  # why it is not the release it should be
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.release.id if self.release else None,
+            "sha": self.sha,
+            "source": "merge" if self.sha else "image",
+            "since": self.since.isoformat(timespec="seconds"),
+            "problem": self.problem or None,
+        }
+
+
+class Refused(Exception):
+    """A deploy that must not happen; the message says why, for the chat."""
+
+
+class Deployments:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        registry: Registry,
+        *,
+        defer: Defer | None,
+        ask: Ask,
+        build_commit: str | None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.registry = registry
+        self._defer = defer
+        self._ask = ask
+        self.build_commit = build_commit
+        self.repository = settings.home_repo or "persais"
+        self.running = Running(None, None, settings.resolved_agents_dir())
+        # Swaps in this process one at a time: a deploy loading, a follow, a rollback.
+        self._swap = asyncio.Lock()
+
+    def forge(self) -> Any:
+        from app import mechanic_jobs
+
+        return mechanic_jobs.forge(self.settings, self.pool)
+
+    # -- which release runs here --------------------------------------------------------
+
+    async def boot(self) -> Running:
+        """Before serving: `dynamic/` at PERSAIS_RELEASE, else (local deployer) the release
+        in service, else the image's own agents. A release that cannot be synced leaves the
+        image's agents running and says so in /ready (the Fly deployer then rolls back)."""
+        sha, release = self.settings.release, None
+        if sha is None and not self.settings.fly_configured:
+            async with self.pool.connection() as conn:
+                release = await ledger.current(conn)
+            sha = release.sha if release is not None and release.source == "merge" else None
+        if sha is None:
+            self.running = Running(release, None, self.settings.resolved_agents_dir())
+            return self.running
+        try:
+            synced = await self._files(sha)
+        except Exception as exc:  # the forge unreachable, a commit that is not there
+            log.exception("could not sync dynamic/ at release %s", sha)
+            self.running = Running(
+                None, None, self.settings.resolved_agents_dir(),
+                problem=f"release {sha[:12]} could not be synced: {str(exc)[:300]}",
+            )  # fmt: skip
+            return self.running
+        self.running = Running(release, sha, synced.agents)
+        return self.running
+
+    async def _files(self, sha: str) -> ReleaseFiles:
+        forge = self.forge()
+        return await files.materialise(await forge.repository(), sha, self.settings.home)
+
+    def _agents_dir(self, release: Release, synced: ReleaseFiles | None) -> Path:
+        return synced.agents if synced is not None else self.settings.resolved_agents_dir()
+
+    async def follow(self) -> bool:
+        """Local deployer, several processes: load the release in service if another
+        process put it there. True if this process swapped."""
+        if self.settings.fly_configured or self.settings.release is not None:
+            return False
+        async with self.pool.connection() as conn:
+            current = await ledger.current(conn)
+        if current is None or (self.running.release and self.running.release.id == current.id):
+            return False
+        async with self._swap:
+            if self.running.release and self.running.release.id == current.id:
+                return False
+            synced = await self._files(current.sha) if current.sha else None
+            staged = await self.registry.stage(
+                self._agents_dir(current, synced), current.sha or self._image_commit
+            )
+            await self.registry.promote(staged)
+            self.running = Running(current, current.sha, staged.root)
+        log.info("now running %s (put in service by another process)", current.label())
+        return True
+
+    @property
+    def _image_commit(self) -> str:
+        return self.build_commit or "image"
+
+    # -- the chat side: who may, and queue it -------------------------------------------------
+
+    async def pressed(self, job_id: str) -> str:
+        """[Deploy] under a Mechanic pull request (the approval already checked who)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT a.conversation, a.decided_by, j.pr_number FROM approvals a"
+                " JOIN jobs j ON j.id = %s WHERE a.agent = 'mechanic' AND a.question = %s"
+                " AND a.status = 'decided' AND a.choice = 'deploy'"
+                " ORDER BY a.decided_at DESC LIMIT 1",
+                (job_id, f"pr:{job_id}"),
+            )
+            row = await cur.fetchone()
+        if row is None or row[2] is None:
+            return f"Job {job_id} has no pull request to deploy."
+        conversation, by, number = row
+        return await self._queue("deploy", int(number), by or "unknown", conversation)
+
+    async def request(self, number: int, *, by: str, conversation: str, admin: bool) -> str:
+        """`/deploy <pr>`: admins, or whoever asked for the job that opened it."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, requested_by FROM jobs WHERE pr_number = %s"
+                " AND status IN ('opened', 'deployed') ORDER BY updated_at DESC LIMIT 1",
+                (number,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                await audit.record(
+                    conn,
+                    actor=by,
+                    action="deploy.refused",
+                    subject=f"pr:{number}",
+                    detail={"why": "not a Mechanic PR"},
+                )
+                return (
+                    f"Pull request #{number} was not built and validated by the Mechanic here, "
+                    "so I will not hot-deploy it. Merge it on the forge; the deploy workflow "
+                    "ships it."
+                )
+            if not admin and row[1] != by:
+                await audit.record(
+                    conn,
+                    actor=by,
+                    action="deploy.refused",
+                    subject=f"pr:{number}",
+                    detail={"why": "not allowed"},
+                )
+                return f"Only the person who asked for job {row[0]}, or an admin, may deploy it."
+        return await self._queue("deploy", number, by, conversation)
+
+    async def _queue(self, action: str, subject: int, by: str, conversation: str) -> str:
+        if self._defer is None:
+            return "This process has no worker queue; deploys run in `persais serve` or `chat`."
+        rid = secrets.token_hex(4)
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._defer(
+                conn, action=action, subject=subject, by=by, conversation=conversation, rid=rid
+            )
+            await audit.record(conn, actor=by, action=f"{action}.requested",
+                               subject=f"{action}:{subject}", detail={"request": rid})  # fmt: skip
+        return {
+            "deploy": f"🚀 Deploying pull request #{subject}…",
+            "rollback": "↩ Rolling back…",
+            "revert": "Opening a revert pull request…",
+        }[action]
+
+    async def offer_rollback(self, by: str) -> Reply:
+        async with self.pool.connection() as conn:
+            current = await ledger.current(conn)
+            target = await ledger.previous_good(conn, current) if current else None
+        if current is None or target is None:
+            return Reply("There is no earlier release to roll back to.")
+        text = (
+            f"In service: {_line(current)}\nPrevious: {_line(target)}\n"
+            f"Roll back to release {target.id}?"
+        )
+        return Reply(
+            text,
+            (Choice("rollback", "Roll back"), Choice("cancel", "Cancel")),
+            question=f"rollback:{current.id}",
+        )
+
+    async def chose(self, question: str, choice: str, conversation_hint: str = "") -> str:
+        """A [Roll back] / [Open revert PR] press (asked by the rollback agent)."""
+        kind, _, ident = question.partition(":")
+        if choice in ("cancel", "no") or not ident.isdigit():
+            return "Cancelled; nothing changed."
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT conversation, decided_by FROM approvals WHERE agent = 'rollback'"
+                " AND question = %s AND status = 'decided' ORDER BY decided_at DESC LIMIT 1",
+                (question,),
+            )
+            row = await cur.fetchone()
+        conversation, by = (row[0], row[1]) if row else (conversation_hint, "unknown")
+        return await self._queue("rollback" if kind == "rollback" else "revert", int(ident),
+                                 by or "unknown", conversation)  # fmt: skip
+
+    async def describe(self, limit: int = 10) -> str:
+        async with self.pool.connection() as conn:
+            releases = await ledger.history(conn, limit)
+        if not releases:
+            where = self.running.sha or "the image's own agents"
+            return f"No releases yet: the agents come from {where[:12]}."
+        lines = ["Releases (newest first):"]
+        for release in releases:
+            mark = "▶" if release.status == "live" else " "
+            lines.append(f"{mark} {_line(release)}")
+        lines.append(self.where())
+        return "\n".join(lines)
+
+    def where(self) -> str:
+        running = self.running
+        at = running.since.strftime("%Y-%m-%d %H:%M:%S UTC")
+        what = running.release.label() if running.release else (
+            f"commit {running.sha[:12]}" if running.sha else "the image's own agents"
+        )  # fmt: skip
+        text = f"This process runs {what}, loaded {at}."
+        return text + (f"\n⚠ {running.problem}" if running.problem else "")
+
+    # -- the worker side -------------------------------------------------------------------
+
+    async def run(self, action: str, subject: int, by: str, conversation: str, rid: str) -> None:
+        """The queue's task body."""
+        say = _Say(self.pool, conversation, rid)
+        try:
+            async with self._exclusive():
+                if action == "deploy":
+                    await self._deploy(subject, by, say)
+                elif action == "rollback":
+                    await self._rollback(subject, by, say)
+                elif action == "revert":
+                    await self._revert(subject, by, say)
+                else:
+                    raise ValueError(f"unknown deploy action {action!r}")
+        except Refused as exc:
+            await say.result(f"🚫 {exc}")
+        except Exception as exc:  # told plainly; the queue's retry runs it again from the top
+            log.exception("%s %s failed", action, subject)
+            await say.result(f"✗ The {action} stopped on an error: {str(exc)[:400]}")
+            raise
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext('persais:deploy'))")
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext('persais:deploy'))")
+
+    async def _validated_head(self, number: int) -> tuple[str | None, str | None]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT head_sha, id FROM jobs WHERE pr_number = %s AND head_sha IS NOT NULL"
+                " AND status IN ('opened', 'deployed') ORDER BY updated_at DESC LIMIT 1",
+                (number,),
+            )
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def _deploy(self, number: int, by: str, say: _Say) -> None:
+        forge = self.forge()
+        async with self.pool.connection() as conn:
+            existing = await ledger.for_pull(conn, self.repository, number)
+        if existing is not None and existing.status not in ("cut", "loading"):
+            await say.result(f"Pull request #{number} is already {_line(existing)}.")
+            return
+        try:
+            pull = await forge.pull_state(number)
+        except LookupError as exc:
+            raise Refused(f"Not deployed: {exc}.") from None
+        validated, job_id = await self._validated_head(number)
+        if existing is not None:  # a deploy interrupted after its release was cut
+            await self._load(existing, say)
+            return
+        if pull.state == "merged" and pull.merge_sha and pull.head_sha == validated:
+            merged = pull.merge_sha  # merged by an earlier run of this deploy
+        else:
+            await self._check(pull, validated, forge)
+            await say.progress(f"🚀 Pull request #{number}: merging…")
+            try:
+                merged = await forge.merge(number, sha=pull.head_sha, title=_title(pull))
+            except MergeRefused as exc:
+                raise Refused(f"Not deployed: {exc}") from None
+            async with self.pool.connection() as conn:
+                await audit.record(conn, actor=by, action="deploy.merged", subject=f"pr:{number}",
+                                   detail={"merge": merged, "head": pull.head_sha})  # fmt: skip
+        paths = await forge.changed_paths(merged)
+        outside = files.hot_deployable(paths)
+        if outside:
+            await self._mark_jobs(number)
+            shown = ", ".join(outside[:5]) + (" …" if len(outside) > 5 else "")
+            await say.result(
+                f"✅ Pull request #{number} merged as {merged[:12]}. It changes {shown} — outside "
+                "dynamic/ and tests/dynamic/ — so it is not hot-deployed: it ships through the "
+                "deploy workflow (.github/workflows/deploy.yml)."
+            )
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            current = await ledger.current(conn) or await ledger.image(
+                conn, repository=self.repository, commit=self.build_commit
+            )
+            release = await ledger.cut(
+                conn, sha=merged, repository=self.repository, pr_number=number, job_id=job_id,
+                pressed_by=by, conversation=say.conversation, previous=current.id,
+            )  # fmt: skip
+            detail = {"sha": merged, "pr": number}
+            await audit.record(
+                conn, actor=by, action="release.cut", subject=f"release:{release.id}", detail=detail
+            )
+        await self._load(release, say)
+
+    async def _check(self, pull: Any, validated: str | None, forge: Any) -> None:
+        problems = []
+        if pull.state != "open":
+            problems.append(f"pull request #{pull.number} is {pull.state}")
+        if validated is None:
+            problems.append("the Mechanic has no validated head for it")
+        elif pull.head_sha != validated:
+            problems.append(
+                f"its head {pull.head_sha[:12]} is not the head the Mechanic validated "
+                f"({validated[:12]}); new commits must be validated first (/mechanic fix …)"
+            )
+        if pull.state == "open":
+            problems += await forge.checks(pull.head_sha)
+        if problems:
+            async with self.pool.connection() as conn:
+                await audit.record(
+                    conn,
+                    actor="persais",
+                    action="deploy.refused",
+                    subject=f"pr:{pull.number}",
+                    detail={"why": problems},
+                )
+            raise Refused("Not deployed: " + "; ".join(problems) + ".")
+
+    async def _load(self, release: Release, say: _Say) -> None:
+        assert release.sha is not None
+        async with self.pool.connection() as conn:
+            previous = await ledger.get(conn, release.previous) if release.previous else None
+            await ledger.event(conn, release.id, "loading", actor="persais")
+        await say.progress(f"🚀 {release.label()}: loading…")
+        forge = self.forge()
+        paths = await forge.changed_paths(release.sha)
+        changed = files.agents_touched(paths)
+        synced = await self._files(release.sha)
+        async with self._swap:
+            staged = await self.registry.stage(synced.agents, release.sha)
+            problems = await verify.problems(staged, self.registry.current, changed, synced)
+            if self.settings.fly_configured:
+                await self.registry.discard(staged)
+                if not problems:
+                    expect = changed & set(staged.agents)
+                    problems = await self._roll(release, previous, expect, say)
+            elif problems:
+                await self.registry.discard(staged)
+            else:
+                await self.registry.promote(staged)
+            async with self.pool.connection() as conn, conn.transaction():
+                if problems:
+                    await ledger.event(conn, release.id, "failed", actor="persais",
+                                       reason="; ".join(problems)[:2000])  # fmt: skip
+                else:
+                    if previous is not None:
+                        await ledger.event(conn, previous.id, "superseded", actor="persais")
+                    await ledger.event(conn, release.id, "live", actor=release.pressed_by)
+                await audit.record(
+                    conn, actor="persais", action="release.failed" if problems else "release.live",
+                    subject=f"release:{release.id}", detail={"problems": problems},
+                )  # fmt: skip
+                live = await ledger.get(conn, release.id)
+            if not problems and not self.settings.fly_configured:
+                self.running = Running(live, release.sha, synced.agents)
+        if problems:
+            back = previous.label() if previous else "the previous release"
+            await say.result(
+                f"✗ {release.label()} failed verification, so it was rolled back: "
+                + "; ".join(problems)
+                + f".\n{back} stays in service; its agents still answer."
+            )
+            return
+        await self._mark_jobs(release.pr_number or 0)
+        commands = sorted(
+            f"/{staged.agents[name].manifest.command}" for name in changed if name in staged.agents
+        )
+        ready = f": {', '.join(commands)} answering" if commands else ""
+        await say.result(f"✅ {release.label()} is live{ready}.")
+
+    async def _roll(
+        self, release: Release, previous: Release | None, expect: set[str], say: _Say
+    ) -> list[str]:
+        from app.deploy.fly import FlyDeployer, FlyMachines, RollFailed
+
+        assert self.settings.fly_api_token is not None
+        assert self.settings.fly_app_name is not None
+        machines = FlyMachines(
+            self.settings.fly_api_url, self.settings.fly_api_token.get_secret_value(),
+            self.settings.fly_app_name,
+        )  # fmt: skip
+        deployer = FlyDeployer(
+            machines, ready_port=self.settings.fly_ready_port,
+            own_machine=self.settings.fly_machine_id,
+            deadline=self.settings.deploy_timeout_seconds,
+            progress=lambda text: say.progress(f"🚀 {release.label()}: {text}"),
+        )  # fmt: skip
+        try:
+            await deployer.roll(release.sha, expect, previous.sha if previous else None)
+        except RollFailed as exc:
+            back = f"{len(exc.returned)} machine(s) put back"
+            if exc.problems:
+                back += f"; NOT put back: {'; '.join(exc.problems)}"
+            return [f"{exc.reason} ({back})"]
+        finally:
+            await machines.close()
+        return []
+
+    async def _mark_jobs(self, number: int) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE jobs SET status = 'deployed', updated_at = now()"
+                " WHERE pr_number = %s AND status = 'opened'",
+                (number,),
+            )
+
+    async def _rollback(self, from_release: int, by: str, say: _Say) -> None:
+        async with self.pool.connection() as conn:
+            current = await ledger.current(conn)
+            target = await ledger.previous_good(conn, current) if current else None
+        if current is None or current.id != from_release:
+            now = _line(current) if current else "nothing"
+            raise Refused(f"Nothing rolled back: release {from_release} is no longer in "
+                          f"service (now: {now}).")  # fmt: skip
+        if target is None:
+            raise Refused("Nothing rolled back: there is no earlier good release.")
+        await say.progress(f"↩ Rolling back to {target.label()}…")
+        synced = await self._files(target.sha) if target.sha else None
+        async with self._swap:
+            if self.settings.fly_configured:
+                problems = await self._roll(target, current, set(), say)
+                if problems:
+                    raise Refused("Not rolled back: " + "; ".join(problems))
+            else:
+                staged = await self.registry.stage(
+                    self._agents_dir(target, synced), target.sha or self._image_commit
+                )
+                await self.registry.promote(staged)
+            async with self.pool.connection() as conn, conn.transaction():
+                await ledger.event(conn, current.id, "rolled_back", actor=by,
+                                   reason=f"rolled back by {by}")  # fmt: skip
+                await ledger.event(conn, target.id, "live", actor=by, reason="rollback")
+                await audit.record(
+                    conn,
+                    actor=by,
+                    action="release.rolled_back",
+                    subject=f"release:{current.id}",
+                    detail={"to": target.id},
+                )
+                live = await ledger.get(conn, target.id)
+            if not self.settings.fly_configured:
+                self.running = Running(live, target.sha, self._agents_dir(target, synced))
+        text = f"↩ Rolled back: {target.label()} is in service again (was {current.label()})."
+        if current.pr_number is None or current.sha is None:
+            await say.result(text)
+            return
+        question = await self._ask(
+            say.conversation, "rollback",
+            Reply(text + f"\nOpen a pull request that reverts #{current.pr_number}?",
+                  (Choice("revert", "Open revert PR"), Choice("no", "No")),
+                  question=f"revert:{current.id}"),
+            requested_by=by,
+        )  # fmt: skip
+        await say.result(text + f"\nOpen a pull request that reverts #{current.pr_number}?",
+                         approval=question.id)  # fmt: skip
+
+    async def _revert(self, release_id: int, by: str, say: _Say) -> None:
+        async with self.pool.connection() as conn:
+            release = await ledger.get(conn, release_id)
+        if release is None or release.sha is None or release.pr_number is None:
+            raise Refused(f"Release {release_id} has no merge to revert.")
+        forge = self.forge()
+        base = (await forge.pull_state(release.pr_number)).base
+        branch = f"persais/revert-release-{release.id}"
+        title = f"Revert #{release.pr_number} (rolled back {release.label()})"
+        try:
+            head = await forge.revert_branch(release.sha, base, branch, title)
+        except MergeRefused as exc:
+            raise Refused(f"No revert pull request: {exc}") from None
+        pull = await forge.publish(
+            job_id=f"revert-{release.id}", branch=branch, head_sha=head, base=base, title=title,
+            body=f"Reverts {release.sha} (pull request #{release.pr_number}), rolled back by "
+                 f"{by}.",
+        )  # fmt: skip
+        async with self.pool.connection() as conn:
+            await audit.record(
+                conn,
+                actor=by,
+                action="release.revert_opened",
+                subject=f"release:{release.id}",
+                detail={"pr": pull.number},
+            )
+        await say.result(
+            f"↩ Revert pull request #{pull.number} opened.", links=[("View PR", pull.url)]
+        )
+
+
+@dataclass
+class _Say:
+    """What one deploy request says in its conversation: a progress line edited in place,
+    then the result (keyed, so a retried run does not say it twice)."""
+
+    pool: AsyncConnectionPool
+    conversation: str
+    rid: str
+
+    async def progress(self, text: str) -> None:
+        async with self.pool.connection() as conn:
+            await outbox.put(conn, self.conversation, text, key=f"deploy:{self.rid}")
+
+    async def result(
+        self, text: str, *, approval: str | None = None, links: list[tuple[str, str]] | None = None
+    ) -> None:
+        async with self.pool.connection() as conn:
+            await outbox.put(conn, self.conversation, text, key=f"deploy:{self.rid}:result",
+                             approval=approval, links=links)  # fmt: skip
+
+
+def _line(release: Release) -> str:
+    at = release.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    who = f" by {release.pressed_by}" if release.source == "merge" else ""
+    why = f": {release.reason[:200]}" if release.status == "failed" and release.reason else ""
+    return f"{release.label()} — {release.status} since {at}{who}{why}"
+
+
+def _title(pull: Any) -> str:
+    return str(pull.branch)
