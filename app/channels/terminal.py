@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from app import outbox
+from app.deploy.service import Deployments
 from app.mechanic_chat import MechanicJobs
 from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
@@ -35,10 +36,12 @@ class TerminalChat:
         out: TextIO = sys.stdout,
         *,
         jobs: MechanicJobs | None = None,
+        deployments: Deployments | None = None,
         poll_seconds: float = 0.2,
     ) -> None:
         self.orchestrator = orchestrator
         self.jobs = jobs
+        self.deployments = deployments
         self.poll_seconds = poll_seconds
         self.name = name
         self.user = f"cli:{name}"
@@ -135,17 +138,20 @@ class TerminalChat:
         return {"text": note.text}
 
     async def _wait_for_jobs(self) -> None:
-        """End of input with jobs running here: stay to show how they end."""
-        if self.jobs is None:
-            return
-        running = await self.jobs.active_in(self.user)
+        """End of input with jobs or deploys running here: stay to show how they end."""
+        running = await self._running()
         if running:
-            self.say(f"Waiting for job {', '.join(running)} to finish (Ctrl-C leaves; it goes on).")
+            self.say(f"Waiting for {', '.join(running)} to finish (Ctrl-C leaves; it goes on).")
         while running:
             await asyncio.sleep(self.poll_seconds)
             await self._deliver()
-            running = await self.jobs.active_in(self.user)
+            running = await self._running()
         await self._deliver()
+
+    async def _running(self) -> list[str]:
+        jobs = await self.jobs.active_in(self.user) if self.jobs is not None else []
+        deploys = await self.deployments.active_in(self.user) if self.deployments else []
+        return [f"job {job}" for job in jobs] + deploys
 
     async def _open_questions(self) -> list[Approval]:
         async with self.orchestrator.pool.connection() as conn:

@@ -33,7 +33,10 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from app.worker.queue import MECHANIC_QUEUE
 
     async def body(conversations: Conversations) -> int:
-        chat = TerminalChat(conversations.orchestrator, args.name, jobs=conversations.mechanic)
+        chat = TerminalChat(
+            conversations.orchestrator, args.name, jobs=conversations.mechanic,
+            deployments=conversations.deployments,
+        )  # fmt: skip
         await chat.run(stdin_reader)
         return 0
 
@@ -44,7 +47,8 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
     async def body(conversations: Conversations) -> int:
         agents = conversations.current
-        print(f"agent set {agents.fingerprint} from {settings.resolved_agents_dir()}")
+        print(f"agent set {agents.fingerprint} from {agents.root}")
+        print(conversations.deployments.where())
         for loaded in sorted(agents.agents.values(), key=lambda a: a.manifest.name):
             m = loaded.manifest
             kind = "built-in" if loaded.builtin else "dynamic"

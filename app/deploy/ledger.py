@@ -36,7 +36,9 @@ class Release:
 
     @property
     def short(self) -> str:
-        return (self.sha or "image")[:12]
+        if self.source == "image":
+            return f"image {self.sha[:12]}" if self.sha else "image"
+        return (self.sha or "")[:12]
 
     def label(self) -> str:
         pull = f", PR #{self.pr_number}" if self.pr_number else ""

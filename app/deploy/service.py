@@ -37,6 +37,7 @@ from app.deploy.files import ReleaseFiles
 from app.deploy.ledger import Release
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
+from app.worker.queue import DEPLOY_TASK
 from mechanic.forge import MergeRefused
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,17 @@ class Deployments:
             "rollback": "↩ Rolling back…",
             "revert": "Opening a revert pull request…",
         }[action]
+
+    async def active_in(self, conversation: str) -> list[str]:
+        """Deploys, rollbacks and reverts asked for here and not finished."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT args->>'action', args->>'subject' FROM procrastinate_jobs"
+                " WHERE task_name = %s AND status IN ('todo', 'doing')"
+                " AND args->>'conversation' = %s ORDER BY id",
+                (DEPLOY_TASK, conversation),
+            )
+            return [f"{action} {subject}" for action, subject in await cur.fetchall()]
 
     async def offer_rollback(self, by: str) -> Reply:
         async with self.pool.connection() as conn:

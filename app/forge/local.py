@@ -108,6 +108,9 @@ class LocalForge:
         if row is None:
             raise LookupError(f"there is no pull request #{number}")
         state, branch, base, head, merged = row
+        if state == "open":  # the branch as it is now: anyone may have pushed to it
+            repo = await self.repository()
+            head = (await git("rev-parse", f"refs/heads/{branch}", cwd=repo)).strip()
         return PullState(number, self.url(number), state, branch, base, head, merged)
 
     async def merge(self, number: int, *, sha: str, title: str) -> str:
