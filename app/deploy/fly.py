@@ -21,13 +21,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 log = logging.getLogger(__name__)
 RELEASE_ENV = "PERSAIS_RELEASE"
 MAX_RETRIES = 5
+PACE_MARGIN = 0.1  # seconds
 
 
 class FlyError(RuntimeError):
@@ -76,7 +77,9 @@ class FlyMachines:
     client: httpx.AsyncClient | None = None
     requests: int = 0
     by_action: dict[str, int] = field(default_factory=dict)
-    _last: dict[tuple[str, str], float] = field(default_factory=dict)
+    # When each (app, machine, action) was last called from this process: shared by every
+    # client, so a rollback right after a deploy keeps to Fly's pace too.
+    _last: ClassVar[dict[tuple[str, str, str], float]] = {}
 
     def _http(self) -> httpx.AsyncClient:
         if self.client is None:
@@ -93,10 +96,11 @@ class FlyMachines:
             self.client = None
 
     async def _pace(self, machine: str, action: str) -> None:
-        key = (machine, action)
+        key = (self.app, machine, action)
         last = self._last.get(key)
         if last is not None:
-            pause = last + self.interval - time.monotonic()
+            # A margin: Fly measures between arrivals, and one request may travel slower.
+            pause = last + self.interval + PACE_MARGIN - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
         self._last[key] = time.monotonic()

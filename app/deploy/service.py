@@ -474,7 +474,7 @@ class Deployments:
             progress=lambda text: say.progress(f"🚀 {release.label()}: {text}"),
         )  # fmt: skip
         try:
-            await deployer.roll(release.sha, expect, previous.sha if previous else None)
+            await deployer.roll(_on_fly(release), expect, _on_fly(previous))
         except RollFailed as exc:
             back = f"{len(exc.returned)} machine(s) put back"
             if exc.problems:
@@ -599,6 +599,11 @@ def _line(release: Release) -> str:
     who = f" by {release.pressed_by}" if release.source == "merge" else ""
     why = f": {release.reason[:200]}" if release.status == "failed" and release.reason else ""
     return f"{release.label()} — {release.status} since {at}{who}{why}"
+
+
+def _on_fly(release: Release | None) -> str | None:
+    """PERSAIS_RELEASE for a release: none for the image's own agents."""
+    return release.sha if release is not None and release.source == "merge" else None
 
 
 def _title(pull: Any) -> str:

@@ -6,14 +6,18 @@ job leaves behind, without running Aider."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from app.agents.base import Choice, Reply
+from app.agents.base import AgentContext, Choice, Reply
+from app.agents.registry import Registry
 from app.conversations import Conversations
+from app.deploy.files import materialise
 from app.forge.local import LocalForge
 from app.orchestrator.orchestrator import Inbound, Outbound
 from app.runtime import Runtime
@@ -156,3 +160,30 @@ async def persais(settings: Settings, database: str) -> AsyncIterator[Conversati
         yield await runtime.conversations()
     finally:
         await runtime.stop()
+
+
+def machine_boot(
+    bare: Path, home: Path, image_agents: Path
+) -> Callable[[str, dict[str, str]], dict[str, Any]]:
+    """What a Fly machine running Persais does on boot, for the fake Fly: sync `dynamic/` at
+    its PERSAIS_RELEASE (our own code, from the forge's repository, into a disk of its own)
+    and load the agents; its /ready then reports the release and the agents."""
+
+    def boot(machine_id: str, env: dict[str, str]) -> dict[str, Any]:
+        async def run() -> dict[str, Any]:
+            sha = env.get("PERSAIS_RELEASE") or None
+            agents = image_agents
+            if sha is not None:
+                agents = (await materialise(bare, sha, home / machine_id)).agents
+            registry = Registry(agents, [], _context, commit=sha or "image")
+            loaded = await registry.reload()
+            await registry.close()
+            return {"ready": True, "release": {"sha": sha}, "agents": loaded.describe()}
+
+        return asyncio.run(run())
+
+    return boot
+
+
+def _context(name: str, permissions: frozenset[str]) -> AgentContext:
+    return AgentContext(name, permissions, logging.getLogger(f"agent.{name}"), {})
