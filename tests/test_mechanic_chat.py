@@ -85,20 +85,23 @@ def test_persais_chat_takes_the_echo_request_to_a_pull_request_with_its_buttons(
     assert '"Echo: Hello"' in show(home, branch, "tests/dynamic/test_echo.py")
     assert not (home / "jobs" / job / "worktree").exists()
 
-    # A new session: the question is offered again; View PR decides nothing, Deploy says it
-    # is not here yet and keeps Abort; Abort closes the pull request and deletes the branch.
-    second = chat(env, ["3", "1", "4"])
+    # A new session: the question is offered again; View PR decides nothing; Deploy merges,
+    # releases and loads Echo (the chat waits for the deploy before it leaves).
+    second = chat(env, ["3", "1"])
     assert "[1] Deploy  [2] Abort  [3] View PR" in second
     assert "local://persais/pull/1" in second
-    assert "Deploy arrives with the deploy feature" in second
-    assert "[4] Abort  [5] View PR" in second, second
-    assert f"Job {job} aborted: pull request #1 closed" in second
-    assert sql("SELECT state FROM pull_requests") == [("closed",)]
-    assert sql("SELECT status FROM jobs") == [("aborted",)]
-    assert branch not in branches(home)
+    assert "🚀 Deploying pull request #1…" in second
+    ((sha,),) = sql("SELECT sha FROM releases WHERE source = 'merge'")
+    assert f"✅ release 2 ({sha[:12]}, PR #1) is live: /echo answering." in second, second
+    assert sql("SELECT state FROM pull_requests") == [("merged",)]
+    assert sql("SELECT status FROM jobs") == [("deployed",)]
+    # A third session, a new process: it boots the release in service.
+    third = chat(env, ["/echo Hello", "/releases"])
+    assert "Echo: Hello" in third
+    assert "▶ release 2" in third
     actions = {a for (a,) in sql("SELECT action FROM audit_log")}
-    assert {"mechanic.requested", "mechanic.opened", "mechanic.withdrawn"} <= actions
-    assert "sk-chat" not in first + second
+    assert {"mechanic.requested", "mechanic.opened", "deploy.merged", "release.live"} <= actions
+    assert "sk-chat" not in first + second + third
 
 
 def test_a_vague_request_gets_one_question_and_the_answer_continues_it(
