@@ -3,20 +3,18 @@ local deployer; and the same deploy rolled out to three machines of a fake Fly a
 
     .venv/bin/python bench/deploy.py [--runs 3]
 
-Local: a Persais process (worker on the Mechanic queue, Conversations) with a Mechanic-like
+Local: a Persais process (worker on the Mechanic queue, Conversations) and a Mechanic-like
 pull request adding the echo agent. A load generator sends `/echo n` at 20 messages a
-second through `Orchestrator.handle` (each its own task, over 20 conversations), from ~1 s
-before the press until ~1 s after the first `Echo:` answer. Measured: press → the first
-message sent after the press answered `Echo: n` (target < 2 s); load messages sent /
-answered / lost / errors (targets 0 / 0); their reply latency; time per deploy step (from
-wrappers and the ledger). Each run: a fresh database and PERSAIS_HOME.
+second through `Orchestrator.handle` (each its own task, over 20 conversations) from ~1 s
+before the press to ~1 s after the first `Echo:` answer. Measured: press → the first message
+sent after it answered `Echo: n` (target < 2 s); load messages sent / answered / lost /
+errors (targets 0 / 0) and their latency; time per deploy step (wrappers, the ledger).
 
 Fly: the same deploy with FLY_* set, against `tests/support/fake_fly.py` (3 machines, Fly's
-real 1 request/s per action per machine, boots of 0.3 s). Each booting machine really
-materialises `dynamic/` at its PERSAIS_RELEASE from the forge's bare repository and loads
-it with the registry, and reports what loaded on /ready. Measured: press → "is live",
-Machines API requests per action, 429s received (target 0), every machine's env on the
-merge sha. Missed targets are printed, not raised: this is a measurement.
+1 request/s per action per machine, 0.3 s boots; a booting machine really materialises
+`dynamic/` at its PERSAIS_RELEASE and loads it, and /ready says what loaded). Measured:
+press → "is live", Machines API requests per action, 429s (target 0), every machine's env
+on the merge sha. Each run: fresh databases and PERSAIS_HOMEs. Missed targets are printed.
 """
 
 from __future__ import annotations
@@ -36,13 +34,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.agents.registry import Registry  # noqa: E402
-from app.agents.testing import _context  # noqa: E402
 from app.deploy import files, verify  # noqa: E402
 from app.deploy.fly import FlyDeployer  # noqa: E402
 from app.forge.local import LocalForge  # noqa: E402
 from app.orchestrator.orchestrator import Inbound  # noqa: E402
 from tests.support.config import make_settings  # noqa: E402
-from tests.support.deploys import ECHO, mechanic_pull, offer_deploy, outcome, persais  # noqa: E402
+from tests.support.deploys import (  # noqa: E402
+    ECHO,
+    machine_boot,
+    mechanic_pull,
+    offer_deploy,
+    outcome,
+    persais,
+)
 from tests.support.fake_fly import FLY_TOKEN, fake_fly  # noqa: E402
 from tests.support.postgres import TestPostgres  # noqa: E402
 
@@ -84,7 +88,7 @@ def deploy_steps(fly: bool = False) -> Stopwatch:
     watch.wrap(LocalForge, "checks", "forge: checks")
     watch.wrap(LocalForge, "merge", "forge: squash merge")
     watch.wrap(LocalForge, "changed_paths", "forge: changed paths")
-    watch.wrap(files, "materialise", "materialise dynamic/")
+    watch.wrap(files, "materialise", "materialise dynamic/ (this process)")
     watch.wrap(Registry, "stage", "registry: stage (load)")
     watch.wrap(verify, "problems", "verify (smoke)")
     watch.wrap(Registry, "promote", "registry: promote")
@@ -203,34 +207,25 @@ async def local_deploy(settings: Any, database: str) -> dict[str, Any]:
             "steps": dict(watch.seconds), "timeline": times}  # fmt: skip
 
 
-class Boots:
-    """A Fly machine booting: `dynamic/` at PERSAIS_RELEASE, loaded; /ready says what loaded."""
+def timed_boots(bare: Path, homes: Path) -> tuple[Callable[..., Any], list[float]]:
+    """A Fly machine booting (`machine_boot`: `dynamic/` at PERSAIS_RELEASE materialised on a
+    disk of its own and loaded; /ready says what loaded), and how long each release boot took."""
+    boot, seconds = machine_boot(bare, homes, ROOT / "dynamic" / "agents"), []
 
-    def __init__(self, bare: Path, homes: Path) -> None:
-        self.bare, self.homes = bare, homes
-        self.seconds: list[float] = []
-
-    def __call__(self, machine: str, env: dict[str, str]) -> dict[str, Any]:
-        sha = env.get("PERSAIS_RELEASE", "")
-        if not sha:
-            return {"ready": True, "release": {"sha": ""},
-                    "agents": {"loaded": [], "quarantined": []}}  # fmt: skip
+    def timed(machine: str, env: dict[str, str]) -> dict[str, Any]:
         t = time.perf_counter()
-        agents = asyncio.run(self._load(machine, sha))
-        self.seconds.append(time.perf_counter() - t)
-        return {"ready": True, "release": {"sha": sha}, "agents": agents}
+        try:
+            return boot(machine, env)
+        finally:
+            if env.get("PERSAIS_RELEASE"):
+                seconds.append(time.perf_counter() - t)
 
-    async def _load(self, machine: str, sha: str) -> dict[str, Any]:
-        synced = await files.materialise(self.bare, sha, self.homes / machine)
-        registry = Registry(synced.agents, [], _context)
-        described = (await registry.reload()).describe()
-        await registry.close()
-        return described
+    return timed, seconds
 
 
 def fly_deploy(home: Path, database: str) -> dict[str, Any]:
-    boots = Boots(home / "forge" / "persais.git", home.parent / f"{home.name}-machines")
-    with fake_fly(machines=3, boot=boots, boot_seconds=0.3) as (url, fake):
+    boot, boots = timed_boots(home / "forge" / "persais.git", home.parent / f"{home.name}-fly")
+    with fake_fly(machines=3, boot=boot, boot_seconds=0.3) as (url, fake):
         assert fake.min_interval == 1.0  # Fly's real limit
         settings = make_settings(
             home, database, FLY_API_TOKEN=FLY_TOKEN, FLY_APP_NAME="persais", FLY_API_URL=url,
@@ -250,7 +245,9 @@ def fly_deploy(home: Path, database: str) -> dict[str, Any]:
                     wall = time.time() - t
                 finally:
                     watch.restore()
-                sha = str(await _merge_sha(convo))
+                async with convo.pool.connection() as conn:
+                    cur = await conn.execute("SELECT sha FROM releases WHERE source = 'merge'")
+                    sha = str((await cur.fetchone() or [""])[0])
                 made = fake.requests[before:]
                 per = Counter(r.action for r in made)
                 return {
@@ -259,25 +256,19 @@ def fly_deploy(home: Path, database: str) -> dict[str, Any]:
                     "429s": len(fake.rate_limited),
                     "envs_ok": all(fake.env(m).get("PERSAIS_RELEASE") == sha
                                    for m in fake.machines),
-                    "boot_load_s": statistics.median(boots.seconds or [float("nan")]),
+                    "boot_load_s": statistics.median(boots or [float("nan")]),
                     "steps": dict(watch.seconds), "timeline": await timeline(convo, t),
                 }  # fmt: skip
 
         return asyncio.run(run())
 
 
-async def _merge_sha(convo: Any) -> str:
-    async with convo.pool.connection() as conn:
-        cur = await conn.execute("SELECT sha FROM releases WHERE source = 'merge'")
-        row = await cur.fetchone()
-    return str(row[0]) if row else ""
-
-
 def table(title: str, runs: list[dict[str, Any]], keys: list[str]) -> dict[str, float]:
     print(title)
     rows = [[str(i + 1), *(_cell(r[k]) for k in keys)] for i, r in enumerate(runs)]
     medians = {k: statistics.median(float(r[k]) for r in runs) for k in keys}
-    rows.append(["median", *(_cell(medians[k]) for k in keys)])
+    rows.append(["median", *(_cell(all(r[k] for r in runs)) if isinstance(runs[0][k], bool)
+                             else _cell(medians[k]) for k in keys)])  # fmt: skip
     head = ["run", *keys]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     for row in [head, *rows]:
@@ -297,9 +288,7 @@ def breakdown(title: str, runs: list[dict[str, Any]], field: str) -> None:
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "NO"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+    return f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
 
 
 def mark(ok: bool) -> str:

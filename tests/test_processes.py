@@ -109,3 +109,17 @@ def test_two_workers_share_500_deliveries_and_process_each_once(
     assert sql("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'") == [(500,)]
     workers = sql("SELECT processed_by, count(*) FROM inbox GROUP BY 1")
     assert len(workers) == 2, workers  # both took part
+
+
+def test_a_worker_answers_ready_with_its_release_for_the_fly_deployer(
+    tmp_path: Path, database: str
+) -> None:
+    env = persais_env(tmp_path / "home", database)
+    port = free_port()
+    with persais(["worker", "--ready-port", str(port)], env, tmp_path, tmp_path / "w.log") as w:
+        report = wait_ready(f"http://127.0.0.1:{port}", w)
+        assert report["release"]["source"] == "image"
+        assert report["release"]["sha"] is None
+        assert report["worker"]["running"] is True
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(timeout=30) == 0

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,10 @@ def register(commands: Any) -> None:
     serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser("worker", help="process deliveries (no web server)")
+    worker.add_argument(
+        "--ready-port", type=int, default=None,
+        help="also answer /health and /ready on this port (the Fly deployer asks it)",
+    )  # fmt: skip
     worker.set_defaults(func=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
@@ -71,6 +76,28 @@ def _uvicorn_server() -> type:
     return Server
 
 
+def _ready_server(runtime: Runtime, port: int, database_kind: str) -> tuple[Any, socket.socket]:
+    """/health and /ready beside a worker, on every address (Fly's private network is IPv6).
+    The worker's own handlers take SIGTERM; this server is told to stop."""
+    import uvicorn
+
+    from app.web.server import readiness_app
+
+    class Quiet(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    app = readiness_app(runtime, database_kind=database_kind)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # One socket for IPv6 and IPv4 alike (asyncio would make an IPv6-only one).
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("::", port))
+    return Quiet(config), sock
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     db = open_database(settings)
 
@@ -82,9 +109,16 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         waiter = asyncio.create_task(runtime.wait_worker())
+        ready = None
+        if args.ready_port is not None:
+            server, sock = _ready_server(runtime, args.ready_port, db.kind)
+            ready = asyncio.create_task(server.serve(sockets=[sock]))
         await asyncio.wait(
             [waiter, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
         )
+        if ready is not None:
+            server.should_exit = True
+            await ready
         await runtime.stop()
         if waiter.done() and not waiter.cancelled() and waiter.exception():
             raise Exit(1, f"worker stopped: {waiter.exception()}")

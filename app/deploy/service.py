@@ -363,7 +363,7 @@ class Deployments:
             await say.result(
                 f"✅ Pull request #{number} merged as {merged[:12]}. It changes {shown} — outside "
                 "dynamic/ and tests/dynamic/ — so it is not hot-deployed: it ships through the "
-                "deploy workflow (.github/workflows/deploy.yml)."
+                "deploy workflow (.github/workflows/fly-deploy.yml)."
             )
             return
         async with self.pool.connection() as conn, conn.transaction():

@@ -81,3 +81,18 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
             )
         ],
     )
+
+
+def readiness_app(runtime: Runtime, *, database_kind: str) -> Starlette:
+    """`persais worker --ready-port`: only /health and /ready, so a deploy can ask a worker
+    machine which release it runs and whether its agents loaded."""
+    readiness = Readiness(
+        pool=runtime.pool,
+        database_kind=database_kind,
+        expected_migrations=[m.version for m in migrate.discover()],
+        build=build_info(runtime.settings.git_commit),
+        worker_running=runtime.worker_running,
+        agents=runtime.agents_summary,
+        release=runtime.release_summary,
+    )
+    return Starlette(routes=[Route("/health", health), Route("/ready", readiness.ready)])
