@@ -21,6 +21,7 @@ from tests.support.deploys import (
     offer_deploy,
     outcome,
     persais,
+    press_deploy,
     say,
 )
 
@@ -88,15 +89,11 @@ def test_a_release_whose_agent_fails_to_load_never_serves(
     async def run() -> None:
         async with persais(settings, database) as convo:
             job, _, _ = await mechanic_pull(convo, settings, ECHO)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
+            await press_deploy(convo, job)
             assert "is live" in await outcome(convo)
             before = convo.registry.current
             job, _, _ = await mechanic_pull(convo, settings, BROKEN)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
+            await press_deploy(convo, job)
             result = await outcome(convo)
             assert result.startswith("✗ release 3 (")
             assert (
@@ -132,9 +129,7 @@ def test_a_smoke_answer_that_differs_from_the_test_fails_the_release(
     async def run() -> None:
         async with persais(settings, database) as convo:
             job, _, _ = await mechanic_pull(convo, settings, wrong)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
+            await press_deploy(convo, job)
             result = await outcome(convo)
             assert "/echo 'Hello' answered 'echo Hello', its test expects 'Echo: Hello'" in result
             assert (await say(convo, "/echo Hello"))[0].startswith("Unknown command /echo")
@@ -151,9 +146,7 @@ def test_rollback_restores_the_previous_agents_and_offers_a_revert(
                 "There is no earlier release to roll back to."
             ]
             job, number, _ = await mechanic_pull(convo, settings, ECHO)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
+            await press_deploy(convo, job)
             assert "is live" in await outcome(convo)
             offer = (await convo.orchestrator.handle(_inbound("/rollback", admin=True)))[0]
             assert offer.text.startswith("In service: release 2 (")
@@ -199,9 +192,7 @@ def test_a_restart_after_deploy_loads_the_released_set_even_on_a_fresh_disk(
     async def deploy() -> str:
         async with persais(settings, database) as convo:
             job, _, _ = await mechanic_pull(convo, settings, ECHO)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
+            await press_deploy(convo, job)
             assert "is live" in await outcome(convo)
             assert convo.deployments.running.sha is not None
             return convo.deployments.running.sha
@@ -268,9 +259,7 @@ def test_deploy_refuses_a_head_that_was_not_validated(
                 {"dynamic/agents/echo/extra.py": "x = 1\n"},
                 "sneak",
             )
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
+            await press_deploy(convo, job)
             result = await outcome(convo)
             assert result == (
                 f"🚫 Not deployed: its head {moved[:12]} is not the head the Mechanic validated "

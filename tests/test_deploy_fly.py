@@ -12,7 +12,7 @@ import pytest
 
 from app.settings import CHECKOUT_ROOT, Settings
 from tests.support.config import make_settings
-from tests.support.deploys import ECHO, machine_boot, mechanic_pull, offer_deploy, outcome, persais
+from tests.support.deploys import ECHO, machine_boot, mechanic_pull, outcome, persais, press_deploy
 from tests.support.fake_fly import FLY_TOKEN, FakeFly, fake_fly
 
 
@@ -32,21 +32,20 @@ def fly_settings(tmp_path: Path, database: str, base: str, fake: FakeFly) -> Set
     )  # fmt: skip
 
 
+async def deploy_echo(settings: Settings, database: str) -> str:
+    async with persais(settings, database) as convo:
+        job, _, _ = await mechanic_pull(convo, settings, ECHO)
+        await press_deploy(convo, job)
+        return await outcome(convo)
+
+
 def test_deploy_moves_every_machine_to_the_release(
     tmp_path: Path, database: str, fly: tuple[str, FakeFly], sql
 ) -> None:
     base, fake = fly
     settings = fly_settings(tmp_path, database, base, fake)
 
-    async def run() -> str:
-        async with persais(settings, database) as convo:
-            job, _, _ = await mechanic_pull(convo, settings, ECHO)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
-            return await outcome(convo)
-
-    result = asyncio.run(run())
+    result = asyncio.run(deploy_echo(settings, database))
     ((sha,),) = sql("SELECT sha FROM releases WHERE source = 'merge'")
     assert result == f"✅ release 2 ({sha[:12]}, PR #1) is live: /echo answering."
     for machine in fake.machines.values():
@@ -72,15 +71,7 @@ def test_a_machine_that_never_starts_stops_the_deploy_and_the_moved_go_back(
     first, second, _third = list(fake.machines)
     fake.never_start(second)
 
-    async def run() -> str:
-        async with persais(settings, database) as convo:
-            job, _, _ = await mechanic_pull(convo, settings, ECHO)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
-            return await outcome(convo)
-
-    result = asyncio.run(run())
+    result = asyncio.run(deploy_echo(settings, database))
     assert result.startswith("✗ release 2 (")
     assert f"({second}): did not start within 3 s (2 machine(s) put back)" in result
     assert "stays in service" in result
@@ -110,9 +101,7 @@ def test_rollback_on_fly_puts_every_machine_back(
     async def run() -> str:
         async with persais(settings, database) as convo:
             job, _, _ = await mechanic_pull(convo, settings, ECHO)
-            await convo.orchestrator.press(
-                await offer_deploy(convo, job), "deploy", user="cli:ada", admin=False
-            )
+            await press_deploy(convo, job)
             assert "is live" in await outcome(convo)
             offer = await convo.deployments.offer_rollback("cli:ada")
             question = await convo.orchestrator.ask(

@@ -19,10 +19,10 @@ from app.agents.registry import Registry
 from app.conversations import Conversations
 from app.deploy.files import materialise
 from app.forge.local import LocalForge
-from app.orchestrator.orchestrator import Inbound, Outbound
 from app.runtime import Runtime
 from app.settings import CHECKOUT_ROOT, Settings
 from app.worker.queue import MECHANIC_QUEUE
+from tests.support import conversation
 
 ECHO_AGENT = """from app.agents.base import Agent, AgentContext, Message, Reply
 
@@ -125,12 +125,12 @@ async def offer_deploy(convo: Conversations, job: str, user: str = "cli:ada") ->
 async def say(
     convo: Conversations, text: str, *, user: str = "cli:ada", admin: bool = False
 ) -> list[str]:
-    inbound = Inbound(
-        conversation=user, channel="terminal", user=user, user_name=user.split(":")[1],
-        text=text, admin=admin,
-    )  # fmt: skip
-    replies: list[Outbound] = await convo.orchestrator.handle(inbound)
-    return [r.text for r in replies]
+    return [reply.text for reply in await conversation.say(convo, text, user=user, admin=admin)]
+
+
+async def press_deploy(convo: Conversations, job: str, user: str = "cli:ada") -> None:
+    """Press [Deploy] under the job's pull request, as its asker."""
+    await convo.orchestrator.press(await offer_deploy(convo, job), "deploy", user=user, admin=False)
 
 
 async def outcome(convo: Conversations, conversation: str = "cli:ada", within: float = 60) -> str:
