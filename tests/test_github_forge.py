@@ -8,6 +8,8 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from app.forge.github import GitHubForge
 from app.github.client import GitHubApp
 from app.settings import load_settings
@@ -57,3 +59,43 @@ def test_publish_is_idempotent_and_withdraw_cleans_up(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert listed == ""
+
+
+def test_deploy_side_checks_merges_once_and_refuses_a_moved_head(tmp_path: Path) -> None:
+    from mechanic.forge import MergeRefused
+
+    with fake_github(PUBLIC) as (url, fake):
+        fake.add_repo(HOME, 77, files={"dynamic/agents/README.md": "agents\n"})
+        head = fake.push(HOME, "mechanic/echo-j1", {"dynamic/agents/echo/agent.py": "x = 1\n"})
+        number = fake.open_pull(HOME, "mechanic/echo-j1", title="Add echo")
+        settings = load_settings(
+            None, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=PRIVATE, GITHUB_API_URL=url
+        )
+        app = GitHubApp(settings)
+        forge = GitHubForge(app, tmp_path / "home", HOME)
+
+        async def run() -> None:
+            client = app.installation(await forge.installation())
+            await client.rest.checks.async_create(
+                "octo", "persais", name="ci", head_sha=head, status="in_progress"
+            )
+            assert await forge.checks(head) == ["ci is in_progress"]
+            run_id = fake.check_runs[-1]["id"]
+            await client.rest.checks.async_update(
+                "octo", "persais", run_id, status="completed", conclusion="failure"
+            )
+            assert await forge.checks(head) == ["ci: failure"]
+            await client.rest.checks.async_update(
+                "octo", "persais", run_id, status="completed", conclusion="success"
+            )
+            assert await forge.checks(head) == []
+            with pytest.raises(MergeRefused):  # the head is not what was validated
+                await forge.merge(number, sha="0" * 40, title="Add echo")
+            merged = await forge.merge(number, sha=head, title="Add echo")
+            assert await forge.merge(number, sha=head, title="Add echo") == merged  # once
+            state = await forge.pull_state(number)
+            assert (state.state, state.merge_sha) == ("merged", merged)
+            assert await forge.changed_paths(merged) == ["dynamic/agents/echo/agent.py"]
+
+        asyncio.run(run())
+        assert len(fake.merges) == 1
