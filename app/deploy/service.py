@@ -127,8 +127,17 @@ class Deployments:
         forge = self.forge()
         return await files.materialise(await forge.repository(), sha, self.settings.home)
 
-    def _agents_dir(self, release: Release, synced: ReleaseFiles | None) -> Path:
-        return synced.agents if synced is not None else self.settings.resolved_agents_dir()
+    async def _serve(self, release: Release) -> None:
+        """Put a release that served before in service here (the caller holds `_swap`):
+        no verification, it was verified when it first went live."""
+        agents = (
+            (await self._files(release.sha)).agents
+            if release.sha and release.source == "merge"
+            else self.settings.resolved_agents_dir()
+        )
+        staged = await self.registry.stage(agents, release.sha or self._image_commit)
+        await self.registry.promote(staged)
+        self.running = Running(release, release.sha if release.source == "merge" else None, agents)
 
     async def follow(self) -> bool:
         """Local deployer, several processes: load the release in service if another
@@ -142,12 +151,7 @@ class Deployments:
         async with self._swap:
             if self.running.release and self.running.release.id == current.id:
                 return False
-            synced = await self._files(current.sha) if current.sha else None
-            staged = await self.registry.stage(
-                self._agents_dir(current, synced), current.sha or self._image_commit
-            )
-            await self.registry.promote(staged)
-            self.running = Running(current, current.sha, staged.root)
+            await self._serve(current)
         log.info("now running %s (put in service by another process)", current.label())
         return True
 
@@ -157,21 +161,27 @@ class Deployments:
 
     # -- the chat side: who may, and queue it -------------------------------------------------
 
+    async def _decided(self, agent: str, question: str) -> tuple[str, str]:
+        """Where, and by whom, `question` was just answered: an agent's `on_choice` is told
+        the choice only, and the ledger wants who pressed."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT conversation, decided_by FROM approvals WHERE agent = %s"
+                " AND question = %s AND status = 'decided' ORDER BY decided_at DESC LIMIT 1",
+                (agent, question),
+            )
+            row = await cur.fetchone()
+        return (str(row[0]), str(row[1] or "unknown")) if row else ("", "unknown")
+
     async def pressed(self, job_id: str) -> str:
         """[Deploy] under a Mechanic pull request (the approval already checked who)."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT a.conversation, a.decided_by, j.pr_number FROM approvals a"
-                " JOIN jobs j ON j.id = %s WHERE a.agent = 'mechanic' AND a.question = %s"
-                " AND a.status = 'decided' AND a.choice = 'deploy'"
-                " ORDER BY a.decided_at DESC LIMIT 1",
-                (job_id, f"pr:{job_id}"),
-            )
+            cur = await conn.execute("SELECT pr_number FROM jobs WHERE id = %s", (job_id,))
             row = await cur.fetchone()
-        if row is None or row[2] is None:
+        if row is None or row[0] is None:
             return f"Job {job_id} has no pull request to deploy."
-        conversation, by, number = row
-        return await self._queue("deploy", int(number), by or "unknown", conversation)
+        conversation, by = await self._decided("mechanic", f"pr:{job_id}")
+        return await self._queue("deploy", int(row[0]), by, conversation)
 
     async def request(self, number: int, *, by: str, conversation: str, admin: bool) -> str:
         """`/deploy <pr>`: admins, or whoever asked for the job that opened it."""
@@ -249,21 +259,14 @@ class Deployments:
             question=f"rollback:{current.id}",
         )
 
-    async def chose(self, question: str, choice: str, conversation_hint: str = "") -> str:
+    async def chose(self, question: str, choice: str) -> str:
         """A [Roll back] / [Open revert PR] press (asked by the rollback agent)."""
         kind, _, ident = question.partition(":")
         if choice in ("cancel", "no") or not ident.isdigit():
             return "Cancelled; nothing changed."
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT conversation, decided_by FROM approvals WHERE agent = 'rollback'"
-                " AND question = %s AND status = 'decided' ORDER BY decided_at DESC LIMIT 1",
-                (question,),
-            )
-            row = await cur.fetchone()
-        conversation, by = (row[0], row[1]) if row else (conversation_hint, "unknown")
-        return await self._queue("rollback" if kind == "rollback" else "revert", int(ident),
-                                 by or "unknown", conversation)  # fmt: skip
+        conversation, by = await self._decided("rollback", question)
+        action = "rollback" if kind == "rollback" else "revert"
+        return await self._queue(action, int(ident), by, conversation)
 
     async def describe(self, limit: int = 10) -> str:
         async with self.pool.connection() as conn:
@@ -341,7 +344,7 @@ class Deployments:
             raise Refused(f"Not deployed: {exc}.") from None
         validated, job_id = await self._validated_head(number)
         if existing is not None:  # a deploy interrupted after its release was cut
-            await self._load(existing, say)
+            await self._load(existing, say, await forge.changed_paths(existing.sha))
             return
         if pull.state == "merged" and pull.merge_sha and pull.head_sha == validated:
             merged = pull.merge_sha  # merged by an earlier run of this deploy
@@ -378,7 +381,7 @@ class Deployments:
             await audit.record(
                 conn, actor=by, action="release.cut", subject=f"release:{release.id}", detail=detail
             )
-        await self._load(release, say)
+        await self._load(release, say, paths)
 
     async def _check(self, pull: Any, validated: str | None, forge: Any) -> None:
         problems = []
@@ -404,14 +407,12 @@ class Deployments:
                 )
             raise Refused("Not deployed: " + "; ".join(problems) + ".")
 
-    async def _load(self, release: Release, say: _Say) -> None:
+    async def _load(self, release: Release, say: _Say, paths: list[str]) -> None:
         assert release.sha is not None
         async with self.pool.connection() as conn:
             previous = await ledger.get(conn, release.previous) if release.previous else None
             await ledger.event(conn, release.id, "loading", actor="persais")
         await say.progress(f"🚀 {release.label()}: loading…")
-        forge = self.forge()
-        paths = await forge.changed_paths(release.sha)
         changed = files.agents_touched(paths)
         synced = await self._files(release.sha)
         async with self._swap:
@@ -503,17 +504,13 @@ class Deployments:
         if target is None:
             raise Refused("Nothing rolled back: there is no earlier good release.")
         await say.progress(f"↩ Rolling back to {target.label()}…")
-        synced = await self._files(target.sha) if target.sha else None
         async with self._swap:
             if self.settings.fly_configured:
                 problems = await self._roll(target, current, set(), say)
                 if problems:
                     raise Refused("Not rolled back: " + "; ".join(problems))
             else:
-                staged = await self.registry.stage(
-                    self._agents_dir(target, synced), target.sha or self._image_commit
-                )
-                await self.registry.promote(staged)
+                await self._serve(target)
             async with self.pool.connection() as conn, conn.transaction():
                 await ledger.event(conn, current.id, "rolled_back", actor=by,
                                    reason=f"rolled back by {by}")  # fmt: skip
@@ -525,9 +522,6 @@ class Deployments:
                     subject=f"release:{current.id}",
                     detail={"to": target.id},
                 )
-                live = await ledger.get(conn, target.id)
-            if not self.settings.fly_configured:
-                self.running = Running(live, target.sha, self._agents_dir(target, synced))
         text = f"↩ Rolled back: {target.label()} is in service again (was {current.label()})."
         if current.pr_number is None or current.sha is None:
             await say.result(text)
