@@ -268,13 +268,17 @@ class Runtime:
     def agents_summary(self) -> dict[str, object]:
         """The agent set in service in this process, for /ready."""
         if self._conversations is None:
-            return {"loaded": None, "note": "no agents in this process (web only, or starting)"}
+            if self._worker is not None:  # a worker whose agents are not loaded yet
+                return {"loaded": [], "quarantined": [], "note": "starting"}
+            return {"loaded": None, "note": "no agents in this process (web only)"}
         return self._conversations.current.describe()
 
     def release_summary(self) -> dict[str, object]:
         """The release this process runs, for /ready (the Fly deployer checks it)."""
-        if self._conversations is None:  # web only: it runs no agents, only its setting
-            return {"sha": self.settings.release, "source": "setting"}
+        if self._conversations is None:
+            if self._worker is not None:  # not synced yet: it runs no release so far
+                return {"sha": None, "source": "starting"}
+            return {"sha": self.settings.release, "source": "setting"}  # web only
         return self._conversations.deployments.running.summary()
 
     def worker_running(self) -> bool:

@@ -120,3 +120,15 @@ def test_rollback_on_fly_puts_every_machine_back(
         (1, "live"),
         (2, "rolled_back"),
     ]
+
+
+def test_a_worker_still_starting_is_not_ready_for_any_release() -> None:
+    import httpx
+
+    from app.deploy.fly import readiness_problem
+
+    starting = {"release": {"sha": None, "source": "starting"}, "agents": {"loaded": []}}
+    response = httpx.Response(200, json=starting)
+    assert readiness_problem(response, "", set()) == "starting (the release is not synced yet)"
+    web = {"release": {"sha": "a" * 40, "source": "setting"}, "agents": {"loaded": None}}
+    assert readiness_problem(httpx.Response(200, json=web), "a" * 40, {"echo"}) is None

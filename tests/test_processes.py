@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -117,7 +118,13 @@ def test_a_worker_answers_ready_with_its_release_for_the_fly_deployer(
     env = persais_env(tmp_path / "home", database)
     port = free_port()
     with persais(["worker", "--ready-port", str(port)], env, tmp_path, tmp_path / "w.log") as w:
-        report = wait_ready(f"http://127.0.0.1:{port}", w)
+        wait_ready(f"http://127.0.0.1:{port}", w)
+
+        def synced() -> dict[str, Any] | None:
+            report = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).json()
+            return report if report["release"]["source"] != "starting" else None
+
+        report = wait_for(synced, timeout=60)
         assert report["release"]["source"] == "image"
         assert report["release"]["sha"] is None
         assert report["worker"]["running"] is True

@@ -268,7 +268,10 @@ def readiness_problem(response: httpx.Response, sha: str, expect: set[str]) -> s
     if response.status_code != 200:
         return f"{response.status_code} (not ready)"
     report = response.json()
-    running = str((report.get("release") or {}).get("sha") or "")
+    release = report.get("release") or {}
+    if release.get("source") == "starting":
+        return "starting (the release is not synced yet)"
+    running = str(release.get("sha") or "")
     if running != sha:
         return f"runs release {running[:12] or 'image'}, not {sha[:12] or 'image'}"
     agents = report.get("agents") or {}
