@@ -121,7 +121,11 @@ def test_a_worker_answers_ready_with_its_release_for_the_fly_deployer(
         wait_ready(f"http://127.0.0.1:{port}", w)
 
         def synced() -> dict[str, Any] | None:
-            report = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).json()
+            # The agents load on the same event loop: /ready may be slow to answer meanwhile.
+            try:
+                report = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()
+            except httpx.TransportError:
+                return None
             return report if report["release"]["source"] != "starting" else None
 
         report = wait_for(synced, timeout=60)
