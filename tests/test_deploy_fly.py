@@ -24,11 +24,11 @@ def fly(tmp_path: Path) -> Iterator[tuple[str, FakeFly]]:
         yield served
 
 
-def fly_settings(tmp_path: Path, database: str, base: str, fake: FakeFly) -> Settings:
+def fly_settings(tmp_path: Path, database: str, base: str, fake: FakeFly, **extra: str) -> Settings:
     return make_settings(
         tmp_path / "home", database, FLY_API_TOKEN=FLY_TOKEN, FLY_APP_NAME="persais",
         FLY_API_URL=base, PERSAIS_FLY_READY_PORT=fake.ready_port,
-        PERSAIS_DEPLOY_TIMEOUT_SECONDS=3,
+        PERSAIS_DEPLOY_TIMEOUT_SECONDS=3, **extra,
     )  # fmt: skip
 
 
@@ -120,6 +120,56 @@ def test_rollback_on_fly_puts_every_machine_back(
         (1, "live"),
         (2, "rolled_back"),
     ]
+
+
+def test_the_deploying_process_hands_its_machine_over_to_its_replacement(
+    tmp_path: Path, database: str, fly: tuple[str, FakeFly], sql
+) -> None:
+    base, fake = fly
+    first, second, own = list(fake.machines)
+    settings = fly_settings(tmp_path, database, base, fake, FLY_MACHINE_ID=own)
+
+    async def replaced() -> str:
+        # The deploying process updates its own machine last and stops there...
+        async with persais(settings, database) as convo:
+            job, _, _ = await mechanic_pull(convo, settings, ECHO)
+            await press_deploy(convo, job)
+            for _ in range(600):
+                if sql("SELECT 1 FROM audit_log WHERE action = 'deploy.handed_off'"):
+                    break
+                await asyncio.sleep(0.05)
+        # ...and the process Fly starts on the release finishes it.
+        ((sha,),) = sql("SELECT sha FROM releases WHERE source = 'merge'")
+        again = fly_settings(tmp_path, database, base, fake, FLY_MACHINE_ID=own,
+                             PERSAIS_RELEASE=sha)  # fmt: skip
+        async with persais(again, database) as convo:
+            return await outcome(convo)
+
+    result = asyncio.run(replaced())
+    ((sha,),) = sql("SELECT sha FROM releases WHERE source = 'merge'")
+    assert result == f"✅ release 2 ({sha[:12]}, PR #1) is live: /echo answering."
+    assert [m for m, _ in fake.updates] == [first, second, own]  # each updated once
+    assert sql("SELECT status FROM release_events WHERE release = 2 ORDER BY id") == [
+        ("cut",), ("loading",), ("loading",), ("live",),
+    ]  # fmt: skip
+    assert fake.rate_limited == []
+
+
+def test_a_deploying_process_never_replaced_gives_up_and_puts_every_machine_back(
+    tmp_path: Path, database: str, fly: tuple[str, FakeFly], sql
+) -> None:
+    base, fake = fly
+    first, second, own = list(fake.machines)
+    settings = fly_settings(tmp_path, database, base, fake, FLY_MACHINE_ID=own)
+
+    result = asyncio.run(deploy_echo(settings, database))
+    assert result.startswith("✗ release 2 (")
+    assert "it was updated, but this process was not replaced (3 machine(s) put back)" in result
+    ((sha,),) = sql("SELECT sha FROM releases WHERE source = 'merge'")
+    moves = [(m, env.get("PERSAIS_RELEASE")) for m, env in fake.updates]
+    assert moves == [(first, sha), (second, sha), (own, sha),
+                     (own, None), (second, None), (first, None)]  # fmt: skip
+    assert sql("SELECT count(*) FROM audit_log WHERE action = 'deploy.handed_off'") == [(1,)]
 
 
 def test_a_worker_still_starting_is_not_ready_for_any_release() -> None:

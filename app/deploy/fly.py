@@ -5,8 +5,14 @@ machine's config with `PERSAIS_RELEASE=<sha>` (Fly replaces the machine: a fresh
 filesystem, so the process syncs `dynamic/` at that release on boot), wait for `started`
 (a 408 from `/wait` is retried until the deadline), ask the machine's `/ready` whether it
 runs the release with the expected agents loaded, release the lease. A machine already on
-the release is only checked, so a deploy interrupted half-way (the deploying worker runs
-on one of the machines, and goes last) picks up where it stopped.
+the release is only checked, and one whose config already names it (updated by a run that
+was interrupted) is only waited for, so a deploy stopped half-way picks up where it stopped.
+
+The deploying worker runs on one of the machines (`FLY_MACHINE_ID`): that machine goes
+last, and updating it replaces the very process doing the deploy. So for that one the
+deployer takes the lease, updates, releases the lease and raises `Handoff` without waiting:
+the caller queues the rest of the deploy, which the replacement process runs (it finds
+every machine on the release and only checks them).
 
 Fly allows 1 request a second per action per machine: every call is paced per (machine,
 action), and a 429 is waited out. On any failure the rollout stops and the machines it
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 RELEASE_ENV = "PERSAIS_RELEASE"
 MAX_RETRIES = 5
 PACE_MARGIN = 0.1  # seconds
+BOOTING = frozenset({"created", "replacing", "starting", "updating"})
 
 
 class FlyError(RuntimeError):
@@ -42,6 +49,16 @@ class RollFailed(FlyError):
         self.moved = moved
         self.returned = returned
         self.problems = problems  # what went wrong putting machines back, if anything
+
+
+class Handoff(FlyError):
+    """This process's own machine was updated: it is about to be replaced, and the process
+    that replaces it must finish the rollout (check every machine, then call it live)."""
+
+    def __init__(self, machine: str, moved: list[str]) -> None:
+        super().__init__(f"machine {machine} (this process) is being replaced")
+        self.machine = machine
+        self.moved = moved
 
 
 @dataclass(frozen=True)
@@ -174,26 +191,33 @@ class FlyDeployer:
     machines: FlyMachines
     ready_port: int = 8080
     own_machine: str | None = None  # FLY_MACHINE_ID: the machine this process runs on
+    runs: str = ""  # the release this process runs ("" for the image's own agents)
+    may_hand_off: bool = True  # False once a replacement has been waited for long enough
     deadline: float = 120.0  # per machine: started, then ready
     lease_ttl: int = 120
     progress: Progress = _quiet
 
     async def roll(self, sha: str | None, expect: set[str], previous: str | None) -> list[str]:
-        """Move every machine to `sha` (None: the image's own agents); the ids moved. On
-        failure, the machines moved go back to `previous` and RollFailed says why."""
+        """Move every machine to `sha` (None: the image's own agents); the ids moved by this
+        call. On failure, every machine on `sha` (moved now, or by an interrupted run of the
+        same rollout) goes back to `previous`, and RollFailed says why."""
         machines = await self.machines.list()
         machines.sort(key=lambda m: (m.id == self.own_machine, m.name))  # ourselves last
         moved: list[str] = []
+        on_release: list[str] = []
         for machine in machines:
             try:
-                changed = await self._move(machine, sha, expect)
-                if changed:
+                if await self._move(machine, sha, expect):
                     moved.append(machine.id)
+                on_release.append(machine.id)
+            except Handoff as handoff:
+                handoff.moved = [*moved, machine.id]
+                raise
             except (FlyError, httpx.HTTPError) as exc:
-                moved.append(machine.id)  # it may have been updated before it failed
+                on_release.append(machine.id)  # it may have been updated before it failed
                 reason = f"machine {machine.name} ({machine.id}): {exc}"
-                returned, problems = await self._return(moved, previous)
-                raise RollFailed(reason, moved, returned, problems) from exc
+                returned, problems = await self._return(on_release, previous)
+                raise RollFailed(reason, [*moved, machine.id], returned, problems) from exc
         return moved
 
     async def _return(self, moved: list[str], previous: str | None) -> tuple[list[str], list[str]]:
@@ -201,6 +225,8 @@ class FlyDeployer:
         for machine_id in reversed(moved):
             try:
                 await self._move(await self.machines.get(machine_id), previous, set())
+                returned.append(machine_id)
+            except Handoff:  # this process's machine: updated, so it is being replaced
                 returned.append(machine_id)
             except (FlyError, httpx.HTTPError) as exc:
                 problems.append(f"{machine_id}: {exc}")
@@ -210,10 +236,19 @@ class FlyDeployer:
     async def _move(self, machine: Machine, sha: str | None, expect: set[str]) -> bool:
         """One machine onto `sha`; False if it already ran it (then only checked)."""
         target = sha or ""
-        if machine.release == target and machine.state == "started":
-            await self._ready(machine, target, expect)
-            return False
-        await self.progress(f"machine {machine.name}: updating")
+        own = machine.id == self.own_machine
+        if machine.release == target:  # updated already, here or by an interrupted run
+            if own and self.runs != target:  # and this process is the one being replaced
+                if not self.may_hand_off:
+                    raise FlyError("it was updated, but this process was not replaced")
+                raise Handoff(machine.name, [])
+            if machine.state in BOOTING and not own:
+                await self._started(machine)
+            if own or machine.state in BOOTING or machine.state == "started":
+                await self._ready(machine, target, expect)
+                return False
+            # stopped or failed on the release: update it again
+        await self.progress(f"machine {machine.name}{' (this one)' if own else ''}: updating")
         nonce = await self.machines.lease(machine.id, self.lease_ttl)
         try:
             config = copy.deepcopy(machine.config)
@@ -224,12 +259,15 @@ class FlyDeployer:
                 env.pop(RELEASE_ENV, None)
             config["env"] = env
             updated = await self.machines.update(machine.id, config, nonce)
-            await self._started(updated)
+            if not own:
+                await self._started(updated)
         finally:
             try:
                 await self.machines.release(machine.id, nonce)
             except (FlyError, httpx.HTTPError) as exc:  # it expires on its own (ttl)
                 log.warning("lease on %s not released: %s", machine.id, exc)
+        if own:
+            raise Handoff(machine.name, [])
         await self._ready(updated, target, expect)
         await self.progress(f"machine {machine.name}: on {target[:12] or 'the image'}")
         return True

@@ -34,6 +34,7 @@ from app.agents.base import Choice, Reply
 from app.agents.registry import Registry
 from app.deploy import files, ledger, verify
 from app.deploy.files import ReleaseFiles
+from app.deploy.fly import Handoff
 from app.deploy.ledger import Release
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
@@ -41,6 +42,7 @@ from app.worker.queue import DEPLOY_TASK
 from mechanic.forge import MergeRefused
 
 log = logging.getLogger(__name__)
+HANDOFF_SECONDS = 3.0  # a replaced process stops taking jobs well within this
 
 Defer = Callable[..., Awaitable[None]]  # DeliveryQueue.defer_deploy
 Ask = Callable[..., Awaitable[Approval]]  # Orchestrator.ask
@@ -292,9 +294,11 @@ class Deployments:
 
     # -- the worker side -------------------------------------------------------------------
 
-    async def run(self, action: str, subject: int, by: str, conversation: str, rid: str) -> None:
-        """The queue's task body."""
-        say = _Say(self.pool, conversation, rid)
+    async def run(
+        self, action: str, subject: int, by: str, conversation: str, rid: str, handoffs: int = 0
+    ) -> None:
+        """The queue's task body; `handoffs` counts the runs queued by a replaced process."""
+        say = _Say(self.pool, conversation, rid, handoffs)
         try:
             async with self._exclusive():
                 if action == "deploy":
@@ -422,7 +426,12 @@ class Deployments:
                 await self.registry.discard(staged)
                 if not problems:
                     expect = changed & set(staged.agents)
-                    problems = await self._roll(release, previous, expect, say)
+                    try:
+                        problems = await self._roll(release, previous, expect, say)
+                    except Handoff as handoff:
+                        by = release.pressed_by or "persais"
+                        await self._hand_off(handoff, "deploy", release.pr_number or 0, by, say)
+                        return
             elif problems:
                 await self.registry.discard(staged)
             else:
@@ -470,7 +479,8 @@ class Deployments:
         )  # fmt: skip
         deployer = FlyDeployer(
             machines, ready_port=self.settings.fly_ready_port,
-            own_machine=self.settings.fly_machine_id,
+            own_machine=self.settings.fly_machine_id, runs=self.running.sha or "",
+            may_hand_off=say.handoffs * HANDOFF_SECONDS < self.settings.deploy_timeout_seconds,
             deadline=self.settings.deploy_timeout_seconds,
             progress=lambda text: say.progress(f"🚀 {release.label()}: {text}"),
         )  # fmt: skip
@@ -484,6 +494,24 @@ class Deployments:
         finally:
             await machines.close()
         return []
+
+    async def _hand_off(
+        self, handoff: Handoff, action: str, subject: int, by: str, say: _Say
+    ) -> None:
+        """This process's machine is being replaced onto the release: queue the rest of the
+        run (same request, same messages) for the process that replaces it."""
+        assert self._defer is not None  # a worker runs this, and a worker has the queue
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._defer(conn, action=action, subject=subject, by=by,
+                              conversation=say.conversation, rid=say.rid,
+                              handoffs=say.handoffs + 1, after=HANDOFF_SECONDS)  # fmt: skip
+            detail = {"machine": handoff.machine, "moved": handoff.moved}
+            await audit.record(conn, actor="persais", action=f"{action}.handed_off",
+                               subject=f"{action}:{subject}", detail=detail)  # fmt: skip
+        await say.progress(
+            f"🚀 machine {handoff.machine} (this one) is restarting on the release; "
+            f"it finishes the {action} when it is back…"
+        )
 
     async def _mark_jobs(self, number: int) -> None:
         async with self.pool.connection() as conn:
@@ -506,7 +534,11 @@ class Deployments:
         await say.progress(f"↩ Rolling back to {target.label()}…")
         async with self._swap:
             if self.settings.fly_configured:
-                problems = await self._roll(target, current, set(), say)
+                try:
+                    problems = await self._roll(target, current, set(), say)
+                except Handoff as handoff:
+                    await self._hand_off(handoff, "rollback", from_release, by, say)
+                    return
                 if problems:
                     raise Refused("Not rolled back: " + "; ".join(problems))
             else:
@@ -575,6 +607,7 @@ class _Say:
     pool: AsyncConnectionPool
     conversation: str
     rid: str
+    handoffs: int = 0  # runs of this request queued by a process being replaced
 
     async def progress(self, text: str) -> None:
         async with self.pool.connection() as conn:

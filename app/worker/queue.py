@@ -86,11 +86,11 @@ class DeliveryQueue:
             name=DEPLOY_TASK, queue=MECHANIC_QUEUE, retry=RetryStrategy(max_attempts=3, wait=1)
         )
         async def deploy_task(
-            action: str, subject: int, by: str, conversation: str, rid: str
+            action: str, subject: int, by: str, conversation: str, rid: str, handoffs: int = 0
         ) -> None:
             if self._deploy is None:
                 raise RuntimeError("this queue was opened without a deployer")
-            await self._deploy(action, subject, by, conversation, rid)
+            await self._deploy(action, subject, by, conversation, rid, handoffs)
 
         self._deploy_task = deploy_task
 
@@ -118,9 +118,16 @@ class DeliveryQueue:
             job_id=job_id
         )
 
-    async def defer_deploy(self, conn: AsyncConnection[Any], **args: Any) -> None:
-        """Queue a deploy, rollback or revert inside the caller's transaction."""
-        await self._deploy_task.configure(connection=conn, lock=DEPLOY_LOCK).defer_async(**args)
+    async def defer_deploy(
+        self, conn: AsyncConnection[Any], *, after: float = 0, **args: Any
+    ) -> None:
+        """Queue a deploy, rollback or revert inside the caller's transaction (to start no
+        sooner than `after` seconds from now)."""
+        task = self._deploy_task.configure(
+            connection=conn, lock=DEPLOY_LOCK,
+            schedule_in={"milliseconds": int(after * 1000)} if after > 0 else None,
+        )  # fmt: skip
+        await task.defer_async(**args)
 
     async def run_worker(
         self, *, name: str, concurrency: int, queues: tuple[str, ...] = (QUEUE, MECHANIC_QUEUE)
