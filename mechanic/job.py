@@ -94,9 +94,7 @@ async def _build(
     job_id: str, request: str, plan: Plan, workspace: Workspace, deps: JobDeps, outcome: JobOutcome
 ) -> None:
     await deps.progress("scaffold")
-    options = (
-        {"host": "127.0.0.1", "port": 502, "device_id": 1} if plan.kind == "modbus_tool" else {}
-    )
+    options = {"device_id": 1} if plan.kind == "modbus_tool" else {}
     scaffold = ScaffoldRequest(
         plan.kind, plan.name, plan.command, plan.description,
         examples=[Example(b.say, b.expect) for b in plan.behaviour], options=options,

@@ -15,6 +15,12 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 KINDS = ("agent", "tool", "modbus_tool")
+# Kind-specific template variables a request may (and, checked below, must) supply.
+OPTIONS: dict[str, frozenset[str]] = {
+    "agent": frozenset(),
+    "tool": frozenset(),
+    "modbus_tool": frozenset({"device_id"}),
+}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
@@ -37,7 +43,7 @@ class ScaffoldRequest:
     description: str
     version: str = "0.1.0"
     examples: Sequence[Example] = ()
-    options: Mapping[str, object] = field(default_factory=dict)  # kind-specific (host, port…)
+    options: Mapping[str, object] = field(default_factory=dict)  # kind-specific (device_id)
 
     @property
     def class_name(self) -> str:
@@ -96,11 +102,11 @@ def _check(request: ScaffoldRequest) -> None:
         raise ScaffoldError(f"version {request.version!r} is not x.y.z")
     if not 0 < len(request.description) <= 200 or any(c in request.description for c in '"\\\n'):
         raise ScaffoldError("description: one line, at most 200 characters, no quotes")
+    unknown = sorted(set(request.options) - OPTIONS[request.kind])
+    if unknown:  # options become template variables: none may shadow a checked one
+        raise ScaffoldError(f"{request.kind} takes no option {', '.join(unknown)}")
     if request.kind == "modbus_tool":
-        host, port, device = (request.options.get(k) for k in ("host", "port", "device_id"))
-        if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", host):
-            raise ScaffoldError(f"host {host!r} is not a host name or address")
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise ScaffoldError(f"port {port!r} is not a TCP port")
-        if not isinstance(device, int) or not 0 <= device <= 247:
+        # The PLC's host and port come with each command; only the unit id is fixed here.
+        device = request.options.get("device_id")
+        if type(device) is not int or not 0 <= device <= 247:
             raise ScaffoldError(f"device_id {device!r} is not a Modbus unit id")
