@@ -62,10 +62,12 @@ async def deliver(
     conversation: str | None = None,
     prefix: str | None = None,
     limit: int = 20,
+    as_written: bool = False,
 ) -> int:
     """Show what is waiting in one `conversation`, or in those starting with `prefix`:
     new messages first (a result, a question), then edits of messages already shown (a
-    progress line), each oldest first.
+    progress line), each oldest first — or, `as_written`, everything in the order it was
+    written (a channel that prints each edit as a new line, like the terminal).
 
     Each row is locked while it is shown (SKIP LOCKED: several processes may deliver), and
     marked with the version shown and where (`show` returns the channel's reference, kept
@@ -83,8 +85,9 @@ async def deliver(
                     "SELECT id, conversation, key, text, approval, version, channel_ref, links"
                     " FROM outbox WHERE delivered_version < version"
                     " AND (conversation = %s OR conversation LIKE %s)"
-                    " ORDER BY channel_ref IS NOT NULL, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    (conversation, pattern),
+                    " ORDER BY CASE WHEN %s THEN updated_at END, channel_ref IS NOT NULL, id"
+                    " LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    (conversation, pattern, as_written),
                 )
                 row = await cur.fetchone()
                 if row is None:

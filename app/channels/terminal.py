@@ -118,7 +118,9 @@ class TerminalChat:
             await self._deliver()
 
     async def _deliver(self) -> None:
-        await outbox.deliver(self.orchestrator.pool, self._show_note, conversation=self.user)
+        await outbox.deliver(
+            self.orchestrator.pool, self._show_note, conversation=self.user, as_written=True
+        )
 
     async def _show_note(self, note: outbox.Note) -> dict[str, Any] | None:
         question = note.approval and await self.orchestrator.open_question(note.approval)

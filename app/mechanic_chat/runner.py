@@ -173,10 +173,12 @@ class JobRunner:
         the pull request's question asked once)."""
         approval = None
         if job.status == "opened":
-            text = (
-                f"✅ {job.message}\nBranch {job.branch} · validated · "
-                f"{job.rounds} repair round(s) · Aider ${float(job.cost or 0):.4f}"
+            made = (
+                "from the template alone"
+                if job.template_only
+                else f"{job.rounds} repair round(s) · Aider ${float(job.cost or 0):.4f}"
             )
+            text = f"✅ {job.message}\nBranch {job.branch} · validated · {made}"
             approval = job.approval or await self._ask_about_pull_request(job, text)
         elif job.status == "question":
             text = (
