@@ -1,26 +1,35 @@
 """The fake GitHub answers as GitHub does, as githubkit's typed methods parse it, from real
 bare repositories: a pull request's files, review validation, check runs, merges, contents,
-webhook deliveries, comments and reactions, and git over smart HTTP with installation tokens.
+webhook deliveries, comments and reactions, git over smart HTTP with installation tokens, and
+the App's webhooks it delivers itself, as GitHub does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import subprocess
+import threading
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
 from app.github.client import GitHubApp
 from app.settings import load_settings
+from app.web.signature import github_signature, verify_github
 from tests.support.fake_github import APP_ID, BOT_LOGIN, FakeGitHub, app_key_pair, fake_github
 from tests.support.fake_github_repos import git_env
+from tests.support.loopback import serve
+from tests.support.waiting import wait_for
+from tests.support.webhooks import GITHUB_SECRET
 
 PRIVATE, PUBLIC = app_key_pair()
 REPO = "octo/home"
@@ -341,10 +350,19 @@ def test_git_over_http_needs_an_installation_token(hub: Hub, tmp_path: Path) -> 
 
     (work / "app.py").write_text(numbered(40, {3: "three", 5: "five"}))
     git("commit", "-qam", "Five", cwd=work)
-    pushed = git("push", "-q", "origin", "feature", cwd=work)
-    assert pushed.returncode == 0, pushed.stderr
-    local = git("rev-parse", "HEAD", cwd=work).stdout.strip()
-    assert hub.fake.pulls[(REPO, number)].head_sha == local  # the push moved the head
+    before = hub.fake.pulls[(REPO, number)].head_sha
+    with receiver() as (hook, got):
+        hub.fake.hook_url = hook
+        pushed = git("push", "-q", "origin", "feature", cwd=work)
+        assert pushed.returncode == 0, pushed.stderr
+        local = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+        assert hub.fake.pulls[(REPO, number)].head_sha == local  # the push moved the head
+        synchronize = arrived(got, 1)[0].payload  # pushed with the App's token: by its bot
+        assert (synchronize["action"], synchronize["before"], synchronize["after"]) == (
+            "synchronize", before, local,
+        )  # fmt: skip
+        assert synchronize["sender"]["login"] == BOT_LOGIN
+        hub.fake.hook_url = None
     assert git("push", "-q", "origin", "feature:other", auth=False, cwd=work).returncode != 0
 
     hub.fake.push(REPO, "main", {"readme.md": "hi\n"})
@@ -362,3 +380,189 @@ def _token(hub: Hub) -> str:
         return made.parsed_data.token
 
     return asyncio.run(fetch())
+
+
+# === webhooks the fake delivers itself ===================================================
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    @property
+    def event(self) -> str:
+        return self.headers["x-github-event"]
+
+    @property
+    def guid(self) -> str:
+        return self.headers["x-github-delivery"]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.body)
+        return found
+
+
+@contextmanager
+def receiver(gate: threading.Event | None = None) -> Iterator[tuple[str, list[Received]]]:
+    """A webhook endpoint on loopback: its URL and what it received, in order. With a
+    `gate`, each request is answered only once the gate is open."""
+    got: list[Received] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(Received({k.lower(): v for k, v in request.headers.items()},
+                            await request.read()))  # fmt: skip
+        if gate is not None:
+            await asyncio.to_thread(gate.wait, 10)
+        return web.Response(status=202, text="queued")
+
+    app = web.Application()
+    app.router.add_post("/webhooks/github", hook)
+    with serve(app) as port:
+        yield f"http://127.0.0.1:{port}/webhooks/github", got
+
+
+def arrived(got: list[Received], count: int) -> list[Received]:
+    wait_for(lambda: len(got) >= count, 5, f"{count} deliveries")
+    return got
+
+
+def listed(fake: FakeGitHub, count: int) -> list[dict[str, Any]]:
+    """The hook's deliveries once `count` attempts are over."""
+    wait_for(lambda: len(fake.deliveries) >= count, 15, f"{count} listed deliveries")
+    return fake.deliveries
+
+
+def test_pull_requests_are_delivered_as_github_sends_them(hub: Hub) -> None:
+    first = a_change(hub)
+    assert hub.fake.deliveries == []  # no hook, nothing delivered
+    hub.fake.push(REPO, "second", {"b.txt": "b\n"})
+    with receiver() as (url, got):
+        hub.fake.hook_url = url
+        number = hub.fake.open_pull(REPO, "second", title="Second", user="ada")
+
+        (opened,) = arrived(got, 1)
+        assert opened.event == "pull_request"
+        assert verify_github(GITHUB_SECRET.encode(), opened.body,
+                             opened.headers["x-hub-signature-256"])  # fmt: skip
+        assert opened.headers["x-hub-signature-256"] == github_signature(
+            GITHUB_SECRET.encode(), opened.body
+        )
+        assert opened.headers["user-agent"].startswith("GitHub-Hookshot/")
+        assert opened.headers["content-type"] == "application/json"
+        assert opened.headers["x-github-hook-id"]
+        payload = opened.payload
+        assert (payload["action"], payload["number"], payload["sender"]["login"]) == (
+            "opened", number, "ada",
+        )  # fmt: skip
+        assert payload["pull_request"]["head"]["ref"] == "second"
+        assert (payload["installation"]["id"], payload["repository"]["full_name"]) == (77, REPO)
+        (record,) = listed(hub.fake, 1)
+        assert (record["guid"], record["event"], record["action"]) == (
+            opened.guid, "pull_request", "opened",
+        )  # fmt: skip
+        assert (record["status_code"], record["status"]) == (202, "OK")
+        assert record["repository_id"] == hub.fake.repos[REPO].id
+
+        before = hub.fake.pulls[(REPO, number)].head_sha
+        after = hub.fake.push(REPO, "second", {"b.txt": "bb\n"})
+        synchronize = arrived(got, 2)[1].payload
+        assert (synchronize["action"], synchronize["before"], synchronize["after"]) == (
+            "synchronize", before, after,
+        )  # fmt: skip
+        assert synchronize["pull_request"]["head"]["sha"] == after
+
+        hub.run(lambda c: c.rest.pulls.async_merge("octo", "home", number, merge_method="squash"))
+        merged = arrived(got, 3)[2].payload
+        assert (merged["action"], merged["pull_request"]["merged"]) == ("closed", True)
+        assert merged["pull_request"]["merge_commit_sha"] == hub.fake.repos[REPO].git.branch("main")
+        assert (merged["sender"]["login"], merged["sender"]["type"]) == (BOT_LOGIN, "Bot")
+
+        hub.run(lambda c: c.rest.pulls.async_update("octo", "home", first, state="closed"))
+        closed = arrived(got, 4)[3].payload
+        assert (closed["action"], closed["number"]) == ("closed", first)
+        assert closed["pull_request"]["merged"] is False
+
+        listed(hub.fake, 4)
+        assert [d["guid"] for d in hub.fake.deliveries] == [r.guid for r in got]
+        assert [(r.event, r.payload["action"]) for r in got] == [
+            ("pull_request", "opened"), ("pull_request", "synchronize"),
+            ("pull_request", "closed"), ("pull_request", "closed"),
+        ]  # fmt: skip
+
+
+def test_comments_are_delivered_the_apps_own_too(hub: Hub) -> None:
+    hub.fake.push(REPO, "feature", {"app.py": numbered(40, {3: "three"})})
+    gate = threading.Event()
+    with receiver(gate) as (url, got):
+        hub.fake.hook_url = url
+        made = hub.run(
+            lambda c: c.rest.pulls.async_create(
+                "octo", "home", data={"head": "feature", "base": "main", "title": "By the App"}
+            )
+        )
+        number = made.parsed_data.number
+        said = hub.run(
+            lambda c: c.rest.issues.async_create_comment(
+                "octo", "home", number, data={"body": "On it."}
+            )
+        ).parsed_data
+        # Both answers came while the hook still holds the first delivery.
+        assert hub.fake.deliveries == []
+        (opened,) = arrived(got, 1)
+        gate.set()
+        assert (opened.payload["action"], opened.payload["sender"]["type"]) == ("opened", "Bot")
+
+        typed = hub.fake.comment(REPO, number, "/review", user="ada")
+        bot, person = arrived(got, 3)[1:3]
+        assert (bot.event, bot.payload["action"]) == ("issue_comment", "created")
+        assert (bot.payload["comment"]["id"], bot.payload["comment"]["body"]) == (said.id, "On it.")
+        assert bot.payload["sender"] == bot.payload["comment"]["user"]
+        assert (bot.payload["sender"]["login"], bot.payload["sender"]["type"]) == (BOT_LOGIN, "Bot")
+        assert bot.payload["issue"]["pull_request"]["url"].endswith(f"/pulls/{number}")
+        assert person.payload == typed
+        assert (typed["sender"]["login"], typed["sender"]["type"]) == ("ada", "User")
+        assert [c["body"] for c in hub.fake.issue_comments] == ["On it.", "/review"]  # once each
+        assert [d["event"] for d in listed(hub.fake, 3)] == [
+            "pull_request", "issue_comment", "issue_comment",
+        ]  # fmt: skip
+
+
+def test_a_hook_that_is_down_loses_deliveries_until_they_are_asked_for_again(hub: Hub) -> None:
+    number = a_change(hub)
+    with receiver() as (url, got):
+        hub.fake.hook_url = url
+        hub.fake.comment(REPO, number, "one")
+        arrived(got, 1)
+        listed(hub.fake, 1)
+    hub.fake.comment(REPO, number, "two")  # the receiving server is gone: refused
+    hub.fake.comment(REPO, number, "three")
+    failed = listed(hub.fake, 3)[1:]
+    assert [(d["status_code"], d["status"]) for d in failed] == [
+        (0, "failed to connect to host"), (0, "failed to connect to host"),
+    ]  # fmt: skip
+    with receiver() as (url, got):
+        hub.fake.hook_url = url
+        for body in ("four", "five"):
+            hub.fake.comment(REPO, number, body)
+        arrived(got, 2)
+
+        async def again() -> Any:
+            app = hub.github.app
+            await app.rest.apps.async_redeliver_webhook_delivery(failed[0]["id"])
+            return (await app.rest.apps.async_get_webhook_delivery(failed[1]["id"])).parsed_data
+
+        lost = asyncio.run(again())
+        sent = lost.request.payload.model_dump() if lost.request.payload else {}
+        assert (lost.status_code, sent["comment"]["body"]) == (0, "three")
+        arrived(got, 3)
+        deliveries = listed(hub.fake, 6)
+    assert [r.payload["comment"]["body"] for r in got] == ["four", "five", "two"]  # in order
+    assert got[2].guid == failed[0]["guid"]  # the same delivery, sent again
+    bodies = [(d["_payload"]["comment"]["body"], d["status_code"], d["redelivery"])
+              for d in deliveries]  # fmt: skip
+    assert bodies == [
+        ("one", 202, False), ("two", 0, False), ("three", 0, False),
+        ("four", 202, False), ("five", 202, False), ("two", 202, True),
+    ]  # fmt: skip

@@ -15,15 +15,21 @@ What it imitates:
   outside it), replies, issue comments, reactions, check runs, file contents, branch
   deletion, and the App's webhook deliveries (cursor pagination, redelivery);
 - git over smart HTTP on the same server (`fake_git_http`), with `x-access-token:<token>`;
-- webhook payloads for tests that post deliveries to the app.
+- webhook payloads for tests that post deliveries to the app, and, when `hook_url` is set,
+  the App's webhooks delivered there as GitHub delivers them (`deliver`): signed, in the
+  background after the answer that caused them, in order, once, each listed in the hook's
+  deliveries (a failed one too, with status code 0) and sent again when redelivery is asked.
 
 Everything the App creates is authored by its bot user, `persais[bot]`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import itertools
 import json
 import math
@@ -31,14 +37,16 @@ import secrets
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
@@ -49,12 +57,13 @@ from tests.support.fake_git_http import http_backend
 from tests.support.fake_github_objects import BOT_LOGIN, Json, Pull, Repo, now
 from tests.support.fake_github_repos import BareRepo, DiffLine, FileChange
 from tests.support.loopback import serve
-from tests.support.webhooks import example
+from tests.support.webhooks import GITHUB_SECRET, example, github_headers
 
 __all__ = ["APP_ID", "BOT_LOGIN", "FakeGitHub", "app_key_pair", "fake_github"]
 
 APP_ID = 123456
 MAX_FILES = 3000
+HOOK_TIMEOUT = 10.0  # seconds GitHub waits for the webhook's answer
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
 REVIEW_STATES = {
     "COMMENT": "COMMENTED",
@@ -64,7 +73,7 @@ REVIEW_STATES = {
 }
 # Keys of stored records that are the fake's own bookkeeping, never answered.
 PRIVATE = frozenset(
-    {"_repo", "_number", "_subject", "_comment_id", "_annotations", "_payload", "comments"}
+    {"_repo", "_number", "_subject", "_comment_id", "_annotations", "_payload", "_hook", "comments"}
 )
 
 
@@ -90,6 +99,19 @@ class Call:
     path: str
     auth: str  # "jwt", "installation:<id>", or "none"
     at: float
+
+
+@dataclass
+class Outgoing:
+    """A webhook waiting to be sent: its body as it will be signed and sent."""
+
+    guid: str
+    event: str
+    payload: Json
+    body: bytes
+    url: str
+    secret: str
+    redelivery: bool = False
 
 
 class Unprocessable(Exception):
@@ -124,8 +146,15 @@ class FakeGitHub:
     merges: list[Json] = field(default_factory=list)
     deliveries: list[Json] = field(default_factory=list)
     redelivered: list[int] = field(default_factory=list)
+    # The App's webhook: deliveries go there when set (see `deliver`), none when None.
+    hook_url: str | None = None
+    hook_secret: str = GITHUB_SECRET
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
+    # The sender of webhooks, on the server's loop; set up by the server (`_start_hooks`).
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _outbox: asyncio.Queue[Outgoing | None] | None = field(default=None, repr=False)
+    _sender: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def calls_to(self, fragment: str) -> list[Call]:
         return [c for c in self.calls if fragment in c.path]
@@ -162,14 +191,16 @@ class FakeGitHub:
         message: str = "change",
         base: str | None = None,
         renames: dict[str, str] | None = None,
+        sender: str = "octocat",
     ) -> str:
         """Commit on `branch` (new branches start at `base` or the default branch) as a push
-        would; open pull requests from it follow. Returns the new sha."""
+        by `sender` would; open pull requests from it follow (`pull_request.synchronize`).
+        Returns the new sha."""
         repo = self.repos[full_name]
         with self.lock:
             parent = repo.git.branch(branch) or repo.git.resolve(base or repo.default_branch)
             sha = repo.git.commit(branch, changes, message=message, parent=parent, renames=renames)
-            self._sync_heads(repo)
+            self._sync_heads(repo, sender)
         return sha
 
     def open_pull(
@@ -183,8 +214,50 @@ class FakeGitHub:
         user: str = "octocat",
         draft: bool = False,
     ) -> int:
+        """`user` opens a pull request on github.com (`pull_request.opened`)."""
         repo = self.repos[full_name]
-        return self._open(repo, head, base or repo.default_branch, title, body, user, draft).number
+        with self.lock:
+            pull = self._open(repo, head, base or repo.default_branch, title, body, user, draft)
+            self._pull_event(pull, "opened", user)
+        return pull.number
+
+    def comment(
+        self,
+        full: str,
+        number: int,
+        body: str,
+        *,
+        user: str = "octocat",
+        on_pull: bool = True,
+        user_type: str = "User",
+    ) -> Json:
+        """`user` types a comment on github.com: stored, and its `issue_comment.created`
+        delivered; returns that payload."""
+        payload = self.issue_comment_payload(
+            full, number, body, user=user, user_type=user_type, on_pull=on_pull
+        )
+        self.deliver("issue_comment", payload)
+        return payload
+
+    def deliver(
+        self, event: str, payload: Json, *, guid: str | None = None, redelivery: bool = False
+    ) -> str:
+        """Send `payload` to `hook_url` as GitHub sends the App's `event` webhook, from any
+        thread: signed with `hook_secret`, in the background (never before the API answer that
+        caused it), one at a time in order, once (a failed attempt is listed in the hook's
+        deliveries, never retried). Returns the delivery's guid (`X-GitHub-Delivery`); nothing
+        is sent when `hook_url` is None."""
+        guid = guid or str(uuid.uuid4())
+        url = self.hook_url
+        if url is None:
+            return guid
+        loop, outbox = self._loop, self._outbox
+        if loop is None or outbox is None:
+            raise RuntimeError("the fake GitHub is not serving")
+        body = json.dumps(payload).encode()
+        item = Outgoing(guid, event, json.loads(body), body, url, self.hook_secret, redelivery)
+        loop.call_soon_threadsafe(outbox.put_nowait, item)
+        return guid
 
     def add_delivery(
         self,
@@ -259,6 +332,12 @@ class FakeGitHub:
         """`issue_comment.created`, the comment stored first so it can be reacted to."""
         repo = self.repos[full]
         comment = self._issue_comment(repo, number, body, user, user_type)
+        return self._comment_created(repo, number, comment, on_pull=on_pull)
+
+    def _comment_created(self, repo: Repo, number: int, comment: Json, *, on_pull: bool) -> Json:
+        """`issue_comment.created` for a stored comment, sent by its author."""
+        full = repo.full_name
+        user, user_type = comment["user"]["login"], comment["user"]["type"]
         payload: Json = objects.relink(example("issue_comment", "created"), self.base_url, full)
         pull = self.pulls.get((full, number))
         api, html = f"{self.base_url}/repos/{full}", f"{self.base_url}/{full}"
@@ -320,6 +399,16 @@ class FakeGitHub:
             **self._context(repo, user, user_type),
         )
         return payload
+
+    def _pull_event(
+        self, pull: Pull, action: str, sender: str, *, before: str | None = None
+    ) -> None:
+        """Deliver `pull_request.<action>` for the pull request as it is now."""
+        if self.hook_url is not None:
+            payload = self.pull_request_payload(
+                pull.full_name, pull.number, action, sender=sender, before=before
+            )
+            self.deliver("pull_request", payload)
 
     def _context(self, repo: Repo, sender: str, kind: str = "User") -> Json:
         installation = {
@@ -387,17 +476,21 @@ class FakeGitHub:
 
     # === state ===========================================================================
 
-    def _sync_heads(self, repo: Repo) -> None:
-        """After a push: open pull requests follow their branches."""
+    def _sync_heads(self, repo: Repo, sender: str | None) -> None:
+        """After a push by `sender`: open pull requests follow their branches, and those
+        whose head moved are delivered as `pull_request.synchronize` (None: not delivered)."""
         with self.lock:
             for pull in self.pulls.values():
                 if pull.full_name != repo.full_name or pull.state != "open":
                     continue
                 head, base = repo.git.branch(pull.head), repo.git.branch(pull.base)
+                before = pull.head_sha
                 if head and head != pull.head_sha:
                     pull.head_sha, pull.updated_at = head, now()
                 if base:
                     pull.base_sha = base
+                if sender is not None and pull.head_sha != before:
+                    self._pull_event(pull, "synchronize", sender, before=before)
 
     def _open(
         self, repo: Repo, head: str, base: str, title: str, body: str, user: str, draft: bool
@@ -617,17 +710,91 @@ class FakeGitHub:
     async def hook_delivery(self, request: web.Request) -> web.Response:
         found = self._delivery(request)
         headers = {"X-GitHub-Event": found["event"], "X-GitHub-Delivery": found["guid"]}
+        hook = found.get("_hook") or {}
         detail = {
             **_public(found),
-            "url": f"{self.base_url}/webhooks/github",
-            "request": {"headers": headers, "payload": found["_payload"]},
-            "response": {"headers": {}, "payload": None},
+            "url": hook.get("url", f"{self.base_url}/webhooks/github"),
+            "request": {"headers": hook.get("headers", headers), "payload": found["_payload"]},
+            "response": hook.get("response", {"headers": {}, "payload": None}),
         }
         return web.json_response(detail)
 
     async def redeliver(self, request: web.Request) -> web.Response:
-        self.redelivered.append(self._delivery(request)["id"])
+        """Asks for the delivery again: sent again (same guid, `redelivery`) to the hook."""
+        found = self._delivery(request)
+        self.redelivered.append(found["id"])
+        self.deliver(found["event"], found["_payload"], guid=found["guid"], redelivery=True)
         return web.json_response({}, status=202)
+
+    # --- sending webhooks -----------------------------------------------------------------
+
+    async def _start_hooks(self, _app: web.Application) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._outbox = asyncio.Queue()
+        self._sender = asyncio.create_task(self._send_hooks(self._outbox), name="webhooks")
+
+    async def _stop_hooks(self, _app: web.Application) -> None:
+        """Send what is queued (for a few seconds at most), then stop."""
+        loop, outbox, sender = self._loop, self._outbox, self._sender
+        if loop is None or outbox is None or sender is None:
+            return
+        loop.call_soon(outbox.put_nowait, None)  # after what other threads queued already
+        try:
+            await asyncio.wait_for(asyncio.shield(sender), 5)
+        except TimeoutError:
+            sender.cancel()
+            with suppress(asyncio.CancelledError):
+                await sender
+        self._loop = self._outbox = self._sender = None
+
+    async def _send_hooks(self, outbox: asyncio.Queue[Outgoing | None]) -> None:
+        timeout = aiohttp.ClientTimeout(total=HOOK_TIMEOUT)
+        connector = aiohttp.TCPConnector(force_close=True)  # a connection per delivery
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            while (item := await outbox.get()) is not None:
+                await self._send_hook(session, item)
+
+    async def _send_hook(self, session: aiohttp.ClientSession, item: Outgoing) -> None:
+        """POST one delivery, once, and list it with GitHub's verdict."""
+        headers = github_headers(item.event, item.body, delivery=item.guid, secret=item.secret)
+        sha1 = hmac.new(item.secret.encode(), item.body, hashlib.sha1).hexdigest()
+        headers.update(
+            {
+                "X-Hub-Signature": f"sha1={sha1}",
+                "X-GitHub-Hook-Installation-Target-Type": "integration",
+                "X-GitHub-Hook-Installation-Target-ID": str(self.app_id),
+            }
+        )
+        started = time.monotonic()
+        status: str | None = None
+        response: Json = {"headers": {}, "payload": None}
+        try:
+            async with session.post(item.url, data=item.body, headers=headers) as answer:
+                text = await answer.text(errors="replace")
+                status_code = answer.status
+                response = {"headers": dict(answer.headers), "payload": text or None}
+        except TimeoutError:
+            status_code, status = 0, "timed out"
+        except aiohttp.ClientConnectionError:
+            status_code, status = 0, "failed to connect to host"
+        except aiohttp.ClientError as exc:
+            status_code, status = 0, f"Invalid HTTP Response: {type(exc).__name__}"
+        repository = item.payload.get("repository") or {}
+        with self.lock:
+            delivery_id = self.add_delivery(
+                item.guid,
+                item.event,
+                action=item.payload.get("action"),
+                status_code=status_code,
+                redelivery=item.redelivery,
+                full_name=repository.get("full_name"),
+                payload=item.payload,
+            )
+            record = next(d for d in reversed(self.deliveries) if d["id"] == delivery_id)
+            record["duration"] = round(time.monotonic() - started, 3)
+            record["_hook"] = {"url": item.url, "headers": headers, "response": response}
+            if status is not None:
+                record["status"] = status
 
     # === repositories and pull requests ==================================================
 
@@ -672,6 +839,7 @@ class FakeGitHub:
                     BOT_LOGIN,
                     bool(data.get("draft")),
                 )
+                self._pull_event(pull, "opened", BOT_LOGIN)
         except Unprocessable as exc:
             raise _unprocessable(exc.errors, exc.message) from None
         answer = self._pull_json(repo, pull)
@@ -698,15 +866,18 @@ class FakeGitHub:
                 ]
             )
         with self.lock:
+            action = None
             if state == "closed" and pull.state == "open":
-                pull.state, pull.closed_at = "closed", now()
+                pull.state, pull.closed_at, action = "closed", now(), "closed"
             elif state == "open" and pull.state == "closed":
-                pull.state, pull.closed_at = "open", None
-                self._sync_heads(repo)
+                pull.state, pull.closed_at, action = "open", None, "reopened"
+                self._sync_heads(repo, None)  # the reopened pull request shows where it is
             pull.title = data.get("title", pull.title)
             pull.body = data.get("body", pull.body) or ""
             pull.base = data.get("base", pull.base)
             pull.updated_at = now()
+            if action is not None:
+                self._pull_event(pull, action, BOT_LOGIN)
         return web.json_response(self._pull_json(repo, pull))
 
     async def pull_files(self, request: web.Request) -> web.Response:
@@ -826,7 +997,8 @@ class FakeGitHub:
                 "head_sha": pull.head_sha,
             }
         )
-        self._sync_heads(repo)
+        self._pull_event(pull, "closed", BOT_LOGIN)
+        self._sync_heads(repo, BOT_LOGIN)
         return sha
 
     async def contents(self, request: web.Request) -> web.Response:
@@ -867,6 +1039,7 @@ class FakeGitHub:
             for pull in self.pulls.values():  # GitHub closes pull requests from it
                 if (pull.full_name, pull.head, pull.state) == (repo.full_name, ref[6:], "open"):
                     pull.state, pull.closed_at = "closed", now()
+                    self._pull_event(pull, "closed", BOT_LOGIN)
         return web.Response(status=204)
 
     # === reviews and comments ============================================================
@@ -961,7 +1134,13 @@ class FakeGitHub:
             raise _unprocessable(
                 [{"resource": "IssueComment", "field": "body", "code": "missing_field"}]
             )
-        comment = self._issue_comment(repo, int(request.match_info["number"]), body)
+        number = int(request.match_info["number"])
+        with self.lock:
+            comment = self._issue_comment(repo, number, body)
+            if self.hook_url is not None:
+                on_pull = (repo.full_name, number) in self.pulls
+                created = self._comment_created(repo, number, comment, on_pull=on_pull)
+                self.deliver("issue_comment", created)
         return web.json_response(_public(comment), status=201)
 
     def _stored(self, records: list[Json], repo: Repo, request: web.Request) -> Json:
@@ -1134,7 +1313,7 @@ class FakeGitHub:
             request, project_root=self.root, home=self.home, remote_user="x-access-token"
         )
         if request.path.endswith("/git-receive-pack"):
-            self._sync_heads(repo)
+            self._sync_heads(repo, BOT_LOGIN)  # pushed with the App's installation token
         return response
 
     def _basic(self, request: web.Request) -> int:
@@ -1266,6 +1445,8 @@ def _unprocessable(errors: list[Any], message: str = "Validation Failed") -> web
 
 def _routes(fake: FakeGitHub) -> web.Application:
     app = web.Application()
+    app.on_startup.append(fake._start_hooks)
+    app.on_cleanup.append(fake._stop_hooks)
     r, repo, pulls = app.router, "/repos/{owner}/{repo}", "/repos/{owner}/{repo}/pulls"
     r.add_get("/app", fake.app)
     r.add_post("/app/installations/{id}/access_tokens", fake.access_token)
