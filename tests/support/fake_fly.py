@@ -15,7 +15,9 @@ What it imitates:
   and a 429 does not restart the clock;
 - the app running on each machine: machine i answers `GET /ready` on `127.0.0.{2+i}` at
   one port shared by all machines (as every Fly machine listens on 8080): 503 while it is
-  not started, else 200 with what its last boot returned.
+  not started, else 200 with what its last boot returned;
+- or a real process (`attach`): on update Fly stops it (its kill signal, SIGKILL after the
+  kill timeout) and starts it again with the machine's new env; it answers its own /ready.
 
 Machines boot when the fake starts; `fake_fly` yields once those boots have settled, so
 `boots` already holds one entry per machine. Auth is `Authorization: Bearer <token>`.
@@ -37,7 +39,7 @@ from aiohttp import web
 
 from tests.support.loopback import serve
 
-__all__ = ["FakeFly", "FakeMachine", "Lease", "Request", "fake_fly"]
+__all__ = ["AppProcess", "FakeFly", "FakeMachine", "Lease", "Request", "fake_fly"]
 
 Json = dict[str, Any]
 Boot = Callable[[str, dict[str, str]], Json]
@@ -83,6 +85,16 @@ class Lease:
 
 
 @dataclass
+class AppProcess:
+    """The app on a machine as a real process the test runs. `stop` must end it (as Fly
+    does: the kill signal, then SIGKILL after kill_timeout); `start` starts it with the
+    machine's env and returns once it runs (not once it is ready)."""
+
+    start: Callable[[dict[str, str]], None]
+    stop: Callable[[], None]
+
+
+@dataclass
 class FakeMachine:
     id: str
     name: str
@@ -98,6 +110,7 @@ class FakeMachine:
     lease: Lease | None = None
     never_start: bool = False  # the next update never gets past "starting"
     generation: int = 0  # bumped by each boot, so a superseded boot is dropped
+    process: AppProcess | None = None  # a real process instead of the fake's own app
 
     def json(self) -> Json:
         return {
@@ -149,6 +162,18 @@ class FakeFly:
         """After its next update the machine stays in "starting" and never boots."""
         self.machines[machine_id].never_start = True
 
+    def attach(
+        self, machine_id: str, name: str, private_ip: str, process: AppProcess, env: Json
+    ) -> FakeMachine:
+        """A machine whose app is `process`, already started by the test with `env` (and
+        FLY_MACHINE_ID=`machine_id`); it listens on `private_ip` at the ready port."""
+        config = {"image": IMAGE, "env": dict(env), "metadata": {"fly_process_group": "app"},
+                  "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024}}  # fmt: skip
+        machine = FakeMachine(machine_id, name, private_ip, config, state="started")
+        machine.process = process
+        self.machines[machine_id] = machine
+        return machine
+
     def ready_url(self, machine_id: str) -> str:
         return f"http://{self.machines[machine_id].private_ip}:{self.ready_port}/ready"
 
@@ -161,6 +186,9 @@ class FakeFly:
         task.add_done_callback(self._tasks.discard)
 
     async def _boot(self, machine: FakeMachine, generation: int) -> None:
+        if machine.process is not None:
+            await self._boot_process(machine, machine.process, generation)
+            return
         delay = self.boot_seconds
         if machine.state == "replacing":
             delay /= 2
@@ -183,6 +211,27 @@ class FakeFly:
             body, state, error = {}, "failed", repr(exc)
         if machine.generation == generation:
             machine.state, machine.error, machine.ready = state, error, body
+            machine.updated_at = rfc3339()
+
+    async def _boot_process(
+        self, machine: FakeMachine, process: AppProcess, generation: int
+    ) -> None:
+        await asyncio.to_thread(process.stop)
+        if machine.generation != generation:
+            return
+        machine.state, machine.updated_at = "starting", rfc3339()
+        if machine.never_start:
+            machine.never_start = False
+            return
+        env = self.env(machine.id)
+        self.boots.append((machine.id, env))
+        state, error = "started", None
+        try:
+            await asyncio.to_thread(process.start, env)
+        except Exception as exc:
+            state, error = "failed", repr(exc)
+        if machine.generation == generation:
+            machine.state, machine.error = state, error
             machine.updated_at = rfc3339()
 
     async def _ready(self, request: web.Request) -> web.Response:

@@ -221,6 +221,12 @@ class FakeGitHub:
             self._pull_event(pull, "opened", user)
         return pull.number
 
+    def open_issue(self, full_name: str) -> int:
+        """An issue's number (issues and pull requests share one sequence, as on GitHub);
+        comments on it are `comment(..., on_pull=False)`."""
+        with self.lock:
+            return next(self.repos[full_name].numbers)
+
     def comment(
         self,
         full: str,
