@@ -186,11 +186,11 @@ class FakeFly:
         task.add_done_callback(self._tasks.discard)
 
     async def _boot(self, machine: FakeMachine, generation: int) -> None:
-        if machine.process is not None:
-            await self._boot_process(machine, machine.process, generation)
-            return
-        delay = self.boot_seconds
-        if machine.state == "replacing":
+        process, delay = machine.process, self.boot_seconds
+        if process is not None:
+            await asyncio.to_thread(process.stop)  # Fly stops the app before replacing it
+            delay = 0.0
+        elif machine.state == "replacing":
             delay /= 2
             await asyncio.sleep(delay)
         if machine.generation != generation:
@@ -204,34 +204,16 @@ class FakeFly:
             return
         env = self.env(machine.id)
         self.boots.append((machine.id, env))
-        state, error = "started", None
+        state, error, body = "started", None, {}
         try:
-            body = await asyncio.to_thread(self.boot, machine.id, env)
+            if process is not None:
+                await asyncio.to_thread(process.start, env)  # it answers its own /ready
+            else:
+                body = await asyncio.to_thread(self.boot, machine.id, env)
         except Exception as exc:  # the app failed to start
-            body, state, error = {}, "failed", repr(exc)
-        if machine.generation == generation:
-            machine.state, machine.error, machine.ready = state, error, body
-            machine.updated_at = rfc3339()
-
-    async def _boot_process(
-        self, machine: FakeMachine, process: AppProcess, generation: int
-    ) -> None:
-        await asyncio.to_thread(process.stop)
-        if machine.generation != generation:
-            return
-        machine.state, machine.updated_at = "starting", rfc3339()
-        if machine.never_start:
-            machine.never_start = False
-            return
-        env = self.env(machine.id)
-        self.boots.append((machine.id, env))
-        state, error = "started", None
-        try:
-            await asyncio.to_thread(process.start, env)
-        except Exception as exc:
             state, error = "failed", repr(exc)
         if machine.generation == generation:
-            machine.state, machine.error = state, error
+            machine.state, machine.error, machine.ready = state, error, body
             machine.updated_at = rfc3339()
 
     async def _ready(self, request: web.Request) -> web.Response:

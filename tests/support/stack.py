@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from tests.support.deploys import machine_boot
 from tests.support.fake_fly import FLY_TOKEN, AppProcess, FakeFly, fake_fly
 from tests.support.fake_github import APP_ID, FakeGitHub, app_key_pair, fake_github
 from tests.support.fake_telegram import ADA, BOT_ID, FakeTelegram, fake_telegram, send
-from tests.support.processes import persais_env
+from tests.support.processes import persais_env, wait_ready
 from tests.support.scripted_llm import ScriptedLLM, scripted_llm
 from tests.support.waiting import wait_for
 
@@ -67,19 +66,11 @@ class PersaisProcess:
                 )  # fmt: skip
 
     def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.proc
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"persais exited with {proc.returncode}:\n{self.tail()}")
-            try:
-                response = httpx.get(f"{self.url}/ready", timeout=2)
-                if response.status_code == 200:
-                    return response.json()  # type: ignore[no-any-return]
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.url} was not ready within {timeout} s:\n{self.tail()}")
+        assert self.proc is not None, "not started"
+        try:
+            return wait_ready(self.url, self.proc, timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}:\n{self.tail()}") from exc
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM, then SIGKILL after `timeout` (Fly's kill_signal and kill_timeout)."""
