@@ -84,8 +84,9 @@ class ChatNotices:
         if repository != self.settings.home_repo:
             return None
         async with self.pool.connection() as conn:
+            # GitHub may tell of the pull request before the job has recorded its number.
             cur = await conn.execute(
-                "SELECT id FROM jobs WHERE branch = %s AND pr_number = %s"
+                "SELECT id FROM jobs WHERE branch = %s AND (pr_number = %s OR pr_number IS NULL)"
                 " ORDER BY created_at DESC LIMIT 1",
                 (pull["head"]["ref"], pull["number"]),
             )

@@ -178,7 +178,6 @@ def stack(tmp_path: Path, replies: list[str], *, on_fly: bool = True) -> Iterato
             TELEGRAM_API_URL=tg_url, PERSAIS_TELEGRAM_ALLOWED_USERS=str(ADA),
             PERSAIS_TELEGRAM_ADMINS=str(ADA),
             LLM_API_BASE=llm_url, LLM_API_KEY=LLM_KEY, LLM_MODEL="scripted",
-            PERSAIS_WORKER_STALLED_SECONDS="3",
         )  # fmt: skip
         fly: FakeFly | None = None
         machine: str | None = None
