@@ -35,6 +35,21 @@ def slugify(text: str, limit: int = 30) -> str:
     return slug[:limit].rstrip("-") or "change"
 
 
+BRANCH_PREFIX = "mechanic/"
+
+
+def branch_for(slug: str, job_id: str) -> str:
+    """The branch a job works on: `mechanic/<slug>-<job id>`."""
+    return f"{BRANCH_PREFIX}{slugify(slug)}-{job_id}"
+
+
+def job_of(branch: str) -> str | None:
+    """The job id a Mechanic branch names (None for any other branch)."""
+    if not branch.startswith(BRANCH_PREFIX) or "-" not in branch:
+        return None
+    return branch.rsplit("-", 1)[1] or None
+
+
 @dataclass
 class Workspace:
     repository: Path  # the local repository the worktree belongs to (bare or not)
@@ -46,7 +61,7 @@ class Workspace:
     async def create(
         cls, repository: Path, root: Path, *, job_id: str, slug: str, base: str = "main"
     ) -> Workspace:
-        branch = f"mechanic/{slugify(slug)}-{job_id}"
+        branch = branch_for(slug, job_id)
         path = root / job_id / "worktree"
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():  # a retried job: start again from the base

@@ -19,6 +19,7 @@ from app.github.once import first_time
 from app.orchestrator.orchestrator import Orchestrator
 from app.review.reviewer import Outcome, ReviewRequest
 from app.settings import Settings
+from mechanic.workspace import job_of
 
 
 class ChatNotices:
@@ -83,12 +84,14 @@ class ChatNotices:
     async def _mechanic_job(self, pull: dict[str, Any], repository: str) -> str | None:
         if repository != self.settings.home_repo:
             return None
+        branch = str(pull["head"]["ref"])
         async with self.pool.connection() as conn:
-            # GitHub may tell of the pull request before the job has recorded its number.
+            # GitHub may tell of the pull request before the job has recorded its branch and
+            # number: the branch names the job.
             cur = await conn.execute(
-                "SELECT id FROM jobs WHERE branch = %s AND (pr_number = %s OR pr_number IS NULL)"
+                "SELECT id FROM jobs WHERE id = %s OR (branch = %s AND pr_number = %s)"
                 " ORDER BY created_at DESC LIMIT 1",
-                (pull["head"]["ref"], pull["number"]),
+                (job_of(branch) or "", branch, pull["number"]),
             )
             row = await cur.fetchone()
         return str(row[0]) if row else None

@@ -21,8 +21,8 @@ from typing import Any
 from app.review.diff import Diff
 from app.review.findings import Finding, Severity
 from mechanic import policy
+from mechanic.workspace import BRANCH_PREFIX
 
-MECHANIC_BRANCH = "mechanic/"
 # Ruff's default rules plus bugbear. A repository's own ruff settings are not read (they
 # would come from the head, which the pull request controls).
 RUFF_RULES = "E4,E7,E9,F,B"
@@ -38,7 +38,7 @@ async def findings(
     diff: Diff, contents: Mapping[str, str], *, head_branch: str = ""
 ) -> list[Finding]:
     """`contents`: the head's text of the changed files the checks need (see `wanted`)."""
-    found = _policy(diff, contents, mechanic=head_branch.startswith(MECHANIC_BRANCH))
+    found = _policy(diff, contents, mechanic=head_branch.startswith(BRANCH_PREFIX))
     python = {p: t for p, t in contents.items() if p.endswith(".py") and p in diff}
     if python:
         found += await _ruff(python)

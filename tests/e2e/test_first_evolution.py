@@ -130,12 +130,6 @@ def test_echo_from_telegram_survives_a_kill_and_deploys_onto_the_fly_machines(
         assert_no_secret_leaked(s)
 
 
-@pytest.mark.xfail(
-    reason="open defect (issue 7 note): the admin chat's notice of the Mechanic's pull request "
-    "comes without [Deploy] when GitHub's pull_request.opened is handled before the job's "
-    "own records are written; timing-dependent",
-    strict=False,
-)
 def test_echo_asked_in_a_github_comment_is_deployed_from_the_telegram_notice(
     tmp_path: Path,
 ) -> None:
