@@ -38,18 +38,28 @@ async def put(
     key: str | None = None,
     approval: str | None = None,
     links: list[tuple[str, str]] | None = None,
+    replace: bool = True,
 ) -> None:
-    """Say `text` in `conversation`; with `key`, replace what was said under that key.
-    `links`: (label, url) buttons under it, for a message that asks nothing."""
+    """Say `text` in `conversation`; with `key`, replace what was said under that key
+    (unless `replace` is False: then what was said stays). `links`: (label, url) buttons
+    under it, for a message that asks nothing."""
+    values = (conversation, key, text[:20_000], approval,
+              Jsonb([list(link) for link in links]) if links else None)  # fmt: skip
+    if not replace:
+        await conn.execute(
+            "INSERT INTO outbox (conversation, key, text, approval, links)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+            values,
+        )
+        return
     await conn.execute(
         "INSERT INTO outbox (conversation, key, text, approval, links)"
         " VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (key) DO UPDATE SET text = EXCLUDED.text, approval = EXCLUDED.approval,"
         " links = EXCLUDED.links, version = outbox.version + 1, updated_at = now()"
         " WHERE (outbox.text, outbox.approval) IS DISTINCT FROM (EXCLUDED.text, EXCLUDED.approval)",
-        (conversation, key, text[:20_000], approval,
-         Jsonb([list(link) for link in links]) if links else None),
-    )  # fmt: skip
+        values,
+    )
 
 
 Show = Callable[[Note], Awaitable[dict[str, Any] | None]]

@@ -236,6 +236,20 @@ def test_deploy_pressed_twice_merges_once_and_releases_once(
             assert sum("is live" in r for r in results) == 1
             assert sum(f"Pull request #{number} is already release 2" in r for r in results) == 2
 
+            # The request that deployed, run again (a retry of a task that had finished its
+            # work): it finds the release live and keeps the answer it gave.
+            async with convo.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT key FROM outbox WHERE text LIKE '%%is live%%' AND key LIKE 'deploy:%%'"
+                )
+                (key,) = await cur.fetchone() or ("",)
+            rid = key.split(":")[1]
+            await convo.deployments.run("deploy", number, "cli:ada", "cli:ada", rid)
+            async with convo.pool.connection() as conn:
+                cur = await conn.execute("SELECT text FROM outbox WHERE key = %s", (key,))
+                (kept,) = await cur.fetchone() or ("",)
+            assert "is live" in kept
+
     asyncio.run(run())
     assert sql("SELECT count(*) FROM releases WHERE source = 'merge'") == [(1,)]
     bare = settings.home / "forge" / "persais.git"

@@ -340,7 +340,8 @@ class Deployments:
         async with self.pool.connection() as conn:
             existing = await ledger.for_pull(conn, self.repository, number)
         if existing is not None and existing.status not in ("cut", "loading"):
-            await say.result(f"Pull request #{number} is already {_line(existing)}.")
+            # A retried run of a request that got its answer keeps that answer.
+            await say.result(f"Pull request #{number} is already {_line(existing)}.", keep=True)
             return
         try:
             pull = await forge.pull_state(number)
@@ -614,11 +615,16 @@ class _Say:
             await outbox.put(conn, self.conversation, text, key=f"deploy:{self.rid}")
 
     async def result(
-        self, text: str, *, approval: str | None = None, links: list[tuple[str, str]] | None = None
+        self,
+        text: str,
+        *,
+        approval: str | None = None,
+        links: list[tuple[str, str]] | None = None,
+        keep: bool = False,  # True: a result already said for this request stays
     ) -> None:
         async with self.pool.connection() as conn:
             await outbox.put(conn, self.conversation, text, key=f"deploy:{self.rid}:result",
-                             approval=approval, links=links)  # fmt: skip
+                             approval=approval, links=links, replace=not keep)  # fmt: skip
 
 
 def _line(release: Release) -> str:

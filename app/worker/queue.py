@@ -54,6 +54,7 @@ class DeliveryQueue:
         self.stalled_seconds = stalled_seconds
         self._pool: AsyncConnectionPool | None = None
         self._wakers: set[asyncio.Task[None]] = set()
+        self._own_workers: set[int] = set()  # this process's worker ids (the sweeper spares)
         self._processor = processor
         # total wait before attempt n+1 = base ** (n + 1): 2, 4, 8, 16 s with the default.
         retry = RetryStrategy(max_attempts=max_attempts, exponential_wait=retry_base_seconds)
@@ -159,6 +160,8 @@ class DeliveryQueue:
         when a job finishes: it waits for the next NOTIFY or poll. So when a locked job is
         done (its status written), we send the NOTIFY an insert would have sent, waking
         the workers of every process."""
+        if worker.worker_id is not None:
+            self._own_workers.add(worker.worker_id)
         result = await call_next()
         if context.job.lock is not None:
             task = asyncio.current_task()
@@ -191,6 +194,8 @@ class DeliveryQueue:
                 for job in await manager.get_stalled_jobs(
                     seconds_since_heartbeat=self.stalled_seconds
                 ):
+                    if job.worker_id in self._own_workers:
+                        continue  # running here: this loop was slow to beat, not dead
                     log.warning("job %s was left running by a dead worker; retrying it", job.id)
                     await manager.retry_job(job)
             except Exception:  # the sweeper must outlive a passing database error
