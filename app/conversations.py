@@ -69,7 +69,7 @@ class Conversations:
         await self.graph_pool.open(wait=True, timeout=15)
         await self.orchestrator.start()
         # dynamic/ at the release this process should run, before it serves anything.
-        running = await self.deployments.boot()
+        running = await self.deployments.here.boot()
         self.registry.root = running.agents
         self.registry.commit = running.sha or self.build.commit
         await self.reload()
@@ -80,10 +80,11 @@ class Conversations:
 
     async def reload(self) -> AgentSet:
         agents = await self.registry.reload()
+        release = self.deployments.here.running.sha
         async with self.pool.connection() as conn:
             await audit.record(
                 conn, actor="persais", action="agents.loaded", subject=agents.fingerprint,
-                detail={"loaded": sorted(agents.agents), "release": self.deployments.running.sha},
+                detail={"loaded": sorted(agents.agents), "release": release},
             )  # fmt: skip
             for q in agents.quarantined.values():
                 await audit.record(

@@ -175,7 +175,7 @@ class Runtime:
             if self._conversations is None:
                 continue
             try:
-                await self._conversations.deployments.follow()
+                await self._conversations.deployments.here.follow()
             except Exception:  # the next look may succeed
                 log.exception("following the release in service failed")
 
@@ -279,7 +279,7 @@ class Runtime:
             if self._worker is not None:  # not synced yet: it runs no release so far
                 return {"sha": None, "source": "starting"}
             return {"sha": self.settings.release, "source": "setting"}  # web only
-        return self._conversations.deployments.running.summary()
+        return self._conversations.deployments.here.running.summary()
 
     def worker_running(self) -> bool:
         return self._worker is not None and not self._worker.done()

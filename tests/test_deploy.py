@@ -39,7 +39,7 @@ def test_deploy_makes_the_new_agent_answer_and_is_recorded(
             press = await convo.orchestrator.press(question, "deploy", user="cli:ada", admin=False)
             assert press.outbound[0].text == f"🚀 Deploying pull request #{number}…"
             result = await outcome(convo)
-            sha = str(convo.deployments.running.sha)
+            sha = str(convo.deployments.here.running.sha)
             assert result == f"✅ release 2 ({sha[:12]}, PR #{number}) is live: /echo answering."
             assert await say(convo, "/echo Hello") == ["Echo: Hello"]
             releases = "\n".join(await say(convo, "/releases"))
@@ -194,13 +194,13 @@ def test_a_restart_after_deploy_loads_the_released_set_even_on_a_fresh_disk(
             job, _, _ = await mechanic_pull(convo, settings, ECHO)
             await press_deploy(convo, job)
             assert "is live" in await outcome(convo)
-            assert convo.deployments.running.sha is not None
-            return convo.deployments.running.sha
+            assert convo.deployments.here.running.sha is not None
+            return convo.deployments.here.running.sha
 
     async def restart() -> None:
         async with persais(settings, database) as convo:
-            assert convo.deployments.running.release is not None
-            assert convo.deployments.running.release.id == 2
+            assert convo.deployments.here.running.release is not None
+            assert convo.deployments.here.running.release.id == 2
             assert await say(convo, "/echo again") == ["Echo: again"]
 
     sha = asyncio.run(deploy())

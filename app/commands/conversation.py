@@ -48,7 +48,7 @@ def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
     async def body(conversations: Conversations) -> int:
         agents = conversations.current
         print(f"agent set {agents.fingerprint} from {agents.root}")
-        print(conversations.deployments.where())
+        print(conversations.deployments.here.where())
         for loaded in sorted(agents.agents.values(), key=lambda a: a.manifest.name):
             m = loaded.manifest
             kind = "built-in" if loaded.builtin else "dynamic"

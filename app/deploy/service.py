@@ -1,5 +1,5 @@
 """Deploys, rollbacks and revert pull requests: what [Deploy], `/deploy`, `/rollback` and
-`/releases` do, and which release this process runs.
+`/releases` do (which release this process runs is `app/deploy/here.py`).
 
 The chat side only checks who asks and queues the work; a worker runs it, one at a time
 (a procrastinate lock and a Postgres advisory lock), and says how it went in the
@@ -17,14 +17,12 @@ why. A change outside `dynamic/` and `tests/dynamic/` is merged but not hot-depl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -33,8 +31,8 @@ from app import audit, outbox
 from app.agents.base import Choice, Reply
 from app.agents.registry import Registry
 from app.deploy import files, ledger, verify
-from app.deploy.files import ReleaseFiles
 from app.deploy.fly import Handoff
+from app.deploy.here import Running, ThisProcess
 from app.deploy.ledger import Release
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
@@ -46,26 +44,6 @@ HANDOFF_SECONDS = 3.0  # a replaced process stops taking jobs well within this
 
 Defer = Callable[..., Awaitable[None]]  # DeliveryQueue.defer_deploy
 Ask = Callable[..., Awaitable[Approval]]  # Orchestrator.ask
-
-
-@dataclass(frozen=True)
-class Running:
-    """The release this process's agents come from."""
-
-    release: Release | None  # None: not in the ledger (the image's agents, or PERSAIS_RELEASE)
-    sha: str | None  # None: the image's own agents
-    agents: Path
-    since: datetime = field(default_factory=lambda: datetime.now(UTC))
-    problem: str = ""  # why it is not the release it should be
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.release.id if self.release else None,
-            "sha": self.sha,
-            "source": "merge" if self.sha else "image",
-            "since": self.since.isoformat(timespec="seconds"),
-            "problem": self.problem or None,
-        }
 
 
 class Refused(Exception):
@@ -90,76 +68,12 @@ class Deployments:
         self._ask = ask
         self.build_commit = build_commit
         self.repository = settings.home_repo or "persais"
-        self.running = Running(None, None, settings.resolved_agents_dir())
-        # Swaps in this process one at a time: a deploy loading, a follow, a rollback.
-        self._swap = asyncio.Lock()
+        self.here = ThisProcess(settings, pool, registry, self.forge, build_commit)
 
     def forge(self) -> Any:
         from app import mechanic_jobs
 
         return mechanic_jobs.forge(self.settings, self.pool)
-
-    # -- which release runs here --------------------------------------------------------
-
-    async def boot(self) -> Running:
-        """Before serving: `dynamic/` at PERSAIS_RELEASE, else (local deployer) the release
-        in service, else the image's own agents. A release that cannot be synced leaves the
-        image's agents running and says so in /ready (the Fly deployer then rolls back)."""
-        sha, release = self.settings.release, None
-        if sha is None and not self.settings.fly_configured:
-            async with self.pool.connection() as conn:
-                release = await ledger.current(conn)
-            sha = release.sha if release is not None and release.source == "merge" else None
-        if sha is None:
-            self.running = Running(release, None, self.settings.resolved_agents_dir())
-            return self.running
-        try:
-            synced = await self._files(sha)
-        except Exception as exc:  # the forge unreachable, a commit that is not there
-            log.exception("could not sync dynamic/ at release %s", sha)
-            self.running = Running(
-                None, None, self.settings.resolved_agents_dir(),
-                problem=f"release {sha[:12]} could not be synced: {str(exc)[:300]}",
-            )  # fmt: skip
-            return self.running
-        self.running = Running(release, sha, synced.agents)
-        return self.running
-
-    async def _files(self, sha: str) -> ReleaseFiles:
-        forge = self.forge()
-        return await files.materialise(await forge.repository(), sha, self.settings.home)
-
-    async def _serve(self, release: Release) -> None:
-        """Put a release that served before in service here (the caller holds `_swap`):
-        no verification, it was verified when it first went live."""
-        agents = (
-            (await self._files(release.sha)).agents
-            if release.sha and release.source == "merge"
-            else self.settings.resolved_agents_dir()
-        )
-        staged = await self.registry.stage(agents, release.sha or self._image_commit)
-        await self.registry.promote(staged)
-        self.running = Running(release, release.sha if release.source == "merge" else None, agents)
-
-    async def follow(self) -> bool:
-        """Local deployer, several processes: load the release in service if another
-        process put it there. True if this process swapped."""
-        if self.settings.fly_configured or self.settings.release is not None:
-            return False
-        async with self.pool.connection() as conn:
-            current = await ledger.current(conn)
-        if current is None or (self.running.release and self.running.release.id == current.id):
-            return False
-        async with self._swap:
-            if self.running.release and self.running.release.id == current.id:
-                return False
-            await self._serve(current)
-        log.info("now running %s (put in service by another process)", current.label())
-        return True
-
-    @property
-    def _image_commit(self) -> str:
-        return self.build_commit or "image"
 
     # -- the chat side: who may, and queue it -------------------------------------------------
 
@@ -274,23 +188,14 @@ class Deployments:
         async with self.pool.connection() as conn:
             releases = await ledger.history(conn, limit)
         if not releases:
-            where = self.running.sha or "the image's own agents"
+            where = self.here.running.sha or "the image's own agents"
             return f"No releases yet: the agents come from {where[:12]}."
         lines = ["Releases (newest first):"]
         for release in releases:
             mark = "▶" if release.status == "live" else " "
             lines.append(f"{mark} {_line(release)}")
-        lines.append(self.where())
+        lines.append(self.here.where())
         return "\n".join(lines)
-
-    def where(self) -> str:
-        running = self.running
-        at = running.since.strftime("%Y-%m-%d %H:%M:%S UTC")
-        what = running.release.label() if running.release else (
-            f"commit {running.sha[:12]}" if running.sha else "the image's own agents"
-        )  # fmt: skip
-        text = f"This process runs {what}, loaded {at}."
-        return text + (f"\n⚠ {running.problem}" if running.problem else "")
 
     # -- the worker side -------------------------------------------------------------------
 
@@ -419,8 +324,8 @@ class Deployments:
             await ledger.event(conn, release.id, "loading", actor="persais")
         await say.progress(f"🚀 {release.label()}: loading…")
         changed = files.agents_touched(paths)
-        synced = await self._files(release.sha)
-        async with self._swap:
+        synced = await self.here.files(release.sha)
+        async with self.here.swap:
             staged = await self.registry.stage(synced.agents, release.sha)
             problems = await verify.problems(staged, self.registry.current, changed, synced)
             if self.settings.fly_configured:
@@ -451,7 +356,7 @@ class Deployments:
                 )  # fmt: skip
                 live = await ledger.get(conn, release.id)
             if not problems and not self.settings.fly_configured:
-                self.running = Running(live, release.sha, synced.agents)
+                self.here.running = Running(live, release.sha, synced.agents)
         if problems:
             back = previous.label() if previous else "the previous release"
             await say.result(
@@ -480,7 +385,7 @@ class Deployments:
         )  # fmt: skip
         deployer = FlyDeployer(
             machines, ready_port=self.settings.fly_ready_port,
-            own_machine=self.settings.fly_machine_id, runs=self.running.sha or "",
+            own_machine=self.settings.fly_machine_id, runs=self.here.running.sha or "",
             may_hand_off=say.handoffs * HANDOFF_SECONDS < self.settings.deploy_timeout_seconds,
             deadline=self.settings.deploy_timeout_seconds,
             progress=lambda text: say.progress(f"🚀 {release.label()}: {text}"),
@@ -533,7 +438,7 @@ class Deployments:
         if target is None:
             raise Refused("Nothing rolled back: there is no earlier good release.")
         await say.progress(f"↩ Rolling back to {target.label()}…")
-        async with self._swap:
+        async with self.here.swap:
             if self.settings.fly_configured:
                 try:
                     problems = await self._roll(target, current, set(), say)
@@ -543,7 +448,7 @@ class Deployments:
                 if problems:
                     raise Refused("Not rolled back: " + "; ".join(problems))
             else:
-                await self._serve(target)
+                await self.here.serve(target)
             async with self.pool.connection() as conn, conn.transaction():
                 await ledger.event(conn, current.id, "rolled_back", actor=by,
                                    reason=f"rolled back by {by}")  # fmt: skip
