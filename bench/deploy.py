@@ -38,6 +38,7 @@ from app.deploy import files, verify  # noqa: E402
 from app.deploy.fly import FlyDeployer  # noqa: E402
 from app.forge.local import LocalForge  # noqa: E402
 from app.orchestrator.orchestrator import Inbound  # noqa: E402
+from bench.stopwatch import Stopwatch  # noqa: E402
 from tests.support.config import make_settings  # noqa: E402
 from tests.support.deploys import (  # noqa: E402
     ECHO,
@@ -55,31 +56,6 @@ USERS = 20  # conversations the load is spread over (one message a second each)
 LEAD_S = 1.0  # load before the press, and after the first Echo answer
 TARGET_ANSWERING_S = 2.0
 ACTIONS = ("list", "lease", "update", "wait", "release", "get")
-
-
-class Stopwatch:
-    """Time spent inside some deploy steps, by wrapping them for the run (as review.py)."""
-
-    def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
-        self._undo: list[Callable[[], None]] = []
-
-    def wrap(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - t
-
-        setattr(owner, name, timed)
-        self._undo.append(lambda: setattr(owner, name, original))
-
-    def restore(self) -> None:
-        while self._undo:
-            self._undo.pop()()
 
 
 def deploy_steps(fly: bool = False) -> Stopwatch:

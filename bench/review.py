@@ -50,6 +50,7 @@ from app.review import static  # noqa: E402
 from app.review.pull import PullOnGitHub  # noqa: E402
 from app.review.reviewer import Outcome, Reviewer, ReviewRequest  # noqa: E402
 from app.settings import load_settings  # noqa: E402
+from bench.stopwatch import Stopwatch  # noqa: E402
 from mechanic.llm import ChatModel  # noqa: E402
 from tests.support.fake_github import APP_ID, FakeGitHub, app_key_pair, fake_github  # noqa: E402
 from tests.support.scripted_llm import scripted_llm  # noqa: E402
@@ -336,44 +337,6 @@ def model_answer(changes: dict[str, str | bytes | None]) -> str:
 
 
 # === one run ==============================================================================
-
-
-class Stopwatch:
-    """Time spent inside some of the reviewer's steps, by wrapping them for the run."""
-
-    def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
-        self._undo: list[Callable[[], None]] = []
-
-    def wrap(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - t
-
-        setattr(owner, name, timed)
-        self._undo.append(lambda: setattr(owner, name, original))
-
-    def wrap_sync(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - t
-
-        setattr(owner, name, timed)
-        self._undo.append(lambda: setattr(owner, name, original))
-
-    def restore(self) -> None:
-        while self._undo:
-            self._undo.pop()()
 
 
 def endpoint(method: str, path: str) -> str:
