@@ -101,36 +101,23 @@ class Deployments:
 
     async def request(self, number: int, *, by: str, conversation: str, admin: bool) -> str:
         """`/deploy <pr>`: admins, or whoever asked for the job that opened it."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id, requested_by FROM jobs WHERE pr_number = %s"
-                " AND status IN ('opened', 'deployed') ORDER BY updated_at DESC LIMIT 1",
-                (number,),
+        job = await self._job_for(number)
+        if job is None:
+            why = "not a Mechanic PR"
+            answer = (
+                f"Pull request #{number} was not built and validated by the Mechanic here, "
+                "so I will not hot-deploy it. Merge it on the forge; the deploy workflow "
+                "ships it."
             )
-            row = await cur.fetchone()
-            if row is None:
-                await audit.record(
-                    conn,
-                    actor=by,
-                    action="deploy.refused",
-                    subject=f"pr:{number}",
-                    detail={"why": "not a Mechanic PR"},
-                )
-                return (
-                    f"Pull request #{number} was not built and validated by the Mechanic here, "
-                    "so I will not hot-deploy it. Merge it on the forge; the deploy workflow "
-                    "ships it."
-                )
-            if not admin and row[1] != by:
-                await audit.record(
-                    conn,
-                    actor=by,
-                    action="deploy.refused",
-                    subject=f"pr:{number}",
-                    detail={"why": "not allowed"},
-                )
-                return f"Only the person who asked for job {row[0]}, or an admin, may deploy it."
-        return await self._queue("deploy", number, by, conversation)
+        elif not admin and job[1] != by:
+            why = "not allowed"
+            answer = f"Only the person who asked for job {job[0]}, or an admin, may deploy it."
+        else:
+            return await self._queue("deploy", number, by, conversation)
+        async with self.pool.connection() as conn:
+            await audit.record(conn, actor=by, action="deploy.refused", subject=f"pr:{number}",
+                               detail={"why": why})  # fmt: skip
+        return answer
 
     async def _queue(self, action: str, subject: int, by: str, conversation: str) -> str:
         if self._defer is None:
@@ -230,15 +217,17 @@ class Deployments:
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtext('persais:deploy'))")
 
-    async def _validated_head(self, number: int) -> tuple[str | None, str | None]:
+    async def _job_for(self, number: int) -> tuple[str, str, str | None] | None:
+        """The latest Mechanic job that opened (or deployed) pull request `number`: its id,
+        who asked for it, and the head it validated."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT head_sha, id FROM jobs WHERE pr_number = %s AND head_sha IS NOT NULL"
+                "SELECT id, requested_by, head_sha FROM jobs WHERE pr_number = %s"
                 " AND status IN ('opened', 'deployed') ORDER BY updated_at DESC LIMIT 1",
                 (number,),
             )
             row = await cur.fetchone()
-        return (row[0], row[1]) if row else (None, None)
+        return (str(row[0]), str(row[1]), row[2]) if row else None
 
     async def _deploy(self, number: int, by: str, say: _Say) -> None:
         forge = self.forge()
@@ -252,7 +241,8 @@ class Deployments:
             pull = await forge.pull_state(number)
         except LookupError as exc:
             raise Refused(f"Not deployed: {exc}.") from None
-        validated, job_id = await self._validated_head(number)
+        job = await self._job_for(number)
+        job_id, validated = (job[0], job[2]) if job else (None, None)
         if existing is not None:  # a deploy interrupted after its release was cut
             await self._load(existing, say, await forge.changed_paths(existing.sha))
             return
