@@ -34,9 +34,9 @@ def persais_env(home: Path, database: str | None = None, **extra: str) -> dict[s
     return env
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 

@@ -29,7 +29,7 @@ from tests.support.deploys import machine_boot
 from tests.support.fake_fly import FLY_TOKEN, AppProcess, FakeFly, fake_fly
 from tests.support.fake_github import APP_ID, FakeGitHub, app_key_pair, fake_github
 from tests.support.fake_telegram import ADA, BOT_ID, FakeTelegram, fake_telegram, send
-from tests.support.processes import persais_env, wait_ready
+from tests.support.processes import free_port, persais_env, wait_ready
 from tests.support.scripted_llm import ScriptedLLM, scripted_llm
 from tests.support.waiting import wait_for
 
@@ -181,7 +181,7 @@ def stack(tmp_path: Path, replies: list[str], *, on_fly: bool = True) -> Iterato
         )  # fmt: skip
         fly: FakeFly | None = None
         machine: str | None = None
-        port = _free_port(APP_HOST)
+        port = free_port(APP_HOST)
         if on_fly:
             boot = machine_boot(bare, tmp_path / "machines", CHECKOUT_ROOT / "dynamic" / "agents")
             fly_url, fly = outside.enter_context(fake_fly(machines=1, boot=boot))
@@ -205,11 +205,3 @@ def stack(tmp_path: Path, replies: list[str], *, on_fly: bool = True) -> Iterato
 def _release_env(machine_env: dict[str, str]) -> dict[str, str]:
     """What of a Fly machine's env the process takes: the release to run."""
     return {k: v for k, v in machine_env.items() if k == "PERSAIS_RELEASE"}
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
