@@ -17,6 +17,7 @@ from app.agents.builtin import builtin_agents
 from app.agents.registry import AgentSet, Registry
 from app.deploy.service import Deployments
 from app.mechanic_chat import MechanicJobs
+from app.memory.service import Memory
 from app.orchestrator import approvals
 from app.orchestrator.orchestrator import Orchestrator
 from app.settings import Settings
@@ -36,6 +37,7 @@ class Conversations:
     ) -> None:
         self.pool = pool
         self.build = build
+        self._queued = queue is not None
         self.registry = Registry(
             settings.resolved_agents_dir(), builtin_agents(), self._context, commit=build.commit
         )
@@ -43,20 +45,22 @@ class Conversations:
         self.orchestrator = Orchestrator(
             pool, self.graph_pool, self.registry, approval_timeout=settings.approval_timeout_seconds
         )
+        self.memory = Memory(settings, pool, defer=queue.defer_index if queue else None)
         self.mechanic = MechanicJobs(
             settings, pool, defer=queue.defer_mechanic if queue else None,
-            ask=self.orchestrator.ask,
+            ask=self.orchestrator.ask, memory=self.memory,
         )  # fmt: skip
         self.deployments = Deployments(
             settings, pool, self.registry, defer=queue.defer_deploy if queue else None,
             ask=self.orchestrator.ask,
             build_commit=build.commit if build.commit != "unknown" else None,
+            memory=self.memory,
         )  # fmt: skip
 
     def _context(self, agent: str, permissions: frozenset[str]) -> AgentContext:
         capabilities: dict[str, Any] = {
             "registry": self, "status": self.status, "mechanic": self.mechanic,
-            "deploy": self.deployments,
+            "deploy": self.deployments, "memory": self.memory,
         }  # fmt: skip
         return AgentContext(agent, permissions, logging.getLogger(f"agent.{agent}"), capabilities)
 
@@ -73,6 +77,11 @@ class Conversations:
         self.registry.root = running.agents
         self.registry.commit = running.sha or self.build.commit
         await self.reload()
+        try:  # the index follows the home repository; a start is a good time to catch up
+            if self._queued:
+                await self.memory.request_index()
+        except Exception:  # memory is not worth failing a start over
+            logging.getLogger(__name__).exception("could not queue the index of the home repo")
 
     async def stop(self) -> None:
         await self.registry.close()

@@ -75,6 +75,7 @@ class Runtime:
             processor=self.dispatcher.process,
             mechanic=self._run_mechanic_job,
             deploy=self._run_deploy,
+            index=self._run_index,
         )
         self._worker: asyncio.Task[None] | None = None
         self._sidecars: list[asyncio.Task[None]] = []
@@ -94,6 +95,9 @@ class Runtime:
             self.router.register("pull_request")(self._pull_request)
             for event in ("issue_comment", "pull_request_review_comment"):
                 self.router.register(event)(self._comment)
+            self.router.register("push")(self._push)
+            for event in ("installation", "installation_repositories"):
+                self.router.register(event)(self._installed)
 
     async def conversations(self) -> Conversations:
         """The registry and orchestrator, started on first use (the worker warms them up)."""
@@ -143,6 +147,15 @@ class Runtime:
         outcome = await (await self.github()).on_comment(event)
         log.info("GitHub comment in delivery %s: %s", event.delivery_id, outcome)
 
+    async def _push(self, event: Event, ctx: Context) -> None:
+        outcome = await (await self.github()).on_push(event)
+        log.info("GitHub push in delivery %s: %s", event.delivery_id, outcome)
+
+    async def _installed(self, event: Event, ctx: Context) -> None:
+        queued = await (await self.github()).on_installed(event)
+        if queued:
+            log.info("indexing newly installed repositories: %s", ", ".join(queued))
+
     async def _deliver_github_outbox(self) -> None:
         """Post in GitHub threads what Mechanic jobs asked from there have to say."""
         while True:
@@ -163,6 +176,9 @@ class Runtime:
 
     async def _run_mechanic_job(self, job_id: str) -> None:
         await (await self.conversations()).mechanic.run(job_id)
+
+    async def _run_index(self, repository: str) -> None:
+        await (await self.conversations()).memory.index(repository)
 
     async def _run_deploy(self, *args: Any) -> None:
         await (await self.conversations()).deployments.run(*args)

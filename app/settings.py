@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(default=None, alias="LLM_API_KEY")
     llm_model: str = Field(default="anthropic/claude-sonnet-4.5", alias="LLM_MODEL")
     aider_bin: Path | None = Field(default=None, alias="AIDER_BIN")
+    # Memory: vectors from an OpenAI-compatible /v1/embeddings (unset: full-text search only).
+    embeddings_model: str | None = Field(default=None, alias="EMBEDDINGS_MODEL")
+    embeddings_api_base: str | None = Field(default=None, alias="EMBEDDINGS_API_BASE")
+    embeddings_api_key: SecretStr | None = Field(default=None, alias="EMBEDDINGS_API_KEY")
 
     fly_api_token: SecretStr | None = Field(default=None, alias="FLY_API_TOKEN")
     fly_app_name: str | None = Field(default=None, alias="FLY_APP_NAME")
@@ -143,9 +147,13 @@ class Settings(BaseSettings):
             raise ValueError("expected a postgresql:// URL") from None
         return value
 
-    @field_validator("github_api_url", "telegram_api_url", "llm_api_base", "fly_api_url")
+    @field_validator(
+        "github_api_url", "telegram_api_url", "llm_api_base", "fly_api_url", "embeddings_api_base"
+    )
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")) or len(value) < 10:
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/")
@@ -240,6 +248,18 @@ class Settings(BaseSettings):
                 return candidate
         found = shutil.which("aider")
         return Path(found) if found else None
+
+    def embeddings(self) -> tuple[str, str, str] | None:
+        """(api base, key, model) for embeddings, or None: memory uses full text alone.
+        The base and key default to the model's (LLM_API_BASE, LLM_API_KEY)."""
+        if self.embeddings_model is None:
+            return None
+        key = self.embeddings_api_key or self.llm_api_key
+        return (
+            self.embeddings_api_base or self.llm_api_base,
+            key.get_secret_value() if key else "",
+            self.embeddings_model,
+        )
 
     @property
     def fly_configured(self) -> bool:

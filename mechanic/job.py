@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mechanic.aider import AiderModel, AiderRun, run_aider
 from mechanic.forge import Forge, PullRequest
+from mechanic.guidance import Guidance
 from mechanic.plan import Clarification, Model, Plan, make_plan, prompts
 from mechanic.scaffold import Example, ScaffoldRequest, render, write
 from mechanic.validate import Report, validate
@@ -36,6 +37,7 @@ class JobDeps:
     aider_time_limit: float = 300.0
     check_time_limit: float = 120.0
     use_aider: bool = True  # False: the template alone (no model configured)
+    guidance: Guidance = field(default_factory=Guidance)  # memory: past jobs, lessons
 
 
 @dataclass
@@ -47,6 +49,8 @@ class JobOutcome:
     rounds: int = 0
     report: Report | None = None
     aider_runs: list[AiderRun] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # what the change touched
+    diff_summary: str = ""  # `git diff --shortstat` of the change
 
     @property
     def cost(self) -> float:
@@ -56,7 +60,7 @@ class JobOutcome:
 async def run_job(job_id: str, request: str, deps: JobDeps, plan: Plan | None = None) -> JobOutcome:
     if plan is None:
         await deps.progress("plan")
-        planned = await make_plan(request, deps.model)
+        planned = await make_plan(request, deps.model, deps.guidance)
         if isinstance(planned, Clarification):
             return JobOutcome("question", planned.question)
         plan = planned
@@ -81,7 +85,7 @@ async def _code(
     instructions = prompts().get_template("aider.md").render(
         kind=plan.kind, name=plan.name, command=plan.command, description=plan.description,
         files=plan.files, behaviour=plan.behaviour, problems=problems,
-        permissions=["modbus"] if plan.kind == "modbus_tool" else [],
+        permissions=["modbus"] if plan.kind == "modbus_tool" else [], guidance=deps.guidance,
     )  # fmt: skip
     return await run_aider(
         deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
@@ -152,6 +156,7 @@ async def _until_valid(
             outcome.aider_runs.append(run)
         await deps.progress(f"validate (round {attempt + 1}/{rounds + 1})")
         changed = await workspace.changed_files()
+        outcome.files, outcome.diff_summary = changed, await workspace.diff_summary()
         report = await validate(workspace.path, changed, agent, time_limit=deps.check_time_limit)
         outcome.report = report
         if report.policy_refused:
@@ -207,7 +212,7 @@ async def _fix(
         await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
         instructions = prompts().get_template("fix.md").render(
             name=name, request=request, files=files, problems=problems,
-            permissions=_manifest_permissions(workspace, name),
+            permissions=_manifest_permissions(workspace, name), guidance=deps.guidance,
         )  # fmt: skip
         return await run_aider(
             deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,

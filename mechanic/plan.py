@@ -10,6 +10,8 @@ from typing import Literal, Protocol
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field, ValidationError
 
+from mechanic.guidance import Guidance
+
 PROMPTS = Path(__file__).parent / "prompts"
 _NAME = r"^[a-z][a-z0-9_]{1,31}$"
 
@@ -56,8 +58,14 @@ def prompts() -> Environment:
     )
 
 
-async def make_plan(request: str, model: Model) -> Plan | Clarification:
-    prompt = prompts().get_template("plan.md").render(request=request[:4000])
+async def make_plan(
+    request: str, model: Model, guidance: Guidance | None = None
+) -> Plan | Clarification:
+    prompt = (
+        prompts()
+        .get_template("plan.md")
+        .render(request=request[:4000], guidance=guidance or Guidance())
+    )
     answer = await model.complete(prompt, json_output=True)
     data = _json(answer)
     if data.get("question"):

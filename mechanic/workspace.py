@@ -94,6 +94,11 @@ class Workspace:
         )
         return sorted(p for p in out.split("\0") if p)
 
+    async def diff_summary(self) -> str:
+        """ "3 files changed, 40 insertions(+)": the change at a glance (for job traces)."""
+        await git("add", "-A", "--", ".", cwd=self.path)
+        return (await git("diff", "--cached", "--shortstat", self.base, cwd=self.path)).strip()
+
     async def has_changes(self) -> bool:
         await git("add", "-A", "--", ".", cwd=self.path)
         return bool((await git("diff", "--cached", "--name-only", cwd=self.path)).strip())

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -38,6 +38,9 @@ from app.orchestrator.approvals import Approval
 from app.settings import Settings
 from app.worker.queue import DEPLOY_TASK
 from mechanic.forge import MergeRefused
+
+if TYPE_CHECKING:
+    from app.memory.service import Memory
 
 log = logging.getLogger(__name__)
 HANDOFF_SECONDS = 3.0  # a replaced process stops taking jobs well within this
@@ -60,8 +63,10 @@ class Deployments:
         defer: Defer | None,
         ask: Ask,
         build_commit: str | None,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
+        self.memory = memory
         self.pool = pool
         self.registry = registry
         self._defer = defer
@@ -146,15 +151,21 @@ class Deployments:
             )
             return [f"{action} {subject}" for action, subject in await cur.fetchall()]
 
-    async def offer_rollback(self, by: str) -> Reply:
+    async def offer_rollback(self, by: str, reason: str = "") -> Reply:
+        """`/rollback [reason]`: ask to confirm; the reason becomes a lesson when it is done."""
         async with self.pool.connection() as conn:
             current = await ledger.current(conn)
             target = await ledger.previous_good(conn, current) if current else None
-        if current is None or target is None:
-            return Reply("There is no earlier release to roll back to.")
+            if current is None or target is None:
+                return Reply("There is no earlier release to roll back to.")
+            if reason:
+                await audit.record(conn, actor=by, action="rollback.reason",
+                                   subject=f"release:{current.id}",
+                                   detail={"reason": reason[:500]})  # fmt: skip
         text = (
             f"In service: {_line(current)}\nPrevious: {_line(target)}\n"
-            f"Roll back to release {target.id}?"
+            + (f"Reason: {reason[:500]}\n" if reason else "")
+            + f"Roll back to release {target.id}?"
         )
         return Reply(
             text,
@@ -258,6 +269,8 @@ class Deployments:
             async with self.pool.connection() as conn:
                 await audit.record(conn, actor=by, action="deploy.merged", subject=f"pr:{number}",
                                    detail={"merge": merged, "head": pull.head_sha})  # fmt: skip
+            if self.memory is not None:  # the default branch moved: the index follows
+                await self.memory.request_index()
         paths = await forge.changed_paths(merged)
         outside = files.hot_deployable(paths)
         if outside:
@@ -411,11 +424,15 @@ class Deployments:
 
     async def _mark_jobs(self, number: int) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE jobs SET status = 'deployed', updated_at = now()"
-                " WHERE pr_number = %s AND status = 'opened'",
+                " WHERE pr_number = %s AND status = 'opened' RETURNING id",
                 (number,),
             )
+            deployed = [str(row[0]) for row in await cur.fetchall()]
+        if self.memory is not None:
+            for job_id in deployed:
+                await self.memory.job_deployed(job_id)
 
     async def _rollback(self, from_release: int, by: str, say: _Say) -> None:
         async with self.pool.connection() as conn:
@@ -450,6 +467,7 @@ class Deployments:
                     subject=f"release:{current.id}",
                     detail={"to": target.id},
                 )
+        await self._remember_rollback(current, by)
         text = f"↩ Rolled back: {target.label()} is in service again (was {current.label()})."
         if current.pr_number is None or current.sha is None:
             await say.result(text)
@@ -463,6 +481,24 @@ class Deployments:
         )  # fmt: skip
         await say.result(text + f"\nOpen a pull request that reverts #{current.pr_number}?",
                          approval=question.id)  # fmt: skip
+
+    async def _remember_rollback(self, release: Release, by: str) -> None:
+        """The rolled-back job's trace says so; with a reason, a lesson for its files."""
+        if self.memory is None or release.job_id is None:
+            return
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT detail->>'reason' FROM audit_log WHERE action = 'rollback.reason'"
+                " AND subject = %s ORDER BY id DESC LIMIT 1",
+                (f"release:{release.id}",),
+            )
+            row = await cur.fetchone()
+        reason = row[0] if row else None
+        try:
+            await self.memory.job_ended_badly(release.job_id, how="rollback", by=by,
+                                              reason=reason)  # fmt: skip
+        except Exception:  # the rollback is done; memory is advice
+            log.exception("could not remember the rollback of release %s", release.id)
 
     async def _revert(self, release_id: int, by: str, say: _Say) -> None:
         async with self.pool.connection() as conn:

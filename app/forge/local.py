@@ -36,10 +36,16 @@ class LocalForge:
     async def repository(self) -> Path:
         async with self._lock:
             if not (self.bare / "HEAD").exists():
+                # Cloned aside and renamed into place: another forge object (or process)
+                # making it at the same moment finds it whole or not at all.
                 self.bare.parent.mkdir(parents=True, exist_ok=True)
-                await git(
-                    "clone", "-q", "--bare", str(self.source), str(self.bare), cwd=self.bare.parent
-                )
+                aside = self.bare.with_name(f".{self.bare.name}-{secrets.token_hex(4)}")
+                await git("clone", "-q", "--bare", str(self.source), str(aside),
+                          cwd=self.bare.parent)  # fmt: skip
+                try:
+                    aside.rename(self.bare)
+                except OSError:  # made meanwhile by someone else: theirs is as good
+                    shutil.rmtree(aside, ignore_errors=True)
         return self.bare
 
     def url(self, number: int) -> str:

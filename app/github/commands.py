@@ -1,13 +1,14 @@
 """Commands in GitHub comments: `/review`, `/mechanic <request>`, `/mechanic fix <request>`,
-`/help`. A command is the comment's first line; quoted lines (`> /review`) are not commands,
-and neither is a slash word Persais does not know (people write paths and dates)."""
+`/ask <question>`, `/help`. A command is the comment's first line; quoted lines
+(`> /review`) are not commands, and neither is a slash word Persais does not know (people
+write paths and dates)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_COMMAND = re.compile(r"^/(review|mechanic|help)(?:@[\w-]+)?(?:\s+(.*))?$", re.S | re.I)
+_COMMAND = re.compile(r"^/(review|mechanic|ask|help)(?:@[\w-]+)?(?:\s+(.*))?$", re.S | re.I)
 
 HELP = """\
 **Persais** takes these commands from people who may write to this repository:
@@ -17,7 +18,12 @@ HELP = """\
   `/mechanic Create an agent Echo that repeats my messages`; progress shows in this thread
 - `/mechanic fix <request>`: on a pull request of the home repository, Aider changes its
   branch as asked, the change is validated and pushed to the same branch
+- `/ask <question>`: a question about the home repository's code, answered with
+  `path:line` references from Persais's index of it
 - `/help`: this list
+
+Replying to one of Persais's review comments that it is wrong ("that's wrong because …")
+teaches it a lesson for that file: later reviews take it into account.
 
 Every pull request is also reviewed when it is opened and when new commits arrive.
 Configure the review in `.github/persais.yml` on the default branch."""
@@ -25,7 +31,7 @@ Configure the review in `.github/persais.yml` on the default branch."""
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # review | mechanic | fix | help
+    name: str  # review | mechanic | fix | ask | help
     argument: str = ""
 
 

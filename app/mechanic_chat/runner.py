@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -23,6 +24,9 @@ from app.mechanic_chat.records import Job
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from app.memory.service import Memory
+
 log = logging.getLogger(__name__)
 MAX_RUNS = 3
 HEARTBEAT_SECONDS = 0.5
@@ -31,10 +35,14 @@ Ask = Callable[..., Awaitable[Approval]]  # Orchestrator.ask
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool, *, ask: Ask) -> None:
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, *, ask: Ask,
+        memory: Memory | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.pool = pool
         self._ask = ask
+        self.memory = memory
 
     async def run(self, job_id: str) -> None:
         from app import mechanic_jobs
@@ -65,6 +73,7 @@ class JobRunner:
             outcome = JobOutcome("aborted", "")
         else:
             outcome = await self._execute(job, progress)
+        await self._remember(job, outcome)
         if outcome.status == "aborted":
             await self._record_abort(job, outcome.cost)
         else:
@@ -114,13 +123,15 @@ class JobRunner:
         from mechanic.plan import Clarification, Plan, make_plan
 
         if job.kind == "fix" and job.target_pr is not None:
+            deps = replace(deps, guidance=await self._guidance(job, None))
             return await run_fix(job.id, job.request, deps, job.target_pr)
         known = job.given_plan or job.plan
         if known is not None:
             plan = Plan.model_validate(known)
         else:
             await deps.progress("plan")
-            planned = await make_plan(job.request, deps.model)
+            advice = await self._guidance(job, None)
+            planned = await make_plan(job.request, deps.model, advice)
             if isinstance(planned, Clarification):
                 return JobOutcome("question", planned.question)
             plan = planned
@@ -128,7 +139,26 @@ class JobRunner:
                 await conn.execute(
                     "UPDATE jobs SET plan = %s WHERE id = %s", (Jsonb(plan.model_dump()), job.id)
                 )
+        deps = replace(deps, guidance=await self._guidance(job, plan.files))
         return await run_job(job.id, job.request, deps, plan=plan)
+
+    async def _guidance(self, job: Job, paths: list[str] | None) -> Any:
+        from mechanic.guidance import Guidance
+
+        if self.memory is None:
+            return Guidance()
+        return await self.memory.guidance(job.request, paths, job_id=job.id)
+
+    async def _remember(self, job: Job, outcome: Any) -> None:
+        """The job's trace, for the next job like it (a question is not an ending)."""
+        if self.memory is None or outcome.status == "question":
+            return
+        from app.memory.service import trace_of
+
+        try:
+            await self.memory.job_finished(trace_of(job, outcome))
+        except Exception:  # memory is advice: the job's ending is told all the same
+            log.exception("could not store the trace of job %s", job.id)
 
     async def _watch(self, job_id: str, work: asyncio.Task[Any], aborted: asyncio.Event) -> None:
         """The heartbeat of a running job, and its ear for /abort."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -16,17 +16,22 @@ from app.mechanic_chat.records import Job
 from app.mechanic_chat.runner import Ask, JobRunner
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from app.memory.service import Memory
+
 Defer = Callable[[AsyncConnection[Any], str], Awaitable[None]]
 
 
 class MechanicJobs:
     def __init__(
-        self, settings: Settings, pool: AsyncConnectionPool, *, defer: Defer | None, ask: Ask
-    ) -> None:
+        self, settings: Settings, pool: AsyncConnectionPool, *, defer: Defer | None, ask: Ask,
+        memory: Memory | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.pool = pool
         self._defer = defer
-        self.runner = JobRunner(settings, pool, ask=ask)
+        self.memory = memory
+        self.runner = JobRunner(settings, pool, ask=ask, memory=memory)
 
     @property
     def model_configured(self) -> bool:
@@ -108,8 +113,9 @@ class MechanicJobs:
             key=progress.key(job_id),
         )  # fmt: skip
 
-    async def abort(self, conversation: str, user: str, *, admin: bool) -> str:
-        """`/abort`: stop this conversation's latest job, or withdraw its pull request."""
+    async def abort(self, conversation: str, user: str, *, admin: bool, reason: str = "") -> str:
+        """`/abort [reason]`: stop this conversation's latest job, or withdraw its pull
+        request. A reason becomes a lesson for the files the job touched."""
         async with self.pool.connection() as conn:
             job = await records.latest_abortable(conn, conversation)
             if job is None:
@@ -118,15 +124,26 @@ class MechanicJobs:
                 await audit.record(conn, actor=user, action="mechanic.abort_refused",
                                    subject=f"job:{job.id}")  # fmt: skip
                 return f"Only the person who asked for job {job.id}, or an admin, may abort it."
-            if job.status == "opened":
-                return await self.withdraw(job.id, by=user)
-            await conn.execute(
-                "UPDATE jobs SET abort_requested_at = now(), abort_requested_by = %s"
-                " WHERE id = %s AND abort_requested_at IS NULL",
-                (user, job.id),
+            if job.status != "opened":
+                await conn.execute(
+                    "UPDATE jobs SET abort_requested_at = now(), abort_requested_by = %s"
+                    " WHERE id = %s AND abort_requested_at IS NULL",
+                    (user, job.id),
+                )
+                await audit.record(conn, actor=user, action="mechanic.abort",
+                                   subject=f"job:{job.id}")  # fmt: skip
+        said = (
+            await self.withdraw(job.id, by=user) if job.status == "opened"
+            else f"Stopping job {job.id}…"
+        )  # fmt: skip
+        if reason.strip() and self.memory is not None:
+            lesson = await self.memory.job_ended_badly(
+                job.id, how="abort", by=user, reason=reason.strip()
             )
-            await audit.record(conn, actor=user, action="mechanic.abort", subject=f"job:{job.id}")
-        return f"Stopping job {job.id}…"
+            if lesson is not None:
+                where = ", ".join(lesson.paths) or "everywhere"
+                said += f"\nNoted as lesson #{lesson.id} ({where})."
+        return said
 
     async def withdraw(self, job_id: str, *, by: str) -> str:
         """Abort a job whose pull request is open: close it and delete its branch."""
@@ -157,6 +174,9 @@ class MechanicJobs:
                 )
             await audit.record(conn, actor=by, action="mechanic.withdrawn", subject=f"job:{job_id}",
                                detail={"pr": job.pr_number, "branch": job.branch})  # fmt: skip
+            await conn.execute(  # its trace: a job that did not go well after all
+                "UPDATE job_traces SET outcome = 'aborted' WHERE job_id = %s", (job_id,)
+            )
         return text
 
     async def job(self, job_id: str) -> Job | None:

@@ -1,4 +1,4 @@
-"""`.github/persais.yml`: what a repository asks of the reviewer.
+"""`.github/persais.yml`: what a repository asks of the reviewer and of memory.
 
 Read from the default branch only, never from the pull request's head: a pull request must
 not be able to switch its own review off. A file that does not parse or does not fit gives
@@ -9,6 +9,8 @@ review:
   enabled: true            # false: no reviews on this repository (commands still work)
   skip: ["docs/**", "*.lock"]   # paths the reviewer leaves alone (fnmatch patterns)
   severity_floor: info     # info | warning | error: findings below it are not posted
+memory:
+  index: false             # true: Persais indexes this repository too (the home one always)
 ```
 """
 
@@ -37,10 +39,17 @@ class ReviewConfig(BaseModel):
         return any(fnmatchcase(path, pattern) for pattern in self.skip)
 
 
+class MemoryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: bool = False
+
+
 class RepositoryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     review: ReviewConfig = ReviewConfig()
+    memory: MemoryConfig = MemoryConfig()
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class Superseded(Exception):
 
 
 Notify = Callable[[ReviewRequest, Outcome, dict[str, Any]], Awaitable[None]]
+Lessons = Callable[[str, list[str]], Awaitable[list[str]]]  # (repository, paths) -> lessons
 
 
 class Reviewer:
@@ -78,11 +79,13 @@ class Reviewer:
         model: model_review.Model | None,
         *,
         notify: Notify | None = None,
+        lessons: Lessons | None = None,
     ) -> None:
         self.pool = pool
         self.github = github
         self.model = model
         self.notify = notify
+        self.lessons = lessons
 
     async def review(self, request: ReviewRequest) -> Outcome:
         review_id, status = await self._claim(request)
@@ -358,6 +361,7 @@ class _Run:
                     str(self.pull.get("title") or ""),
                     str(self.pull.get("body") or ""),
                     scope,
+                    await self._lessons(scope),
                 )
             )
         except Superseded:
@@ -370,6 +374,16 @@ class _Run:
         if result.dropped:
             note += f" ({result.dropped} of the model's findings did not fit and were left out.)"
         return note.strip()
+
+    async def _lessons(self, scope: Diff) -> list[str]:
+        """What the maintainers taught about these paths (memory); none if it fails."""
+        if self.reviewer.lessons is None:
+            return []
+        try:
+            return await self.reviewer.lessons(self.request.repository, list(scope.files))
+        except Exception:  # a lesson is advice: the review goes on without it
+            log.exception("could not read the lessons for %s", self.request.repository)
+            return []
 
     async def _earlier(self, scope: Diff) -> tuple[set[str], list[Finding]]:
         """What was said on this pull request before: every fingerprint (not to be said

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
+from procrastinate.exceptions import AlreadyEnqueued
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -30,6 +31,7 @@ MECHANIC_TASK = "persais.mechanic_job"
 MECHANIC_LOCK = "mechanic:persais"  # one repository, one job at a time
 DEPLOY_TASK = "persais.deploy"
 DEPLOY_LOCK = "deploy:persais"  # deploys and rollbacks one at a time, beside Mechanic jobs
+INDEX_TASK = "persais.index"  # memory: bring a repository's index to its head
 POLL_SECONDS = 2.0  # LISTEN/NOTIFY wakes workers; polling is only the fallback
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 Processor = Callable[[int, str], Awaitable[Any]]
 JobRunner = Callable[[str], Awaitable[None]]
 DeployRunner = Callable[..., Awaitable[None]]
+IndexRunner = Callable[[str], Awaitable[Any]]
 
 
 class DeliveryQueue:
@@ -49,6 +52,7 @@ class DeliveryQueue:
         processor: Processor | None = None,
         mechanic: JobRunner | None = None,
         deploy: DeployRunner | None = None,
+        index: IndexRunner | None = None,
     ) -> None:
         self.app = App(connector=PsycopgConnector())
         self.stalled_seconds = stalled_seconds
@@ -94,6 +98,19 @@ class DeliveryQueue:
             await self._deploy(action, subject, by, conversation, rid, handoffs)
 
         self._deploy_task = deploy_task
+        self._index = index
+
+        # Indexing rides the Mechanic's queue too (every process that changes code runs
+        # it), one run per repository at a time; pushes arriving meanwhile queue one more.
+        @self.app.task(
+            name=INDEX_TASK, queue=MECHANIC_QUEUE, retry=RetryStrategy(max_attempts=3, wait=5)
+        )
+        async def index_task(repository: str) -> None:
+            if self._index is None:
+                raise RuntimeError("this queue was opened without an indexer")
+            await self._index(repository)
+
+        self._index_task = index_task
 
     async def open(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -129,6 +146,13 @@ class DeliveryQueue:
             schedule_in={"milliseconds": int(after * 1000)} if after > 0 else None,
         )  # fmt: skip
         await task.defer_async(**args)
+
+    async def defer_index(self, repository: str) -> None:
+        """Queue an index run of `repository`, unless one is already waiting to start."""
+        lock = f"memory:{repository}"
+        task = self._index_task.configure(lock=lock, queueing_lock=lock)
+        with contextlib.suppress(AlreadyEnqueued):
+            await task.defer_async(repository=repository)
 
     async def run_worker(
         self, *, name: str, concurrency: int, queues: tuple[str, ...] = (QUEUE, MECHANIC_QUEUE)

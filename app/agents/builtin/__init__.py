@@ -8,6 +8,7 @@ from app.agents.builtin.agents import AgentsAgent
 from app.agents.builtin.deploy import DeployAgent, ReleasesAgent, RollbackAgent
 from app.agents.builtin.help import HelpAgent
 from app.agents.builtin.mechanic import MechanicAgent
+from app.agents.builtin.memory import AskAgent, LessonAgent, LessonsAgent
 from app.agents.builtin.reload import ReloadAgent
 from app.agents.builtin.status import StatusAgent
 from app.agents.manifest import Manifest
@@ -22,6 +23,9 @@ BUILTINS: tuple[type[Agent], ...] = (
     DeployAgent,
     RollbackAgent,
     ReleasesAgent,
+    AskAgent,
+    LessonAgent,
+    LessonsAgent,
 )
 
 

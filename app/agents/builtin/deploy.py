@@ -29,11 +29,13 @@ class DeployAgent(Agent):
 class RollbackAgent(Agent):
     name = "rollback"
     command = "rollback"
-    description = "go back to the previous release (admins)"
+    description = "go back to the previous release (admins): /rollback [reason]"
     permissions: ClassVar[tuple[str, ...]] = ("deploy",)
 
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
-        offer: Reply = await ctx.capability("deploy").offer_rollback(message.user)
+        offer: Reply = await ctx.capability("deploy").offer_rollback(
+            message.user, message.text.strip()
+        )
         return offer
 
     async def on_choice(self, question: str, choice: str, ctx: AgentContext) -> Reply | str:
