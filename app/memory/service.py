@@ -213,9 +213,10 @@ class Memory:
             trace = await traces.get(conn, job_id)
         if not reason or job is None:
             return None
-        files = trace.files if trace and trace.files else _planned_files(job[1])
+        files = (trace.files if trace else ()) or _planned_files(trace.plan if trace else job[1])
+        request = trace.request if trace else str(job[0])
         did = "rolled back" if how == "rollback" else "aborted"
-        text = f"Job {job_id} ({str(job[0])[:150]}) was {did} by {by}: {reason}"
+        text = f"Job {job_id} ({request[:150]}) was {did} by {by}: {reason}"
         return await self.teach(text, by=by, source=how, paths=files, subject=f"job:{job_id}")
 
     async def job_deployed(self, job_id: str) -> None:

@@ -134,7 +134,7 @@ async def similar(
     embedder: Embedder | None = None, exclude: str | None = None,
 ) -> tuple[list[Trace], list[Trace]]:  # fmt: skip
     """(examples, warnings): past jobs like `request` that went well, and that did not.
-    By shared words (at least a third of the request's, and two), and, with embeddings,
+    By shared words (at least half of the request's, and two), and, with embeddings,
     by nearness; fused by rank."""
     cur = await conn.execute(
         f"""
@@ -155,7 +155,7 @@ async def similar(
     ranked = [
         _trace(row)
         for row in rows
-        if int(row[11]) >= max(2, math.ceil(int(row[12]) / 3)) or int(row[12]) == int(row[11]) == 1
+        if int(row[11]) >= max(2, math.ceil(int(row[12]) / 2)) or int(row[12]) == int(row[11]) == 1
     ]
     if embedder is not None:
         ranked = _fuse(ranked, await _nearest(conn, repository, request, embedder, exclude))

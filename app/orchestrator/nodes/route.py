@@ -15,8 +15,9 @@ from app.orchestrator.state import GRAPH_VERSION, Conversation
 ADMIN_COMMANDS = frozenset({"rollback", "reload"})
 # These answer and never become the mode.
 ONE_SHOT = frozenset(
-    {"help", "status", "agents", "reload", "abort", "deploy", "rollback", "releases"}
-)
+    {"help", "status", "agents", "reload", "abort", "deploy", "rollback", "releases", "lesson",
+     "lessons"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
