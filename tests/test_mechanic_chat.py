@@ -269,3 +269,44 @@ def test_a_job_survives_a_sigkill_of_its_server_and_opens_one_pull_request(
     assert any("↻ resumed after an interruption (run 2 of 3)" in text for text in edits)
     # Planned once (the plan is kept with the job); Aider asked twice.
     assert len(llm.requests) == 3, [str(r)[:200] for r in llm.requests]
+
+
+SHOUT_REQUEST = "Create an agent Shout that repeats my messages in capitals"
+SHOUT_PLAN = PLAN | {
+    "name": "shout", "command": "shout", "description": "Repeats your messages in capitals",
+    "behaviour": [{"say": "Hello", "expect": "HELLO"}],
+}  # fmt: skip
+SHOUT_CODE = (
+    "from app.agents.base import Agent, AgentContext, Message, Reply\n\n\n"
+    "class Shout(Agent):\n"
+    "    async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:\n"
+    "        return message.text.upper()\n"
+)
+
+
+def test_the_mechanic_is_told_of_similar_past_jobs_and_the_lessons_for_its_paths(
+    tmp_path: Path, database: str, sql
+) -> None:
+    shout = f"dynamic/agents/shout/agent.py\n```python\n{SHOUT_CODE}```\n"
+    with scripted_llm([*ECHO, json.dumps(SHOUT_PLAN), shout]) as (base, llm):
+        env = persais_env(tmp_path / "home", database, LLM_API_BASE=base, LLM_API_KEY="sk-m",
+                          LLM_MODEL="scripted")  # fmt: skip
+        assert "✅ Pull request #1 is open" in chat(env, [f"/mechanic {REQUEST}"])
+        lessons = ["/lesson dynamic/agents/ an agent answers in one line, never more",
+                   "/lesson app/review/ unrelated to agents"]  # fmt: skip
+        taught = chat(env, [*lessons, f"/mechanic {SHOUT_REQUEST}"])
+    assert "Lesson #1 noted for dynamic/agents/" in taught
+    assert "✅ Pull request #2 is open" in taught
+    assert len(llm.requests) == 4  # plan, Aider; plan, Aider
+    first_plan = str(llm.requests[0]["messages"])
+    assert "A similar job" not in first_plan  # nothing to remember yet
+    plan, aider = str(llm.requests[2]["messages"]), str(llm.requests[3]["messages"])
+    for prompt in (plan, aider):
+        assert "A similar job that went well" in prompt
+        assert REQUEST in prompt  # the Echo job, as the example
+        assert "an agent answers in one line, never more" in prompt
+        assert "unrelated to agents" not in prompt
+    traces = sql("SELECT outcome, files, diff_summary FROM job_traces ORDER BY finished_at")
+    assert [t[0] for t in traces] == ["opened", "opened"]
+    assert "dynamic/agents/echo/agent.py" in traces[0][1]
+    assert "files changed" in traces[0][2]
