@@ -1,7 +1,8 @@
 """The fake GitHub answers as GitHub does, as githubkit's typed methods parse it, from real
 bare repositories: a pull request's files, review validation, check runs, merges, contents,
 webhook deliveries, comments and reactions, git over smart HTTP with installation tokens, and
-the App's webhooks it delivers itself, as GitHub does.
+the App's webhooks it delivers itself, as GitHub does (pull requests, comments, a person's
+reply to a review comment, and a `push` for every branch that moves).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from aiohttp import web
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
+from githubkit.webhooks import parse_obj
 
 from app.github.client import GitHubApp
 from app.settings import load_settings
@@ -357,7 +359,13 @@ def test_git_over_http_needs_an_installation_token(hub: Hub, tmp_path: Path) -> 
         assert pushed.returncode == 0, pushed.stderr
         local = git("rev-parse", "HEAD", cwd=work).stdout.strip()
         assert hub.fake.pulls[(REPO, number)].head_sha == local  # the push moved the head
-        synchronize = arrived(got, 1)[0].payload  # pushed with the App's token: by its bot
+        push, synchronize = (r.payload for r in arrived(got, 2))  # by the App's bot
+        assert [r.event for r in got] == ["push", "pull_request"]
+        assert (push["ref"], push["before"], push["after"], push["forced"]) == (
+            "refs/heads/feature", before, local, False,
+        )  # fmt: skip
+        assert [(c["message"], c["modified"]) for c in push["commits"]] == [("Five", ["app.py"])]
+        assert (push["pusher"]["name"], push["sender"]["login"]) == (BOT_LOGIN, BOT_LOGIN)
         assert (synchronize["action"], synchronize["before"], synchronize["after"]) == (
             "synchronize", before, local,
         )  # fmt: skip
@@ -467,28 +475,33 @@ def test_pull_requests_are_delivered_as_github_sends_them(hub: Hub) -> None:
 
         before = hub.fake.pulls[(REPO, number)].head_sha
         after = hub.fake.push(REPO, "second", {"b.txt": "bb\n"})
-        synchronize = arrived(got, 2)[1].payload
+        pushed, synchronize = (r.payload for r in arrived(got, 3)[1:3])
+        assert (pushed["ref"], pushed["after"]) == ("refs/heads/second", after)
         assert (synchronize["action"], synchronize["before"], synchronize["after"]) == (
             "synchronize", before, after,
         )  # fmt: skip
         assert synchronize["pull_request"]["head"]["sha"] == after
 
         hub.run(lambda c: c.rest.pulls.async_merge("octo", "home", number, merge_method="squash"))
-        merged = arrived(got, 3)[2].payload
+        merged, main = (r.payload for r in arrived(got, 5)[3:5])
         assert (merged["action"], merged["pull_request"]["merged"]) == ("closed", True)
+        assert (main["ref"], main["after"]) == (
+            "refs/heads/main",
+            hub.fake.repos[REPO].tips["main"],
+        )
         assert merged["pull_request"]["merge_commit_sha"] == hub.fake.repos[REPO].git.branch("main")
         assert (merged["sender"]["login"], merged["sender"]["type"]) == (BOT_LOGIN, "Bot")
 
         hub.run(lambda c: c.rest.pulls.async_update("octo", "home", first, state="closed"))
-        closed = arrived(got, 4)[3].payload
+        closed = arrived(got, 6)[5].payload
         assert (closed["action"], closed["number"]) == ("closed", first)
         assert closed["pull_request"]["merged"] is False
 
-        listed(hub.fake, 4)
+        listed(hub.fake, 6)
         assert [d["guid"] for d in hub.fake.deliveries] == [r.guid for r in got]
-        assert [(r.event, r.payload["action"]) for r in got] == [
-            ("pull_request", "opened"), ("pull_request", "synchronize"),
-            ("pull_request", "closed"), ("pull_request", "closed"),
+        assert [(r.event, r.payload.get("action")) for r in got] == [
+            ("pull_request", "opened"), ("push", None), ("pull_request", "synchronize"),
+            ("pull_request", "closed"), ("push", None), ("pull_request", "closed"),
         ]  # fmt: skip
 
 
@@ -566,3 +579,163 @@ def test_a_hook_that_is_down_loses_deliveries_until_they_are_asked_for_again(hub
         ("one", 202, False), ("two", 0, False), ("three", 0, False),
         ("four", 202, False), ("five", 202, False), ("two", 202, True),
     ]  # fmt: skip
+
+
+def test_a_merge_through_the_api_delivers_the_default_branchs_push(hub: Hub) -> None:
+    number = a_change(hub)
+    git = hub.fake.repos[REPO].git
+    before, feature = git.branch("main"), hub.fake.pulls[(REPO, number)].head_sha
+    assert before is not None
+    with receiver() as (url, got):
+        hub.fake.hook_url = url
+        merged = hub.run(
+            lambda c: c.rest.pulls.async_merge("octo", "home", number, merge_method="merge")
+        ).parsed_data
+        closed, push = arrived(got, 2)
+        deliveries = listed(hub.fake, 2)
+
+    assert (closed.event, push.event) == ("pull_request", "push")
+    assert push.headers["x-hub-signature-256"] == github_signature(
+        GITHUB_SECRET.encode(), push.body
+    )
+    payload = push.payload
+    assert parse_obj("push", payload).after == merged.sha  # githubkit reads it as a push
+    assert (payload["ref"], payload["before"], payload["after"]) == (
+        "refs/heads/main", before, merged.sha,
+    )  # fmt: skip
+    assert (payload["created"], payload["deleted"], payload["forced"]) == (False, False, False)
+    assert payload["base_ref"] is None
+    assert payload["compare"] == f"{hub.url}/{REPO}/compare/{before[:12]}...{merged.sha[:12]}"
+    # The pull request's commit came with the merge, but a branch had it already.
+    assert [(c["id"], c["distinct"]) for c in payload["commits"]] == [
+        (feature, False), (merged.sha, True),
+    ]  # fmt: skip
+    change, merge = payload["commits"]
+    assert (change["message"], change["url"]) == ("A change", f"{hub.url}/{REPO}/commit/{feature}")
+    assert (change["author"]["name"], change["committer"]["email"]) == (
+        "Persais Fake GitHub", "fake-github@persais.invalid",
+    )  # fmt: skip
+    assert change["timestamp"]
+    # Against the first parent, renames as a removal and an addition, as GitHub lists them.
+    assert (merge["added"], merge["removed"], merge["modified"]) == (
+        ["docs/notes.md", "logo.png"], ["notes.txt", "old.txt"], ["app.py"],
+    )  # fmt: skip
+    assert merge["message"].startswith(f"Merge pull request #{number} from octo/feature")
+    assert payload["head_commit"] == merge
+    repository = payload["repository"]
+    assert (repository["default_branch"], repository["master_branch"]) == ("main", "main")
+    assert (repository["full_name"], repository["name"], repository["owner"]["login"]) == (
+        REPO, "home", "octo",
+    )  # fmt: skip
+    assert (repository["clone_url"], repository["private"]) == (f"{hub.url}/{REPO}.git", True)
+    assert repository["id"] == hub.fake.repos[REPO].id
+    assert (payload["pusher"]["name"], payload["sender"]["login"]) == (BOT_LOGIN, BOT_LOGIN)
+    assert payload["installation"]["id"] == 77
+    assert [(d["event"], d["action"]) for d in deliveries] == [
+        ("pull_request", "closed"), ("push", None),
+    ]  # fmt: skip
+
+
+def test_a_push_to_main_and_branches_made_and_deleted_are_delivered(hub: Hub) -> None:
+    git = hub.fake.repos[REPO].git
+    before = git.branch("main")
+    with receiver() as (url, got):
+        hub.fake.hook_url = url
+        after = hub.fake.push(
+            REPO, "main", {"readme.md": "hi\n", "old.txt": None}, message="Readme", sender="ada"
+        )
+        (main,) = arrived(got, 1)
+        topic = hub.fake.push(REPO, "topic", {"t.txt": "t\n"}, message="Topic")
+        hub.run(lambda c: c.rest.git.async_delete_ref("octo", "home", "heads/topic"))
+        made, deleted = arrived(got, 3)[1:]
+
+    payload = main.payload
+    assert main.event == "push"
+    assert (payload["ref"], payload["before"], payload["after"], payload["created"]) == (
+        "refs/heads/main", before, after, False,
+    )  # fmt: skip
+    (commit,) = payload["commits"]
+    assert (commit["id"], commit["message"], commit["distinct"]) == (after, "Readme", True)
+    assert (commit["added"], commit["removed"], commit["modified"]) == (
+        ["readme.md"], ["old.txt"], [],
+    )  # fmt: skip
+    assert payload["head_commit"] == commit
+    assert (payload["pusher"]["name"], payload["sender"]["login"]) == ("ada", "ada")
+
+    created = made.payload
+    assert (created["ref"], created["before"], created["after"]) == (
+        "refs/heads/topic", "0" * 40, topic,
+    )  # fmt: skip
+    assert (created["created"], created["compare"]) == (True, f"{hub.url}/{REPO}/compare/topic")
+    assert [c["message"] for c in created["commits"]] == ["Topic"]  # what main had is not listed
+    gone = deleted.payload
+    assert (gone["ref"], gone["before"], gone["after"]) == ("refs/heads/topic", topic, "0" * 40)
+    assert (gone["deleted"], gone["commits"], gone["head_commit"]) == (True, [], None)
+    assert gone["sender"]["login"] == BOT_LOGIN
+    for push in (payload, created, gone):
+        parse_obj("push", push)
+
+
+def test_push_payloads_list_the_newest_twenty_commits(hub: Hub) -> None:
+    start = hub.fake.repos[REPO].git.branch("main")
+    assert start is not None
+    shas = [hub.fake.push(REPO, "main", {"n.txt": f"{i}\n"}, message=f"n{i}") for i in range(22)]
+    payload = hub.fake.push_payload(REPO, "main", start, shas[-1])
+    assert [c["id"] for c in payload["commits"]] == shas[2:]
+    assert payload["head_commit"]["id"] == shas[-1]
+    assert payload["commits"][0]["modified"] == ["n.txt"]
+    assert payload["commits"][0]["added"] == []
+
+
+def test_a_person_replies_to_the_apps_review_comment(hub: Hub) -> None:
+    number = a_change(hub)
+    made = hub.run(
+        lambda c: c.rest.pulls.async_create_review(
+            "octo", "home", number, event="COMMENT", body="Notes",
+            comments=[{"path": "app.py", "line": 31, "body": "Why thirty-one?"}],
+        )
+    ).parsed_data  # fmt: skip
+    first = hub.fake.review_comments[0]["id"]
+    assert made.id == hub.fake.review_comments[0]["pull_request_review_id"]
+    with receiver() as (url, got):
+        hub.fake.hook_url = url
+        typed = hub.fake.reply_to_review_comment(REPO, number, first, "Because.", "ada")
+        again = hub.fake.reply_to_review_comment(REPO, number, typed["comment"]["id"], "Really.")
+        delivered, second = arrived(got, 2)
+
+    assert delivered.event == "pull_request_review_comment"
+    assert delivered.payload == typed
+    event = parse_obj("pull_request_review_comment", typed)
+    assert (event.action, event.comment.in_reply_to_id) == ("created", first)
+    comment = typed["comment"]
+    assert (comment["body"], comment["path"], comment["line"], comment["in_reply_to_id"]) == (
+        "Because.", "app.py", 31, first,
+    )  # fmt: skip
+    assert (comment["user"]["login"], typed["sender"]["login"]) == ("ada", "ada")
+    assert typed["pull_request"]["number"] == number
+    assert (typed["installation"]["id"], typed["repository"]["full_name"]) == (77, REPO)
+    assert second.payload["comment"]["in_reply_to_id"] == first  # a reply to the thread
+    assert again["sender"]["login"] == "octocat"
+    with pytest.raises(ValueError, match="no review comment"):
+        hub.fake.reply_to_review_comment(REPO, number, 999_999, "?")
+
+    async def read(c: GitHub[Any]) -> tuple[Any, Any, int]:
+        one = await c.rest.pulls.async_get_review_comment("octo", "home", comment["id"])
+        top = await c.rest.pulls.async_get_review_comment("octo", "home", first)
+        try:
+            await c.rest.pulls.async_get_review_comment("octo", "home", 999_999)
+        except RequestFailed as exc:
+            missing = exc.response.status_code
+        return one.parsed_data, top.parsed_data, missing
+
+    one, top, missing = hub.run(read)
+    assert (one.id, one.body, one.path, one.line, one.in_reply_to_id) == (
+        comment["id"], "Because.", "app.py", 31, first,
+    )  # fmt: skip
+    assert one.user is not None
+    assert one.user.login == "ada"
+    assert one.pull_request_url == f"{hub.url}/repos/{REPO}/pulls/{number}"
+    assert one.html_url == f"{hub.url}/{REPO}/pull/{number}#discussion_r{comment['id']}"
+    assert top.body == "Why thirty-one?"
+    assert "in_reply_to_id" not in top.model_dump(exclude_unset=True)  # GitHub omits it
+    assert missing == 404

@@ -12,13 +12,22 @@ What it imitates:
   rebase in the bare repository), their files (`git diff` from the merge base, renames,
   binary files without a patch, `Link` pagination) and comparisons;
 - reviews and review comments, validated against the diff as GitHub does (422 for a line
-  outside it), replies, issue comments, reactions, check runs, file contents, branch
-  deletion, and the App's webhook deliveries (cursor pagination, redelivery);
+  outside it), replies, one review comment by id, issue comments, reactions, check runs,
+  file contents, branch deletion, and the App's webhook deliveries (cursor pagination,
+  redelivery);
 - git over smart HTTP on the same server (`fake_git_http`), with `x-access-token:<token>`;
 - webhook payloads for tests that post deliveries to the app, and, when `hook_url` is set,
   the App's webhooks delivered there as GitHub delivers them (`deliver`): signed, in the
   background after the answer that caused them, in order, once, each listed in the hook's
   deliveries (a failed one too, with status code 0) and sent again when redelivery is asked.
+
+What is delivered when `hook_url` is set: `pull_request` (opened, closed, reopened,
+synchronize), `issue_comment.created` (the App's own comments too, as GitHub sends them),
+`pull_request_review_comment.created` for a person's reply (`reply_to_review_comment`), and
+`push` for every branch that moves, is created or is deleted, whatever moved it: `push(...)`,
+a merge through the API, git over smart HTTP, deleting a branch through the API
+(`push_payload` has the shape). A push is delivered before the `synchronize` it causes; a
+merge delivers `pull_request.closed`, then the base branch's `push`. Tags are not followed.
 
 Everything the App creates is authored by its bot user, `persais[bot]`.
 """
@@ -55,7 +64,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.support import fake_github_objects as objects
 from tests.support.fake_git_http import http_backend
 from tests.support.fake_github_objects import BOT_LOGIN, Json, Pull, Repo, now
-from tests.support.fake_github_repos import BareRepo, DiffLine, FileChange
+from tests.support.fake_github_repos import BareRepo, CommitInfo, DiffLine, FileChange
 from tests.support.loopback import serve
 from tests.support.webhooks import GITHUB_SECRET, example, github_headers
 
@@ -64,6 +73,10 @@ __all__ = ["APP_ID", "BOT_LOGIN", "FakeGitHub", "app_key_pair", "fake_github"]
 APP_ID = 123456
 MAX_FILES = 3000
 HOOK_TIMEOUT = 10.0  # seconds GitHub waits for the webhook's answer
+ZERO_SHA = "0" * 40
+# GitHub documents 20 commits at most in `push.commits` for timeline events (and far more for
+# webhooks); the fake keeps 20, the newest, so the App must not rely on seeing them all.
+PUSH_COMMITS = 20
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
 REVIEW_STATES = {
     "COMMENT": "COMMENTED",
@@ -176,9 +189,9 @@ class FakeGitHub:
         git = BareRepo.create(path, self.home, default_branch, source)
         if files is not None:
             git.commit(default_branch, dict(files), message="Initial commit", parent=None)
-        self.repos[full_name] = Repo(
-            full_name, next(self._ids) + 500_000, installation_id, git, default_branch
-        )
+        repo = Repo(full_name, next(self._ids) + 500_000, installation_id, git, default_branch)
+        repo.tips = _tips(git)
+        self.repos[full_name] = repo
         self.installations[full_name] = installation_id
         return path
 
@@ -194,8 +207,8 @@ class FakeGitHub:
         sender: str = "octocat",
     ) -> str:
         """Commit on `branch` (new branches start at `base` or the default branch) as a push
-        by `sender` would; open pull requests from it follow (`pull_request.synchronize`).
-        Returns the new sha."""
+        by `sender` would: its `push` is delivered, and open pull requests from it follow
+        (`pull_request.synchronize`). Returns the new sha."""
         repo = self.repos[full_name]
         with self.lock:
             parent = repo.git.branch(branch) or repo.git.resolve(base or repo.default_branch)
@@ -243,6 +256,32 @@ class FakeGitHub:
             full, number, body, user=user, user_type=user_type, on_pull=on_pull
         )
         self.deliver("issue_comment", payload)
+        return payload
+
+    def reply_to_review_comment(
+        self,
+        full: str,
+        number: int,
+        comment_id: int,
+        body: str,
+        user: str = "octocat",
+        *,
+        user_type: str = "User",
+    ) -> Json:
+        """`user` answers review comment `comment_id` of pull request `number` on github.com:
+        the reply is stored (`in_reply_to_id` the thread's first comment, as GitHub sets it,
+        on the same `path` and lines) and its `pull_request_review_comment.created`
+        delivered; returns that payload."""
+        repo, pull = self.repos[full], self.pulls[(full, number)]
+        with self.lock:
+            target = next(
+                (c for c in self.review_comments if c["id"] == comment_id and _on(c, pull)), None
+            )
+            if target is None:
+                raise ValueError(f"no review comment {comment_id} on {full}#{number}")
+            reply = self._reply(repo, pull, target, body, user, user_type)
+            payload = self._review_comment_created(repo, pull, reply)
+            self.deliver("pull_request_review_comment", payload)
         return payload
 
     def deliver(
@@ -397,14 +436,99 @@ class FakeGitHub:
         except Unprocessable as exc:
             raise ValueError(f"{path}:{line} is not in the diff: {exc.errors}") from None
         stored = self._review(repo, pull, "", "COMMENTED", pull.head_sha, [placed], user, user_type)
+        return self._review_comment_created(repo, pull, stored["comments"][0])
+
+    def _review_comment_created(self, repo: Repo, pull: Pull, comment: Json) -> Json:
+        """`pull_request_review_comment.created` for a stored comment, sent by its author."""
         payload = example("pull_request_review_comment", "created")
-        payload = objects.relink(payload, self.base_url, full)
+        payload = objects.relink(payload, self.base_url, repo.full_name)
+        user, user_type = comment["user"]["login"], comment["user"]["type"]
         payload.update(
-            comment=_public(stored["comments"][0]),
+            comment=_public(comment),
             pull_request=self._pull_json(repo, pull),
             **self._context(repo, user, user_type),
         )
         return payload
+
+    def push_payload(
+        self,
+        full: str,
+        branch: str,
+        before: str,
+        after: str,
+        *,
+        sender: str = "octocat",
+        seen: list[str] | None = None,
+    ) -> Json:
+        """The `push` delivery of `branch` moving from `before` to `after` (`ZERO_SHA`: created
+        or deleted), as GitHub writes it: `ref`, `before`, `after`, `created`, `deleted`,
+        `forced`, `base_ref` (null), `compare`, `commits` (oldest first, the newest
+        `PUSH_COMMITS` of them, each with its `added`, `removed` and `modified` paths against
+        its first parent), `head_commit` (null when deleted), `pusher`, and the repository
+        with `default_branch` and `master_branch`. The commits are `before..after`, or those
+        new to the repository for a new branch; `distinct` tells a commit no branch had yet.
+        `seen` are the branch tips before the push (default: `before`)."""
+        repo = self.repos[full]
+        git, html = repo.git, f"{self.base_url}/{full}"
+        created, deleted = before == ZERO_SHA, after == ZERO_SHA
+        known = [sha for sha in (seen if seen is not None else [before]) if sha != ZERO_SHA]
+        commits: list[Json] = []
+        head: Json | None = None
+        if not deleted:
+            fresh = git.commits(after, "--not", *known)  # what no branch had yet
+            new = {c.sha for c in fresh}
+            pushed = fresh if created else git.commits(f"{before}..{after}")
+            commits = [self._push_commit(repo, c, c.sha in new) for c in pushed[-PUSH_COMMITS:]]
+            head = self._push_commit(repo, git.commits("-1", after)[0], after in new)
+        forced = (
+            not (created or deleted)
+            and git.attempt("merge-base", "--is-ancestor", before, after)[0] != 0
+        )
+        if created:
+            compare = f"{html}/compare/{branch}"
+        else:
+            compare = f"{html}/compare/{before[:12]}...{after[:12]}"
+        user = self._user(sender)
+        context = self._context(repo, sender)
+        context["repository"] = objects.push_repository(self.base_url, repo)
+        return {
+            "ref": f"refs/heads/{branch}",
+            "before": before,
+            "after": after,
+            "created": created,
+            "deleted": deleted,
+            "forced": forced,
+            "base_ref": None,
+            "compare": compare,
+            "commits": commits,
+            "head_commit": head,
+            "pusher": {
+                "name": sender,
+                "email": f"{user['id']}+{sender}@users.noreply.github.com",
+            },
+            **context,
+        }
+
+    def _push_commit(self, repo: Repo, info: CommitInfo, distinct: bool) -> Json:
+        parent = info.parents[:1] or ["--root"]
+        out = repo.git.run(
+            "diff-tree", "-r", "--no-renames", "--no-commit-id", "--name-status", "-z",
+            *parent, info.sha,
+        )  # fmt: skip
+        fields = out.decode().split("\0")
+        paths: dict[str, list[str]] = {"A": [], "D": [], "M": []}
+        for status, path in zip(fields[0::2], fields[1::2], strict=False):
+            if status:
+                paths.get(status[0], paths["M"]).append(path)
+        return objects.push_commit(
+            self.base_url,
+            repo.full_name,
+            info,
+            added=paths["A"],
+            removed=paths["D"],
+            modified=paths["M"],
+            distinct=distinct,
+        )
 
     def _pull_event(
         self, pull: Pull, action: str, sender: str, *, before: str | None = None
@@ -483,9 +607,20 @@ class FakeGitHub:
     # === state ===========================================================================
 
     def _sync_heads(self, repo: Repo, sender: str | None) -> None:
-        """After a push by `sender`: open pull requests follow their branches, and those
-        whose head moved are delivered as `pull_request.synchronize` (None: not delivered)."""
+        """After a push by `sender`: each branch that moved is delivered as a `push`, then
+        open pull requests follow their branches, and those whose head moved are delivered
+        as `pull_request.synchronize` (None: nothing delivered)."""
         with self.lock:
+            seen, repo.tips = repo.tips, _tips(repo.git)
+            if sender is not None and self.hook_url is not None:
+                for branch in sorted(seen.keys() | repo.tips.keys()):
+                    old, new = seen.get(branch, ZERO_SHA), repo.tips.get(branch, ZERO_SHA)
+                    if old != new:
+                        payload = self.push_payload(
+                            repo.full_name, branch, old, new, sender=sender,
+                            seen=list(seen.values()),
+                        )  # fmt: skip
+                        self.deliver("push", payload)
             for pull in self.pulls.values():
                 if pull.full_name != repo.full_name or pull.state != "open":
                     continue
@@ -1046,6 +1181,7 @@ class FakeGitHub:
                 if (pull.full_name, pull.head, pull.state) == (repo.full_name, ref[6:], "open"):
                     pull.state, pull.closed_at = "closed", now()
                     self._pull_event(pull, "closed", BOT_LOGIN)
+            self._sync_heads(repo, BOT_LOGIN)  # the branch's `push`, `deleted`
         return web.Response(status=204)
 
     # === reviews and comments ============================================================
@@ -1103,6 +1239,25 @@ class FakeGitHub:
             raise _unprocessable(
                 [{"resource": "PullRequestReviewComment", "field": "body", "code": "missing_field"}]
             )
+        with self.lock:
+            stored = self._reply(repo, pull, target, body)
+        return web.json_response(_public(stored), status=201)
+
+    async def get_review_comment(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        return web.json_response(_public(self._stored(self.review_comments, repo, request)))
+
+    def _reply(
+        self,
+        repo: Repo,
+        pull: Pull,
+        target: Json,
+        body: str,
+        login: str = BOT_LOGIN,
+        kind: str = "User",
+    ) -> Json:
+        """Store a reply to review comment `target` (a review of its own, as on GitHub): on
+        the same lines, `in_reply_to_id` the thread's first comment."""
         copied = (
             "path",
             "line",
@@ -1119,8 +1274,11 @@ class FakeGitHub:
         )
         fields = {key: target.get(key) for key in copied}
         fields.update(body=body, in_reply_to_id=target.get("in_reply_to_id") or target["id"])
-        stored = self._review(repo, pull, "", "COMMENTED", target["commit_id"], [fields])
-        return web.json_response(_public(stored["comments"][0]), status=201)
+        stored = self._review(
+            repo, pull, "", "COMMENTED", target["commit_id"], [fields], login, kind
+        )
+        reply: Json = stored["comments"][0]
+        return reply
 
     async def list_issue_comments(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
@@ -1390,6 +1548,15 @@ def _target(change: FileChange, line: Any, side: str, position: Any) -> DiffLine
 # === small helpers ========================================================================
 
 
+def _tips(git: BareRepo) -> dict[str, str]:
+    """Each branch's commit."""
+    out = git.run("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads").decode()
+    return {
+        ref.removeprefix("refs/heads/"): sha
+        for sha, _, ref in (line.partition(" ") for line in out.splitlines())
+    }
+
+
 def _public(record: Json) -> Json:
     return {k: v for k, v in record.items() if k not in PRIVATE}
 
@@ -1472,6 +1639,7 @@ def _routes(fake: FakeGitHub) -> web.Application:
     r.add_get(f"{pulls}/{{number:\\d+}}/reviews", fake.list_reviews)
     r.add_get(f"{pulls}/{{number:\\d+}}/comments", fake.list_review_comments)
     r.add_post(f"{pulls}/{{number:\\d+}}/comments/{{comment_id:\\d+}}/replies", fake.reply)
+    r.add_get(f"{pulls}/comments/{{comment_id:\\d+}}", fake.get_review_comment)
     r.add_post(f"{pulls}/comments/{{comment_id:\\d+}}/reactions", fake.review_comment_reaction)
     r.add_get(f"{repo}/compare/{{basehead:.+}}", fake.compare)
     r.add_get(f"{repo}/contents/{{path:.*}}", fake.contents)

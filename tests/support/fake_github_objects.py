@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ class Repo:
     default_branch: str
     created_at: str = field(default_factory=now)
     numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    tips: dict[str, str] = field(default_factory=dict)  # branch -> sha, as last seen
 
     @property
     def owner(self) -> str:
@@ -160,6 +162,59 @@ def repository(base: str, repo: Repo) -> Json:
         permissions={"admin": False, "maintain": False, "push": True, "triage": True, "pull": True},
     )
     return found
+
+
+def push_repository(base: str, repo: Repo) -> Json:
+    """The repository as `push` payloads carry it: the full object plus `master_branch`,
+    `stargazers`, `created_at` and `pushed_at` as Unix times, and an owner with `name` and
+    `email`, as GitHub writes them in that event only."""
+    found = repository(base, repo)
+    created = datetime.strptime(repo.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    found.update(
+        master_branch=repo.default_branch,
+        stargazers=found.get("stargazers_count", 0),
+        created_at=int(created.timestamp()),
+        pushed_at=int(datetime.now(UTC).timestamp()),
+        owner={**found["owner"], "name": repo.owner, "email": None},
+    )
+    return found
+
+
+NOREPLY = re.compile(r"^(?:\d+\+)?(?P<login>[^@]+)@users\.noreply\.github\.com$")
+
+
+def push_commit(
+    base: str,
+    full: str,
+    info: CommitInfo,
+    *,
+    added: list[str],
+    removed: list[str],
+    modified: list[str],
+    distinct: bool,
+) -> Json:
+    """A commit as a `push` payload lists it (`commits`, `head_commit`); `username` only when
+    the email is a GitHub noreply address, as GitHub adds it only for a known account."""
+
+    def person(who: tuple[str, str, str]) -> Json:
+        found: Json = {"name": who[0], "email": who[1]}
+        if known := NOREPLY.match(who[1]):
+            found["username"] = known["login"]
+        return found
+
+    return {
+        "id": info.sha,
+        "tree_id": info.tree,
+        "distinct": distinct,
+        "message": info.message,
+        "timestamp": info.author[2],
+        "url": f"{base}/{full}/commit/{info.sha}",
+        "author": person(info.author),
+        "committer": person(info.committer),
+        "added": added,
+        "removed": removed,
+        "modified": modified,
+    }
 
 
 def pull_request(
@@ -294,6 +349,7 @@ def review_comment(base: str, full: str, number: int, comment_id: int, **fields:
         created_at=now(),
         updated_at=now(),
         subject_type="line",
+        reactions=reactions(f"{api}/pulls/comments/{comment_id}/reactions"),
         _links={
             "self": {"href": f"{api}/pulls/comments/{comment_id}"},
             "html": {"href": html},
@@ -319,6 +375,14 @@ def issue_comment(base: str, full: str, number: int, comment_id: int, **fields: 
         **fields,
     )
     return found
+
+
+def reactions(url: str) -> Json:
+    """The reaction rollup GitHub puts on comments (the fake counts none there)."""
+    counts = dict.fromkeys(
+        ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes"), 0
+    )
+    return {"url": url, "total_count": 0, **counts}
 
 
 def reaction(base: str, reaction_id: int, login: str, content: str) -> Json:
