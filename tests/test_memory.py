@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import string
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -303,6 +305,9 @@ def test_job_traces_store_what_a_prompt_needs(database: str, sql: Any) -> None:
 def test_ask_lesson_and_lessons_in_the_chat_on_the_embedded_default(
     settings: Settings, database: str, sql: Any
 ) -> None:
+    # Words found nowhere (written here, they would be in the index of this very file).
+    nonsense = " ".join("".join(random.choices(string.ascii_lowercase, k=12)) for _ in range(3))
+
     async def body() -> dict[str, str]:
         async with conversations(settings, database) as convo:
             said = {}
@@ -310,7 +315,7 @@ def test_ask_lesson_and_lessons_in_the_chat_on_the_embedded_default(
             said["ask"] = (
                 await say(convo, "/ask How does the reviewer pin findings to diff lines?")
             )[0].text
-            said["unknown"] = (await say(convo, "/ask xylophone marmalade quantum"))[0].text
+            said["unknown"] = (await say(convo, f"/ask {nonsense}"))[0].text
             said["lesson"] = (
                 await say(convo, "/lesson app/review/ keep summaries to two sentences")
             )[0].text
