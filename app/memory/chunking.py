@@ -126,7 +126,12 @@ def _class(path: str, lines: list[str], node: ast.ClassDef, start: int, end: int
         covered = m_end + 1
     if covered <= end:
         chunks += _blocks(path, lines, covered, end, node.name, "class")
-    return chunks
+    return [c for c in chunks if c.kind != "class" or not _only_comments(c.content)]
+
+
+def _only_comments(text: str) -> bool:
+    """A banner comment between methods ("# --- the steps ---") is no chunk of its own."""
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
 
 
 def _piece(
