@@ -148,11 +148,11 @@ class Runtime:
         log.info("GitHub comment in delivery %s: %s", event.delivery_id, outcome)
 
     async def _push(self, event: Event, ctx: Context) -> None:
-        outcome = await (await self.github()).on_push(event)
+        outcome = await (await self.github()).memory.on_push(event)
         log.info("GitHub push in delivery %s: %s", event.delivery_id, outcome)
 
     async def _installed(self, event: Event, ctx: Context) -> None:
-        queued = await (await self.github()).on_installed(event)
+        queued = await (await self.github()).memory.on_installed(event)
         if queued:
             log.info("indexing newly installed repositories: %s", ", ".join(queued))
 

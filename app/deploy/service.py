@@ -269,7 +269,8 @@ class Deployments:
             async with self.pool.connection() as conn:
                 await audit.record(conn, actor=by, action="deploy.merged", subject=f"pr:{number}",
                                    detail={"merge": merged, "head": pull.head_sha})  # fmt: skip
-            if self.memory is not None:  # the default branch moved: the index follows
+            if self.memory is not None and self.settings.home_repo is None:
+                # The local forge's branch moved (GitHub says so with a push instead).
                 await self.memory.request_index()
         paths = await forge.changed_paths(merged)
         outside = files.hot_deployable(paths)

@@ -15,6 +15,7 @@ from app import audit, outbox
 from app.github import commands
 from app.github.channel import GitHubChannel, thread
 from app.github.client import GitHubApp
+from app.github.memory import MemoryOnGitHub
 from app.github.notices import ChatNotices
 from app.github.once import first_time
 from app.github.redeliver import Sweep, sweep
@@ -52,16 +53,14 @@ class GitHubService:
             else None
         )
         self.notices = ChatNotices(settings, pool, self._orchestrator)
+        self.memory = MemoryOnGitHub(settings, pool, self.app, conversations, say=self._say)
         self.reviewer = Reviewer(
-            pool, self.app, model, notify=self.notices.review, lessons=self._lessons
+            pool, self.app, model, notify=self.notices.review, lessons=self.memory.lessons_for
         )
         self._channel: GitHubChannel | None = None
 
     async def _orchestrator(self) -> Any:
         return (await self._conversations()).orchestrator
-
-    async def _lessons(self, repository: str, paths: list[str]) -> list[str]:
-        return await (await self._conversations()).memory.lessons_for(repository, paths)
 
     async def channel(self) -> GitHubChannel:
         if self._channel is None:
@@ -110,7 +109,7 @@ class GitHubService:
         command = commands.parse(str(comment.get("body") or ""))
         if command is None:
             if event.name == "pull_request_review_comment" and comment.get("in_reply_to_id"):
-                return await self._reply_to_review(payload, comment, login)
+                return await self.memory.reply_to_review(payload, comment, login)
             return "ignored: no command"
         installation = (payload.get("installation") or {}).get("id")
         if installation is None:
@@ -184,117 +183,8 @@ class GitHubService:
             )
             return f"review: {outcome.status}"
         if command.name == "ask":
-            return await self._ask(command.argument, conversation, login, comment_id, payload)
+            return await self.memory.ask(command.argument, conversation, login, comment_id, payload)
         return await self._mechanic(command, conversation, login, comment_id, on_pull)
-
-    async def _ask(
-        self, question: str, conversation: str, login: str, comment_id: int, payload: Any
-    ) -> str:
-        if not question:
-            await self._say(conversation, "Ask about the code: `/ask How is a webhook verified?`")
-            return "ask: no question"
-        if not await first_time(self.pool, f"ask:{comment_id}"):
-            return "ask: answered before"
-        memory = (await self._conversations()).memory
-        answer = await memory.ask(question, asked_by=f"github:{login}")
-        repository = payload.get("repository") or {}
-        linked = answer.text
-        if repository.get("full_name") == memory.home and repository.get("html_url"):
-            linked = _linked(answer.text, answer.references, str(repository["html_url"]),
-                             (await memory.state())[1])  # fmt: skip
-        await self._say(conversation, linked)
-        return "ask: answered" if answer.known else "ask: not known"
-
-    # --- memory: disputes, pushes, installations ------------------------------------------
-
-    async def _reply_to_review(self, payload: Any, comment: Any, login: str) -> str:
-        """A reply to one of the reviewer's comments that says it is wrong: a lesson for
-        that file, from someone who may write to the repository."""
-        from app.memory import lessons
-
-        body = str(comment.get("body") or "")
-        if not lessons.disputes(body):
-            return "ignored: a reply, not a dispute"
-        installation = (payload.get("installation") or {}).get("id")
-        if installation is None:
-            return "ignored: no installation"
-        owner, repo = str(payload["repository"]["full_name"]).split("/", 1)
-        if not await self.app.may_command(int(installation), owner, repo, login):
-            return "ignored: a dispute from someone who may not write here"
-        client = self.app.installation(int(installation))
-        response = await client.rest.pulls.async_get_review_comment(
-            owner, repo, int(comment["in_reply_to_id"])
-        )
-        original: dict[str, Any] = dict(response.json())
-        if str((original.get("user") or {}).get("login")) != await self.app.bot_login():
-            return "ignored: a reply to a person's comment"
-        path = str(comment.get("path") or original.get("path") or "")
-        said = " ".join(str(original.get("body") or "").split())[:300]
-        text = (f"A review comment on {path} said: \"{said}\" — {login} disputed it: "
-                f"\"{' '.join(body.split())[:600]}\"")  # fmt: skip
-        memory = (await self._conversations()).memory
-        lesson = await memory.teach(
-            text, by=f"github:{login}", source="dispute", paths=(path,) if path else (),
-            subject=f"comment:{owner}/{repo}:{comment['id']}", repository=f"{owner}/{repo}",
-        )  # fmt: skip
-        if lesson is None:
-            return "dispute: noted before"
-        number = int((payload.get("pull_request") or {}).get("number") or 0)
-        await client.rest.pulls.async_create_reply_for_review_comment(
-            owner, repo, number, int(comment["in_reply_to_id"]),
-            body=f"Thanks, @{login}: noted as lesson #{lesson.id} for `{path}`. Later reviews "
-            "of it take it into account (an admin can retire it with `/lessons retire "
-            f"{lesson.id}` in the Persais chat).",
-        )  # fmt: skip
-        return f"dispute: lesson {lesson.id}"
-
-    async def on_push(self, event: Event) -> str:
-        """A push to a repository's default branch: its index follows (home, or enabled)."""
-        payload = event.payload
-        repository = payload.get("repository") or {}
-        default = repository.get("default_branch") or repository.get("master_branch")
-        if payload.get("deleted") or payload.get("ref") != f"refs/heads/{default}":
-            return "ignored: not the default branch"
-        full_name = str(repository.get("full_name") or "")
-        installation = (payload.get("installation") or {}).get("id")
-        if not await self._indexed(full_name, installation, str(default)):
-            return "ignored: memory is off for this repository"
-        await (await self._conversations()).memory.request_index(full_name)
-        return f"index: {full_name}"
-
-    async def on_installed(self, event: Event) -> list[str]:
-        """Installed (or given more repositories): index the ones memory covers."""
-        payload = event.payload
-        if event.action not in ("created", "added", "new_permissions_accepted"):
-            return []
-        installation = (payload.get("installation") or {}).get("id")
-        queued = []
-        for repo in payload.get("repositories") or payload.get("repositories_added") or []:
-            full_name = str(repo.get("full_name") or "")
-            try:
-                if await self._indexed(full_name, installation, None):
-                    await (await self._conversations()).memory.request_index(full_name)
-                    queued.append(full_name)
-            except Exception:  # one repository's trouble must not stop the others
-                log.exception("could not decide on indexing %s", full_name)
-        return queued
-
-    async def _indexed(self, full_name: str, installation: Any, default: str | None) -> bool:
-        """The home repository always; another when its `.github/persais.yml` (on the
-        default branch) says `memory: index: true`."""
-        from app.review.config import CONFIG_PATH, parse
-        from app.review.pull import PullOnGitHub
-
-        if full_name == self.settings.home_repo:
-            return True
-        if installation is None or "/" not in full_name:
-            return False
-        client = self.app.installation(int(installation))
-        if default is None:
-            owner, repo = full_name.split("/", 1)
-            default = str((await client.rest.repos.async_get(owner, repo)).json()["default_branch"])
-        text, _ = await PullOnGitHub(client, full_name, 0, "").read(CONFIG_PATH, default)
-        return parse(text).config.memory.index
 
     async def _mechanic(
         self, command: commands.Command, conversation: str, login: str, comment_id: int,
@@ -352,16 +242,3 @@ class GitHubService:
 
     async def sweep_redeliveries(self) -> Sweep:
         return await sweep(self.app, self.pool)
-
-
-def _linked(text: str, references: tuple[str, ...], html_url: str, commit: str | None) -> str:
-    """`path:10-20` in an answer as a link to those lines on GitHub, at the indexed commit."""
-    if commit is None:
-        return text
-    for where in references:
-        path, _, lines = where.rpartition(":")
-        start, _, end = lines.partition("-")
-        anchor = f"#L{start}" + (f"-L{end}" if end else "")
-        link = f"[`{where}`]({html_url}/blob/{commit}/{path}{anchor})"
-        text = text.replace(where, link, 1)
-    return text

@@ -14,6 +14,7 @@ from app import audit, outbox
 from app.mechanic_chat import progress, records
 from app.mechanic_chat.records import Job
 from app.mechanic_chat.runner import Ask, JobRunner
+from app.memory import traces
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -174,9 +175,7 @@ class MechanicJobs:
                 )
             await audit.record(conn, actor=by, action="mechanic.withdrawn", subject=f"job:{job_id}",
                                detail={"pr": job.pr_number, "branch": job.branch})  # fmt: skip
-            await conn.execute(  # its trace: a job that did not go well after all
-                "UPDATE job_traces SET outcome = 'aborted' WHERE job_id = %s", (job_id,)
-            )
+            await traces.aborted(conn, job_id)
         return text
 
     async def job(self, job_id: str) -> Job | None:

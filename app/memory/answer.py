@@ -37,6 +37,7 @@ class Answer:
     text: str
     references: tuple[str, ...]  # "path:start-end" of each place it rests on
     known: bool
+    commit: str | None = None  # the indexed commit the references are at
 
 
 def confident(hits: list[Hit]) -> bool:
@@ -58,6 +59,7 @@ def not_known(repository: str, commit: str | None) -> Answer:
         "words, or name a file, a function or a command.",
         (),
         False,
+        commit,
     )
 
 
@@ -70,7 +72,7 @@ def places(repository: str, commit: str | None, hits: list[Hit]) -> Answer:
         summary = summary_line(hit)
         if summary:
             lines.append(f"    {summary}")
-    return Answer("\n".join(lines), tuple(h.where for h in hits), True)
+    return Answer("\n".join(lines), tuple(h.where for h in hits), True, commit)
 
 
 async def written(
@@ -98,7 +100,7 @@ async def written(
         return None
     at = f" ({repository} at {commit[:7]})" if commit else ""
     sources = "Sources" + at + ": " + ", ".join(h.where for h in hits)
-    return Answer(f"{text[:3000]}\n\n{sources}", tuple(h.where for h in hits), True)
+    return Answer(f"{text[:3000]}\n\n{sources}", tuple(h.where for h in hits), True, commit)
 
 
 def references(text: str) -> list[tuple[str, int, int]]:

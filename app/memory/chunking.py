@@ -36,17 +36,14 @@ class Chunk:
     @property
     def content_hash(self) -> str:
         """What the embedding depends on: the same text at another path is the same vector."""
-        return hashlib.sha256(self.embedding_text.encode()).hexdigest()
+        return hashlib.sha256(
+            embedding_text(self.path, self.symbol, self.content).encode()
+        ).hexdigest()
 
-    @property
-    def embedding_text(self) -> str:
-        return f"{self.path} · {self.symbol}\n{self.content}"
 
-    @property
-    def where(self) -> str:
-        if self.start_line == self.end_line:
-            return f"{self.path}:{self.start_line}"
-        return f"{self.path}:{self.start_line}-{self.end_line}"
+def embedding_text(path: str, symbol: str, content: str) -> str:
+    """A chunk as it is embedded: where it is and what it is, then its text."""
+    return f"{path} · {symbol}\n{content}"
 
 
 def indexed(path: str, size: int) -> bool:

@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from app.memory import embeddings
-from app.memory.chunking import Chunk, chunk, indexed
+from app.memory.chunking import Chunk, chunk, embedding_text, indexed
 from app.memory.embeddings import Embedder
 from app.memory.words import CONFIG, searchable
 
@@ -202,8 +202,7 @@ class Indexer:
         pending = [r for r in rows if r[0] in todo]
         for start in range(0, len(pending), embeddings.BATCH * 4):
             batch = pending[start : start + embeddings.BATCH * 4]
-            texts = [Chunk(path, 1, 1, "", symbol, content).embedding_text
-                     for _, path, symbol, content in batch]  # fmt: skip
+            texts = [embedding_text(path, symbol, content) for _, path, symbol, content in batch]
             vectors = await self.embedder.embed(texts)
             async with self.pool.connection() as conn:
                 await embeddings.store(

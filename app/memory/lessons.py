@@ -50,9 +50,13 @@ class Lesson:
             return True
         return any(_matches(pattern, path) for pattern in self.paths for path in paths)
 
-    def line(self) -> str:
+    def for_prompt(self) -> str:
         where = ", ".join(self.paths) if self.paths else "everywhere"
-        return f"#{self.id} [{where}] {self.text} ({self.source}, {self.created_by})"
+        return f"[{where}] {self.text}"
+
+    def line(self) -> str:
+        """As /lessons lists it."""
+        return f"#{self.id} {self.for_prompt()} ({self.source}, {self.created_by})"
 
 
 def _matches(pattern: str, path: str) -> bool:

@@ -5,7 +5,7 @@ with embeddings, the nearest vectors; the two lists fused by rank (reciprocal ra
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import AsyncConnection, sql
 
@@ -15,6 +15,7 @@ from app.memory.words import CONFIG, searchable
 
 CANDIDATES = 40  # from each list, before fusion
 RRF_K = 60  # the usual constant of reciprocal rank fusion
+K = TypeVar("K")
 PER_FILE = 2  # at most this many chunks of one file in an answer: five places, not one file
 TESTS_WEIGHT = 0.6  # a test mentions what it tests; the code itself answers "how" first
 
@@ -115,37 +116,41 @@ async def nearest(
     dims = len(vector)
     cast = sql.SQL("embedding::vector({})").format(sql.Literal(dims))
     query = sql.SQL(_NEAREST).format(cast=cast, columns=sql.SQL(_COLUMNS))
-    await conn.execute("SET hnsw.ef_search = 100")
-    cur = await conn.execute(
-        query,
-        {"v": embeddings.literal(vector), "dims": dims, "model": model, "repo": repository,
-         "over": limit * 3},
-    )  # fmt: skip
-    hits = [_hit(row, float(row[8]), similarity=float(row[8])) for row in await cur.fetchall()]
+    async with conn.transaction():  # the wider search beam for this query only
+        await conn.execute("SET LOCAL hnsw.ef_search = 100")
+        cur = await conn.execute(
+            query,
+            {"v": embeddings.literal(vector), "dims": dims, "model": model, "repo": repository,
+             "over": limit * 3},
+        )  # fmt: skip
+        rows = await cur.fetchall()
+    hits = [_hit(row, float(row[8]), similarity=float(row[8])) for row in rows]
     hits.sort(key=lambda h: -h.score)
     return hits[:limit]
 
 
-def fuse(*rankings: list[Hit], k: int = RRF_K) -> list[Hit]:
-    """Reciprocal rank fusion: each list gives a hit 1 / (k + rank); what both lists rank
-    well rises. The fused hit keeps what each side knew (matched words, similarity)."""
-    scores: dict[int, float] = {}
-    merged: dict[int, Hit] = {}
+def reciprocal_ranks(*rankings: list[K]) -> dict[K, float]:
+    """Reciprocal rank fusion: each list gives an item 1 / (RRF_K + rank); what several
+    lists rank well rises. Items in the order of their fused score."""
+    scores: dict[K, float] = {}
     for ranking in rankings:
-        for rank, hit in enumerate(ranking, 1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (k + rank)
-            seen = merged.get(hit.id)
-            if seen is None:
-                merged[hit.id] = hit
-            else:
-                merged[hit.id] = replace(
-                    seen,
-                    matched=max(seen.matched, hit.matched),
-                    terms=max(seen.terms, hit.terms),
-                    similarity=seen.similarity if seen.similarity is not None else hit.similarity,
-                )
-    order = sorted(scores, key=lambda i: (-scores[i], i))
-    return [replace(merged[i], score=scores[i]) for i in order]
+        for rank, item in enumerate(ranking, 1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (RRF_K + rank)
+    return dict(sorted(scores.items(), key=lambda pair: -pair[1]))
+
+
+def fuse(*rankings: list[Hit]) -> list[Hit]:
+    """The hits of several rankings fused by rank; a fused hit keeps what each side knew
+    (matched words, similarity)."""
+    merged: dict[int, Hit] = {}
+    for hit in (h for ranking in rankings for h in ranking):
+        seen = merged.get(hit.id)
+        merged[hit.id] = hit if seen is None else replace(
+            seen, matched=max(seen.matched, hit.matched), terms=max(seen.terms, hit.terms),
+            similarity=seen.similarity if seen.similarity is not None else hit.similarity,
+        )  # fmt: skip
+    fused = reciprocal_ranks(*([h.id for h in ranking] for ranking in rankings))
+    return [replace(merged[i], score=score) for i, score in fused.items()]
 
 
 async def search(

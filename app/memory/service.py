@@ -164,7 +164,7 @@ class Memory:
         """The lesson lines for a prompt about `paths` of `repository` (the reviewer's)."""
         async with self.pool.connection() as conn:
             found = await lessons.for_paths(conn, repository, paths)
-        return [_lesson_line(lesson) for lesson in found]
+        return [lesson.for_prompt() for lesson in found]
 
     # --- the Mechanic ---------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class Memory:
         return Guidance(
             examples=tuple(t.text() for t in examples),
             warnings=tuple(t.text() for t in warnings),
-            lessons=tuple(_lesson_line(lesson) for lesson in found),
+            lessons=tuple(lesson.for_prompt() for lesson in found),
         )
 
     async def job_finished(self, trace: Trace) -> None:
@@ -229,11 +229,6 @@ def _planned_files(plan: dict[str, Any] | None) -> tuple[str, ...]:
     if not isinstance(name, str):
         return ()
     return (f"dynamic/agents/{name}/*", f"tests/dynamic/test_{name}.py")
-
-
-def _lesson_line(lesson: lessons.Lesson) -> str:
-    where = ", ".join(lesson.paths) if lesson.paths else "everywhere"
-    return f"[{where}] {lesson.text}"
 
 
 def _chat_model(settings: Settings) -> answer.Model | None:

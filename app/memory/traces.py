@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from app.memory import embeddings
 from app.memory.embeddings import Embedder
+from app.memory.search import reciprocal_ranks
 from app.memory.words import CONFIG, searchable
 
 SIMILAR = 3  # examples, and warnings, at most
@@ -116,6 +117,11 @@ async def deployed(conn: AsyncConnection[Any], job_id: str) -> None:
     )
 
 
+async def aborted(conn: AsyncConnection[Any], job_id: str) -> None:
+    """A job whose pull request was withdrawn after all: it did not go well."""
+    await conn.execute("UPDATE job_traces SET outcome = 'aborted' WHERE job_id = %s", (job_id,))
+
+
 async def rolled_back(conn: AsyncConnection[Any], job_id: str, reason: str | None) -> None:
     await conn.execute(
         "UPDATE job_traces SET rolled_back_at = now(), rollback_reason = %s WHERE job_id = %s",
@@ -158,7 +164,10 @@ async def similar(
         if int(row[11]) >= max(2, math.ceil(int(row[12]) / 2)) or int(row[12]) == int(row[11]) == 1
     ]
     if embedder is not None:
-        ranked = _fuse(ranked, await _nearest(conn, repository, request, embedder, exclude))
+        near = await _nearest(conn, repository, request, embedder, exclude)
+        known = {t.job_id: t for t in ranked + near}
+        order = reciprocal_ranks([t.job_id for t in ranked], [t.job_id for t in near])
+        ranked = [known[job_id] for job_id in order]
     examples = [t for t in ranked if t.went_well][:SIMILAR]
     warnings = [t for t in ranked if not t.went_well][:SIMILAR]
     return examples, warnings
@@ -184,16 +193,6 @@ async def _nearest(
          "v": embeddings.literal(vector)},
     )  # fmt: skip
     return [_trace(row) for row in await cur.fetchall() if float(row[11]) > MIN_SIMILARITY]
-
-
-def _fuse(*rankings: list[Trace]) -> list[Trace]:
-    scores: dict[str, float] = {}
-    known: dict[str, Trace] = {}
-    for ranking in rankings:
-        for rank, trace in enumerate(ranking, 1):
-            scores[trace.job_id] = scores.get(trace.job_id, 0.0) + 1 / (60 + rank)
-            known[trace.job_id] = trace
-    return [known[j] for j in sorted(scores, key=lambda j: -scores[j])]
 
 
 def _plan_words(plan: dict[str, Any] | None) -> str:
