@@ -5,8 +5,10 @@ thread `cli:<name>` in the server's database, so it shows in /status like any ot
 a question left open when the chat ended is offered again when it starts.
 
 What workers say later (a Mechanic job's progress and its pull request) arrives through
-the outbox: a progress message edited in place shows here as one line per stage. At the
-end of input the chat waits for this conversation's running jobs before it leaves.
+the outbox: a progress message edited in place shows here as one line per stage. A turn
+(what was typed, its answer, and the notes it caused, such as a new job's progress
+message) prints whole: the outbox poll waits for it. At the end of input the chat waits
+for this conversation's running jobs before it leaves.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class TerminalChat:
         self.numbers: dict[str, tuple[str, str]] = {}  # "1" -> (approval id, choice key)
         self.offered: set[str] = set()  # approval ids whose choices are numbered
         self._numbering = itertools.count(1)
+        self._turn = asyncio.Lock()  # the poll prints nothing in the middle of a turn
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -80,15 +83,20 @@ class TerminalChat:
             text = line.strip()
             if not text:
                 continue
-            if text in self.numbers:
-                await self._press(*self.numbers[text])
-                continue
-            inbound = Inbound(
-                conversation=self.user, channel="terminal", user=self.user,
-                user_name=self.name, text=text, admin=True,
-            )  # fmt: skip
-            for reply in await self.orchestrator.handle(inbound):
-                self._show(reply)
+            async with self._turn:
+                await self._take(text)
+                await self._deliver()  # what the turn set going, after its answer
+
+    async def _take(self, text: str) -> None:
+        if text in self.numbers:
+            await self._press(*self.numbers[text])
+            return
+        inbound = Inbound(
+            conversation=self.user, channel="terminal", user=self.user,
+            user_name=self.name, text=text, admin=True,
+        )  # fmt: skip
+        for reply in await self.orchestrator.handle(inbound):
+            self._show(reply)
 
     def _show(self, reply: Outbound) -> None:
         self.say(reply.text)
@@ -115,7 +123,8 @@ class TerminalChat:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
-            await self._deliver()
+            async with self._turn:
+                await self._deliver()
 
     async def _deliver(self) -> None:
         await outbox.deliver(
@@ -146,9 +155,11 @@ class TerminalChat:
             self.say(f"Waiting for {', '.join(running)} to finish (Ctrl-C leaves; it goes on).")
         while running:
             await asyncio.sleep(self.poll_seconds)
-            await self._deliver()
+            async with self._turn:
+                await self._deliver()
             running = await self._running()
-        await self._deliver()
+        async with self._turn:
+            await self._deliver()
 
     async def _running(self) -> list[str]:
         jobs = await self.jobs.active_in(self.user) if self.jobs is not None else []
