@@ -270,6 +270,17 @@ class Settings(BaseSettings):
         """PERSAIS_AGENTS_DIR, else `dynamic/agents` of this checkout (or image)."""
         return self.agents_dir or CHECKOUT_ROOT / "dynamic" / "agents"
 
+    def secrets(self) -> list[str]:
+        """Every secret value configured (for `mechanic.redaction`): none may leave in text."""
+        values = [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
+        if self.database_url is not None:  # the password inside the URL, on its own too
+            values.append(str(conninfo_to_dict(self.database_url.get_secret_value()).get(
+                "password") or ""))  # fmt: skip
+        key_file = self.github_private_key_path
+        if self.github_private_key is None and key_file is not None and key_file.is_file():
+            values.append(key_file.read_text())
+        return [v for v in values if v]
+
     def private_key_pem(self) -> str | None:
         if self.github_private_key is not None:
             return self.github_private_key.get_secret_value()

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from mechanic import redaction
+
 ALLOWED_ROOTS = ("dynamic/", "tests/dynamic/")
 ALLOWED_SUFFIXES = frozenset({".py", ".toml", ".md", ".txt", ".json"})
 
@@ -119,6 +121,16 @@ def check_source(
         elif isinstance(node, ast.Name) and node.id in {"__builtins__", "__loader__", "__spec__"}:
             found.append(Violation(path, node.lineno, "name", f"{node.id} is not allowed"))
     return _unique(found)
+
+
+def check_secrets(path: str, text: str) -> list[Violation]:
+    """Credentials written into a file (`mechanic.redaction`); the kind is named, never the
+    value, so the violation can go into a fix prompt and a chat."""
+    return [
+        Violation(path, secret.line(text), "secret",
+                  f"a {secret.kind} is written into the file: read it from configuration")
+        for secret in redaction.find(text)
+    ]  # fmt: skip
 
 
 def _import(path: str, line: int, module: str, allowed: set[str]) -> list[Violation]:

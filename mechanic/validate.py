@@ -48,9 +48,13 @@ async def validate(
     permissions = _permissions(worktree / "dynamic" / "agents" / agent / "agent.toml")
     for path in changed:
         full = worktree / path
-        if path.endswith(".py") and full.is_file() and not full.is_symlink():
+        if not full.is_file() or full.is_symlink():
+            continue
+        text = full.read_text(errors="replace")
+        violations += policy.check_secrets(path, text)
+        if path.endswith(".py"):
             violations += policy.check_source(
-                path, full.read_text(errors="replace"), permissions, test=path.startswith("tests/")
+                path, text, permissions, test=path.startswith("tests/")
             )
     if violations:
         report.policy_refused = True

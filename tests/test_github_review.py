@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import string
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -247,6 +249,39 @@ def test_instructions_in_the_pull_request_change_nothing(database: str) -> None:
         assert review["state"] == "COMMENTED"
         assert any("subprocess" in c["body"] for c in review["comments"])
         assert fake.check_runs[0]["conclusion"] == "failure"
+
+
+def test_a_pushed_secret_is_flagged_on_its_line_and_goes_no_further(database: str) -> None:
+    rng = random.Random(8)
+    token = "ghp_" + "".join(rng.choices(string.ascii_letters + string.digits, k=36))
+    password = "".join(rng.choices(string.ascii_letters, k=10)) + "42" + "Zq9"
+    settings_py = (
+        '"""Where the widgets are shipped."""\n\n'
+        f'DATABASE_URL = "postgresql://widgets:{password}@db:5432/widgets"\n'
+        f'GITHUB_TOKEN = "{token}"\n'
+    )
+    with fake_github(PUBLIC) as (url, fake):
+        fake.add_repo(REPO, INSTALLATION, files=BASE_FILES)
+        fake.push(REPO, "feature", {"app/ship.py": settings_py})
+        number = fake.open_pull(REPO, "feature", title=f"Ship it (token {token})")
+        with scripted_llm([answer()]) as (api, llm):
+            outcome = review_once(database, url, fake, number, model=model_for(api))
+        assert outcome.conclusion == "failure"
+        (review,) = fake.reviews
+        flagged = {c["line"]: c["body"] for c in review["comments"] if "(secrets)" in c["body"]}
+        assert sorted(flagged) == [3, 4]
+        assert "password in a URL" in flagged[3]
+        assert "GitHub token" in flagged[4]
+        assert "revoke it" in flagged[4]
+        # The secret itself is in nothing Persais wrote (comments, summary, check run) and
+        # not in the prompt. (GitHub's own `diff_hunk` of a comment quotes the line.)
+        written = [review["body"], *(c["body"] for c in review["comments"])]
+        said = json.dumps([written, fake.check_runs, llm.requests])
+        assert token not in said
+        assert password not in said
+        prompt = llm.requests[0]["messages"][1]["content"]
+        assert '4|+ GITHUB_TOKEN = "[redacted: GitHub token]"' in prompt
+        assert "Ship it (token [redacted: GitHub token])" in prompt
 
 
 def test_a_secondary_rate_limit_is_waited_out(database: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 import subprocess
 from pathlib import Path
 
@@ -100,3 +102,26 @@ def test_a_policy_violation_stops_everything_before_anything_runs(
         assert not marker.exists()
 
     asyncio.run(run())
+
+
+def test_a_secret_written_into_any_file_is_refused_by_kind_not_value(
+    repository: Path, tmp_path: Path
+) -> None:
+    token = "xoxb-" + "".join(random.choices(string.ascii_letters + string.digits, k=24))
+
+    async def run() -> list[str]:
+        ws = await Workspace.create(repository, tmp_path / "jobs", job_id="j5", slug="echo")
+        scaffold(ws)
+        agent_py = ws.path / "dynamic" / "agents" / "echo" / "agent.py"
+        agent_py.write_text(agent_py.read_text() + f"\nSLACK = {token!r}\n")
+        manifest = ws.path / "dynamic" / "agents" / "echo" / "agent.toml"
+        manifest.write_text(manifest.read_text() + f'# webhook: "{token}"\n')
+        report = await validate(ws.path, await ws.changed_files(), "echo")
+        assert report.policy_refused
+        return report.problems
+
+    problems = asyncio.run(run())
+    secrets = [p for p in problems if "Slack token" in p]
+    assert len(secrets) == 2  # the code and the manifest
+    assert any("agent.toml" in p for p in secrets)
+    assert token not in "\n".join(problems)  # the problems go into the fix prompt

@@ -167,6 +167,48 @@ def test_reindexing_after_a_push_reads_only_what_changed_and_embeds_only_new_chu
     ]
 
 
+def test_secrets_are_cut_out_before_anything_is_stored_or_embedded(
+    tmp_path: Path, database: str, sql: Any
+) -> None:
+    token = "ghp_" + "".join(random.choices(string.ascii_letters + string.digits, k=36))
+    configured = "".join(random.choices(string.ascii_letters + string.digits, k=24))
+    key = ["".join(random.choices(string.ascii_letters, k=64)) for _ in range(3)]
+    repo = tmp_path / "leaky"
+    git(tmp_path, "init", "-q", str(repo))
+    (repo / "deploy.py").write_text(
+        f'"""Deploy the widgets."""\n\nTOKEN = "{token}"\n\n\ndef deploy() -> None:\n'
+        f'    push("widgets", key="{configured}")\n'
+    )
+    (repo / "SETUP.md").write_text(
+        "# Setup\n\nThe deploy key:\n\n-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        + "\n".join(key) + "\n-----END OPENSSH PRIVATE KEY-----\n\n## Rotating the key\n\n"
+        "Ask the widgets team.\n"
+    )  # fmt: skip
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "leak")
+    source = GitRepository(repo / ".git")
+    with scripted_llm([]) as (api, llm):
+        embedder = Embedder(api, "k", "hashed-words")
+
+        async def body(pool: AsyncConnectionPool) -> IndexReport:
+            indexer = Indexer(pool, embedder, secrets=[configured])
+            return await indexer.index("leaky", source, await source.head())
+
+        report = with_pool(database, body)
+    assert report.redacted == 2
+    assert "secrets cut out of 2 files" in report.line()
+    stored = "\n".join(c for (c,) in sql("SELECT content FROM memory_chunks"))
+    sent = repr(llm.embedding_requests)
+    for secret in [token, configured, *key]:
+        assert secret not in stored
+        assert secret not in sent
+    assert 'TOKEN = "[redacted: GitHub token]"' in stored
+    assert 'key="[redacted: configured secret]"' in stored
+    assert sql("SELECT start_line FROM memory_chunks WHERE symbol LIKE '%> Rotating the key'") == [
+        (11,)  # the key's lines are kept (empty), so line numbers still point right
+    ]
+
+
 def test_hybrid_retrieval_fuses_vectors_with_full_text(database: str) -> None:
     with scripted_llm([]) as (api, llm):
         embedder = Embedder(api, "k", "hashed-words")

@@ -16,6 +16,7 @@ from app.mechanic_chat.records import Job
 from app.mechanic_chat.runner import Ask, JobRunner
 from app.memory import traces
 from app.settings import Settings
+from mechanic import redaction
 
 if TYPE_CHECKING:
     from app.memory.service import Memory
@@ -33,6 +34,11 @@ class MechanicJobs:
         self._defer = defer
         self.memory = memory
         self.runner = JobRunner(settings, pool, ask=ask, memory=memory)
+
+    def without_secrets(self, request: str) -> tuple[str, list[str]]:
+        """The request with any secret cut out, and the kinds cut."""
+        known = self.settings.secrets()
+        return redaction.redact(request, known), [s.kind for s in redaction.find(request, known)]
 
     @property
     def model_configured(self) -> bool:
@@ -53,8 +59,11 @@ class MechanicJobs:
         fix_pr: int | None = None,
     ) -> str:
         """Record a job and queue it (or, with `hold`, keep it until `confirm`). A request
-        that answers the Mechanic's clarifying question continues the request it asked about."""
+        that answers the Mechanic's clarifying question continues the request it asked about.
+        A secret pasted into the request is cut out first: the request goes into prompts,
+        the pull request, traces and the audit log, and a secret belongs in configuration."""
         job_id = secrets.token_hex(4)
+        request, cut = self.without_secrets(request)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT id, request, message FROM jobs WHERE conversation = %s"
@@ -75,7 +84,8 @@ class MechanicJobs:
             )  # fmt: skip
             await audit.record(
                 conn, actor=user, action="mechanic.requested", subject=f"job:{job_id}",
-                detail={"request": request[:500], "template_only": plan is not None},
+                detail={"request": request[:500], "template_only": plan is not None,
+                        "secrets_cut": cut or None},
             )  # fmt: skip
             if not hold:
                 await self._queue(conn, job_id, conversation, request)

@@ -1,5 +1,8 @@
 """The repository index: a commit of a git repository, chunked, in Postgres.
 
+Secrets are cut out of every file as it is read (`mechanic.redaction`): what is stored, embedded,
+searched and quoted is the redacted text, with the same lines.
+
 Incremental: a file whose git blob id is the one indexed before is not read again; a chunk
 whose content hash already has a vector is not embedded again (so an edit to one function
 re-embeds that function, not its file). One index run per repository at a time (an
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from app.memory import embeddings
 from app.memory.chunking import Chunk, chunk, embedding_text, indexed
 from app.memory.embeddings import Embedder
 from app.memory.words import CONFIG, searchable
+from mechanic import redaction
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,7 @@ class IndexReport:
     chunks: int = 0  # chunks of the repository after the run
     written: int = 0  # chunks written by this run
     embedded: int = 0  # chunks sent to the embeddings endpoint
+    redacted: int = 0  # files read that held something like a secret (cut out)
     seconds: float = 0.0
     problem: str = ""  # embeddings failed: full text still works
 
@@ -44,6 +50,7 @@ class IndexReport:
             f"{self.repository} at {self.commit[:7]}: {self.files} files ({self.read} read,"
             f" {self.removed} removed), {self.chunks} chunks ({self.written} written,"
             f" {self.embedded} embedded) in {self.seconds:.1f} s"
+            + (f"; secrets cut out of {self.redacted} files" if self.redacted else "")
             + (f"; {self.problem}" if self.problem else "")
         )
 
@@ -98,9 +105,16 @@ class GitRepository:
 
 
 class Indexer:
-    def __init__(self, pool: AsyncConnectionPool, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        embedder: Embedder | None = None,
+        *,
+        secrets: Iterable[str] = (),
+    ) -> None:
         self.pool = pool
         self.embedder = embedder
+        self.secrets = tuple(secrets)  # configured values, cut out wherever they appear
 
     async def index(self, repository: str, source: GitRepository, commit: str) -> IndexReport:
         started = time.monotonic()
@@ -153,7 +167,9 @@ class Indexer:
         chunks: list[Chunk] = []
         for path in changed:
             text = contents[at_commit[path]].decode("utf-8", errors="replace")
-            chunks += chunk(path, text)
+            clean = redaction.redact(text, self.secrets)  # before it is stored or sent
+            report.redacted += clean != text
+            chunks += chunk(path, clean)
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "DELETE FROM memory_files WHERE repository = %s AND path = ANY(%s)",

@@ -37,7 +37,7 @@ class Memory:
         self.home = settings.home_repo or LOCAL_HOME
         endpoint = settings.embeddings()
         self.embedder = Embedder(*endpoint) if endpoint else None
-        self.indexer = Indexer(pool, self.embedder)
+        self.indexer = Indexer(pool, self.embedder, secrets=settings.secrets())
         self._defer = defer
         self._source = source or self._git_dir
         self.model = model if model is not None else _chat_model(settings)
@@ -60,6 +60,7 @@ class Memory:
                 conn, actor="persais", action="memory.indexed", subject=f"repo:{repository}",
                 detail={"commit": report.commit, "read": report.read, "removed": report.removed,
                         "chunks": report.chunks, "embedded": report.embedded,
+                        "redacted": report.redacted,
                         "problem": report.problem or None},
             )  # fmt: skip
         return report

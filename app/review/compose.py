@@ -75,7 +75,7 @@ def pin(findings: list[Finding], diff: Diff, posted: set[str]) -> Pinned:
 
 
 def comment_body(finding: Finding) -> str:
-    source = {"policy": "policy", "ruff": "ruff", "model": "review"}.get(finding.source, "")
+    source = "review" if finding.source == "model" else finding.source
     body = f"{ICON[finding.severity]} **{finding.severity}** ({source}): {finding.message}"
     if finding.replacement is not None:
         body += f"\n\n```suggestion\n{finding.replacement}\n```"

@@ -18,7 +18,7 @@ class Finding:
     line: int | None  # a line of the new file; None: about the file as a whole
     severity: Severity
     message: str
-    source: str  # "policy" | "ruff" | "model"
+    source: str  # "policy" | "ruff" | "secrets" | "model"
     rule: str = ""
     replacement: str | None = None  # a ```suggestion for the lines start_line..line
     start_line: int | None = None

@@ -1,4 +1,5 @@
-"""Static findings: the Mechanic's own policy for `dynamic/`, and ruff on changed Python.
+"""Static findings: the Mechanic's own policy for `dynamic/`, ruff on changed Python, and
+secrets on added lines (`mechanic.redaction`: the finding names the kind, never the value).
 
 The changed files are written (at the head's content) into a scratch folder and checked
 there; nothing from the pull request is imported or run. The policy is exactly the one the
@@ -20,7 +21,7 @@ from typing import Any
 
 from app.review.diff import Diff
 from app.review.findings import Finding, Severity
-from mechanic import policy
+from mechanic import policy, redaction
 from mechanic.workspace import BRANCH_PREFIX
 
 # Ruff's default rules plus bugbear. A repository's own ruff settings are not read (they
@@ -28,6 +29,7 @@ from mechanic.workspace import BRANCH_PREFIX
 RUFF_RULES = "E4,E7,E9,F,B"
 _ERRORS = ("E9", "F63", "F7", "F82")  # syntax errors, undefined names, broken statements
 RUFF_TIME_LIMIT = 60.0
+MAX_SECRETS = 5  # per file
 
 
 def _in_lane(path: str) -> bool:
@@ -39,6 +41,7 @@ async def findings(
 ) -> list[Finding]:
     """`contents`: the head's text of the changed files the checks need (see `wanted`)."""
     found = _policy(diff, contents, mechanic=head_branch.startswith(BRANCH_PREFIX))
+    found += secrets(diff)
     python = {p: t for p, t in contents.items() if p.endswith(".py") and p in diff}
     if python:
         found += await _ruff(python)
@@ -60,6 +63,23 @@ def _manifest_of(path: str) -> str | None:
     if len(parts) >= 4 and parts[:2] == ("dynamic", "agents"):
         return f"dynamic/agents/{parts[2]}/agent.toml"
     return None
+
+
+def secrets(diff: Diff) -> list[Finding]:
+    """A secret on an added line: pushed, it is in the branch's history already."""
+    found: list[Finding] = []
+    for file in diff.files.values():
+        numbers = sorted(file.added)
+        text = "\n".join(file.added[n] for n in numbers)
+        for secret in redaction.find(text)[:MAX_SECRETS]:
+            found.append(
+                Finding(file.path, numbers[secret.line(text) - 1], "error",
+                        f"This adds what looks like a {secret.kind}. Pushed, it is in the "
+                        "branch's history, and a later commit does not take it out: revoke "
+                        "it, and read it from configuration instead.",
+                        "secrets", "secret." + secret.kind.lower().replace(" ", "-"))
+            )  # fmt: skip
+    return found
 
 
 def _policy(diff: Diff, contents: Mapping[str, str], *, mechanic: bool) -> list[Finding]:

@@ -34,7 +34,14 @@ class MechanicAgent(Agent):
 
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
         jobs = ctx.capability("mechanic")
-        request = message.text.strip()
+        said = message.text.strip()  # `start` cuts out secrets again, and audits the cut
+        request, cut = jobs.without_secrets(said)
+        note = (
+            f" I cut what looked like a secret ({', '.join(sorted(set(cut)))}) out of your "
+            "request: secrets go in configuration, never in code, a prompt or a pull request."
+            if cut
+            else ""
+        )
         if not request:
             return (
                 "Mechanic mode. Describe the agent you want, for example: "
@@ -42,9 +49,9 @@ class MechanicAgent(Agent):
             )
         if jobs.model_configured:
             job = await jobs.start(
-                conversation=message.conversation, user=message.user, request=request
+                conversation=message.conversation, user=message.user, request=said
             )
-            return f"On it: job {job}. Progress shows here; /abort stops it."
+            return f"On it: job {job}. Progress shows here; /abort stops it.{note}"
         guess = template_guess(request)
         if guess is None:
             return (
@@ -57,12 +64,12 @@ class MechanicAgent(Agent):
 
         plan = template_plan(kind, name, name, _description(request))
         job = await jobs.start(
-            conversation=message.conversation, user=message.user, request=request,
+            conversation=message.conversation, user=message.user, request=said,
             plan=plan.model_dump(), hold=True,
         )  # fmt: skip
         return Reply(
             f"No model is configured (LLM_API_KEY), so no code can be written for this. "
-            f"Scaffold the {kind} {name} (/{name}) from the template alone, as job {job}?",
+            f"Scaffold the {kind} {name} (/{name}) from the template alone, as job {job}?{note}",
             (Choice("go", "Scaffold from template"), Choice("no", "Cancel")),
             question=f"template:{job}",
         )
