@@ -345,14 +345,22 @@ def test_job_traces_store_what_a_prompt_needs(database: str, sql: Any) -> None:
 
 
 def test_ask_lesson_and_lessons_in_the_chat_on_the_embedded_default(
-    settings: Settings, database: str, sql: Any
+    tmp_path: Path, settings: Settings, database: str, sql: Any
 ) -> None:
     # Words found nowhere (written here, they would be in the index of this very file).
     nonsense = " ".join("".join(random.choices(string.ascii_lowercase, k=12)) for _ in range(3))
+    other = tmp_path / "widgets"
+    git(tmp_path, "init", "-q", str(other))
+    (other / "spin.py").write_text('def spin() -> int:\n    """Spin the widget."""\n    return 1\n')
+    git(other, "add", "-A")
+    git(other, "commit", "-q", "-m", "spin")
 
     async def body() -> dict[str, str]:
         async with conversations(settings, database) as convo:
+            source = GitRepository(other / ".git")
+            await convo.memory.indexer.index("octo/widgets", source, await source.head())
             said = {}
+            said["other"] = (await say(convo, "/ask octo/widgets What does spin do?"))[0].text
             # No queue in this process: the first /ask builds the index itself.
             said["ask"] = (
                 await say(convo, "/ask How does the reviewer pin findings to diff lines?")
@@ -368,6 +376,8 @@ def test_ask_lesson_and_lessons_in_the_chat_on_the_embedded_default(
             return said
 
     said = asyncio.run(body())
+    assert said["other"].startswith("From the index of octo/widgets at ")
+    assert "spin.py:1-3 — function spin\n    Spin the widget." in said["other"]
     ask = said["ask"]
     assert ask.startswith("From the index of persais at "), ask
     assert "app/review/compose.py:" in ask  # path:start-end of the places that answer it
@@ -379,8 +389,8 @@ def test_ask_lesson_and_lessons_in_the_chat_on_the_embedded_default(
     assert said["empty"].startswith("No lessons yet")
     actions = [a for (a,) in sql("SELECT action FROM audit_log WHERE action LIKE 'memory.%'"
                                  " ORDER BY id")]  # fmt: skip
-    assert actions == ["memory.indexed", "memory.asked", "memory.asked", "memory.lesson",
-                       "memory.lesson_retired"]  # fmt: skip
+    assert actions == ["memory.asked", "memory.indexed", "memory.asked", "memory.asked",
+                       "memory.lesson", "memory.lesson_retired"]  # fmt: skip
 
 
 def test_ask_with_a_model_checks_its_references(settings: Settings, database: str) -> None:

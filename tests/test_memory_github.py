@@ -1,7 +1,8 @@
 """Memory through the GitHub App, on the real server with the fake GitHub delivering its own
 webhooks: a reply disputing a review comment becomes a lesson for that file, the lesson is in
-the next review prompt of that file and not of another; `/ask` in a comment; a push to the
-default branch of a repository whose `.github/persais.yml` enables memory indexes it."""
+the next review prompt of that file and not of another; a push to the default branch of a
+repository whose `.github/persais.yml` enables memory indexes it; `/ask` in a comment answers
+from the index of the repository it is asked in, and only that one."""
 
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ def test_ask_in_a_comment_and_pushes_that_move_an_enabled_repository_index(
         fake.add_repo(REPO, 77, files=enabled)
         fake.add_repo("octo/plain", 77, files={"README.md": "# plain\n"})
         fake.permissions[(REPO, "ada")] = "write"
+        fake.permissions[("octo/plain", "ada")] = "write"
         settings = gh_settings(tmp_path, database, gh, tg)
         with running_server(settings, database) as (url, _):
             fake.hook_url = f"{url}/webhooks/github"
@@ -102,13 +104,13 @@ def test_ask_in_a_comment_and_pushes_that_move_an_enabled_repository_index(
             wait_for(lambda: sql("SELECT status FROM memory_repositories"
                                  " WHERE repository = 'persais'") == [("ready",)],
                      60, "the home index")  # fmt: skip
-            number = fake.open_issue(REPO)
-            fake.comment(REPO, number, "/ask How is a GitHub webhook signature verified?",
+            # /ask answers from the index of the repository it is asked in, never another's
+            # (the home repository's code does not go into octo/plain's threads).
+            plain = fake.open_issue("octo/plain")
+            fake.comment("octo/plain", plain, "/ask How is a GitHub webhook signature verified?",
                          user="ada", on_pull=False)  # fmt: skip
-            wait_for(lambda: any("From the index of persais" in c["body"]
-                                 for c in fake.issue_comments), 60, "the answer")  # fmt: skip
-            answer_ = next(c["body"] for c in fake.issue_comments if "From the index" in c["body"])
-            assert "app/web/signature.py:" in answer_
+            wait_for(lambda: any("octo/plain is not indexed" in c["body"]
+                                 for c in fake.issue_comments), 60, "the refusal")  # fmt: skip
 
             # Pushes to the default branch: indexed where memory is on, not elsewhere.
             fake.push(REPO, "main", {"app/widget.py": "def spin() -> int:\n    return 1\n"})
@@ -122,6 +124,15 @@ def test_ask_in_a_comment_and_pushes_that_move_an_enabled_repository_index(
             assert sql("SELECT symbol FROM memory_chunks WHERE path = 'app/widget.py'") == [
                 ("spin",)
             ]
+            number = fake.open_issue(REPO)
+            fake.comment(REPO, number, "/ask What does spin return?", user="ada",
+                         on_pull=False)  # fmt: skip
+            wait_for(lambda: any(f"From the index of {REPO}" in c["body"]
+                                 for c in fake.issue_comments), 60, "the answer")  # fmt: skip
+            answer_ = next(c["body"] for c in fake.issue_comments if "From the index" in c["body"])
+            (commit,) = sql("SELECT commit FROM memory_repositories WHERE repository = %s", REPO)
+            assert f"/{REPO}/blob/{commit[0]}/app/widget.py#L1-L2" in answer_
+            assert "persais" not in answer_.replace(f"From the index of {REPO}", "")
         assert sql("SELECT count(*) FROM memory_repositories WHERE repository = 'octo/plain'") == [
             (0,)
         ]

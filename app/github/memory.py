@@ -48,10 +48,21 @@ class MemoryOnGitHub:
         if not await first_time(self.pool, f"ask:{comment_id}"):
             return "ask: answered before"
         memory = (await self._conversations()).memory
-        answer = await memory.ask(question, asked_by=f"github:{login}")
         repository = payload.get("repository") or {}
+        full_name = str(repository.get("full_name") or "")
+        # Answers come from the index of the repository the comment is in, never another's:
+        # a comment thread can be read by people the other repository is closed to.
+        if full_name != memory.home and full_name not in await memory.indexed():
+            await self._say(
+                conversation,
+                f"I answer questions about code I have indexed, and {full_name} is not indexed."
+                f" To have it indexed, add `memory: {{index: true}}` to `{CONFIG_PATH}` on its"
+                " default branch.",
+            )
+            return "ask: repository not indexed"
+        answer = await memory.ask(question, asked_by=f"github:{login}", repository=full_name)
         linked = answer.text
-        if repository.get("full_name") == memory.home and repository.get("html_url"):
+        if repository.get("html_url"):
             linked = _linked(answer.text, answer.references, str(repository["html_url"]),
                              answer.commit)  # fmt: skip
         await self._say(conversation, linked)

@@ -88,48 +88,58 @@ class Memory:
 
     # --- /ask -----------------------------------------------------------------------------
 
-    async def ask(self, question: str, *, asked_by: str = "") -> answer.Answer:
+    async def ask(
+        self, question: str, *, asked_by: str = "", repository: str | None = None
+    ) -> answer.Answer:
+        """An answer about `repository` (the home one by default) from its index."""
+        repository = repository or self.home
         question = " ".join(question.split())[:1000]
-        status, commit = await self.state()
+        status, commit = await self.state(repository)
         if commit is None and self._defer is None:  # no worker to build it: build it now
-            commit = (await self.index()).commit
+            commit = (await self.index(repository)).commit
         elif commit is None:
-            await self.request_index()
+            await self.request_index(repository)
             why = "is being built" if status in ("new", "indexing") else "could not be built"
-            return answer.Answer(f"The index of {self.home} {why}; ask again in a minute.",
+            return answer.Answer(f"The index of {repository} {why}; ask again in a minute.",
                                  (), False)  # fmt: skip
-        hits = await self._search(question)
-        reply = await self._answer(question, commit, hits)
+        hits = await self._search(repository, question)
+        reply = await self._answer(repository, question, commit, hits)
         async with self.pool.connection() as conn:
             await audit.record(
-                conn, actor=asked_by or "?", action="memory.asked", subject=f"repo:{self.home}",
+                conn, actor=asked_by or "?", action="memory.asked", subject=f"repo:{repository}",
                 detail={"question": question[:300], "known": reply.known,
                         "references": list(reply.references)},
             )  # fmt: skip
         return reply
 
+    async def indexed(self) -> list[str]:
+        """The repositories with an index (ready or not)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT repository FROM memory_repositories ORDER BY 1")
+            return [str(row[0]) for row in await cur.fetchall()]
+
     async def _answer(
-        self, question: str, commit: str | None, hits: list[search.Hit]
+        self, repository: str, question: str, commit: str | None, hits: list[search.Hit]
     ) -> answer.Answer:
         if not answer.confident(hits):
-            return answer.not_known(self.home, commit)
+            return answer.not_known(repository, commit)
         if self.model is not None:
             try:
-                written = await answer.written(self.model, self.home, commit, question, hits)
+                written = await answer.written(self.model, repository, commit, question, hits)
             except Exception as exc:  # the model failing leaves the places standing
                 log.warning("/ask: the model failed: %s", exc)
             else:
                 if written is not None:
                     return written
-        return answer.places(self.home, commit, hits)
+        return answer.places(repository, commit, hits)
 
-    async def _search(self, question: str) -> list[search.Hit]:
+    async def _search(self, repository: str, question: str) -> list[search.Hit]:
         async with self.pool.connection() as conn:
             try:
-                return await search.search(conn, self.home, question, embedder=self.embedder)
+                return await search.search(conn, repository, question, embedder=self.embedder)
             except EmbeddingError as exc:  # full text still answers
                 log.warning("/ask without vectors: %s", exc)
-                return await search.search(conn, self.home, question)
+                return await search.search(conn, repository, question)
 
     # --- lessons --------------------------------------------------------------------------
 

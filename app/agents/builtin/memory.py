@@ -1,5 +1,5 @@
-"""`/ask`, `/lesson` and `/lessons`: questions about the home repository, and what people
-teach Persais (see `app/memory/`)."""
+"""`/ask`, `/lesson` and `/lessons`: questions about the home repository (or, as
+`/ask owner/repo …`, another indexed one), and what people teach Persais (`app/memory/`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ class AskAgent(Agent):
         question = message.text.strip()
         if not question:
             return "Ask about the code, for example: /ask How is a Telegram webhook verified?"
-        answer = await ctx.capability("memory").ask(question, asked_by=message.user)
+        memory = ctx.capability("memory")
+        first, _, rest = question.partition(" ")
+        if "/" in first and rest and first in await memory.indexed():  # /ask owner/repo …
+            answer = await memory.ask(rest, asked_by=message.user, repository=first)
+        else:
+            answer = await memory.ask(question, asked_by=message.user)
         return str(answer.text)
 
 
