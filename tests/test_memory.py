@@ -147,8 +147,16 @@ def test_reindexing_after_a_push_reads_only_what_changed_and_embeds_only_new_chu
             return first, same, moved
 
         first, same, moved = with_pool(database, body)
-    # Vectors are kept by content hash (an unchanged chunk is never embedded again).
-    assert sql("SELECT count(*) FROM memory_vectors") == [(first.embedded + moved.embedded,)]
+    # Vectors are kept by content hash (an unchanged chunk is never embedded again); those
+    # of chunks gone (ping.py's) are dropped, and no vector is left without its chunk.
+    assert moved.forgotten >= 1
+    assert sql("SELECT count(*) FROM memory_vectors") == [
+        (first.embedded + moved.embedded - moved.forgotten,)
+    ]
+    assert sql(
+        "SELECT count(*) FROM memory_vectors v WHERE NOT EXISTS"
+        " (SELECT 1 FROM memory_chunks c WHERE c.content_hash = v.content_hash)"
+    ) == [(0,)]
     assert first.embedded > 1000
     assert first.written == first.chunks
     assert (same.read, same.written, same.embedded) == (0, 0, 0)
@@ -406,7 +414,10 @@ def test_ask_with_a_model_checks_its_references(settings: Settings, database: st
             memory = Memory(configured, pool)
             await memory.indexer.index("persais", OWN, await OWN.head())
             first = await memory.ask("How does the reviewer pin findings to diff lines?")
-            hits = await memory._search("How does the reviewer pin findings to diff lines?")
+            async with pool.connection() as conn:
+                hits = await search.search(
+                    conn, "persais", "How does the reviewer pin findings to diff lines?"
+                )
             line = next(h.start_line for h in hits if h.path == "app/review/compose.py")
             llm.replies[0] = good.format(line=line)
             second = await memory.ask("How does the reviewer pin findings to diff lines?")

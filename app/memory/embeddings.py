@@ -97,6 +97,19 @@ async def store(
     await ensure_index(conn, len(pairs[0][1]))
 
 
+async def forget_unused(conn: AsyncConnection[Any]) -> int:
+    """Drop the vectors no chunk and no job trace has the text of any more (a removed file's,
+    an edited function's old version): they would crowd the nearest-neighbour search. A
+    vector dropped while another index run is about to reuse it is made again by that run's
+    next pass (it is missing then), and full text finds the chunk meanwhile."""
+    cur = await conn.execute(
+        "DELETE FROM memory_vectors v WHERE NOT EXISTS"
+        " (SELECT 1 FROM memory_chunks c WHERE c.content_hash = v.content_hash)"
+        " AND NOT EXISTS (SELECT 1 FROM job_traces t WHERE t.content_hash = v.content_hash)"
+    )
+    return cur.rowcount
+
+
 def index_name(dims: int) -> str:
     return f"memory_vectors_hnsw_{dims}"
 

@@ -42,6 +42,7 @@ class IndexReport:
     written: int = 0  # chunks written by this run
     embedded: int = 0  # chunks sent to the embeddings endpoint
     redacted: int = 0  # files read that held something like a secret (cut out)
+    forgotten: int = 0  # vectors no chunk or trace needs any more, dropped
     seconds: float = 0.0
     problem: str = ""  # embeddings failed: full text still works
 
@@ -128,6 +129,9 @@ class Indexer:
                 except Exception as exc:
                     await self._status(repository, "failed", f"{type(exc).__name__}: {exc}")
                     raise
+                if report.read or report.removed:
+                    async with self.pool.connection() as conn:
+                        report.forgotten = await embeddings.forget_unused(conn)
                 if self.embedder is not None:
                     try:
                         report.embedded = await self.embed(repository)

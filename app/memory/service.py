@@ -60,7 +60,7 @@ class Memory:
                 conn, actor="persais", action="memory.indexed", subject=f"repo:{repository}",
                 detail={"commit": report.commit, "read": report.read, "removed": report.removed,
                         "chunks": report.chunks, "embedded": report.embedded,
-                        "redacted": report.redacted,
+                        "forgotten": report.forgotten, "redacted": report.redacted,
                         "problem": report.problem or None},
             )  # fmt: skip
         return report
