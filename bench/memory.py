@@ -7,7 +7,9 @@ questions about it (`bench/memory_questions.toml`) and time retrieval at 10,000 
    then the same commit again (nothing changed: nothing read) and a commit touching one
    file (only it read again).
 2. Recall@5: a question is answered when any of its labelled files is among the top 5
-   chunks' files (target ≥ 0.8 in full-text mode). Misses are listed.
+   chunks' files (target ≥ 0.8 in full-text mode). Misses are listed. The question file
+   itself is in the index (it is in the repository) and would match every question word
+   for word: its chunks are skipped when the top 5 are counted.
 3. Latency at 10,000 chunks: other repositories are added to the same database until the
    index holds ≥ 10,000 chunks (the Python sources of installed libraries, each committed to
    a scratch git repository and indexed like any other), then every question is asked
@@ -42,6 +44,7 @@ from tests.support.postgres import TestPostgres  # noqa: E402
 from tests.support.scripted_llm import scripted_llm  # noqa: E402
 
 QUESTIONS = ROOT / "bench" / "memory_questions.toml"
+LABELS = "bench/memory_questions.toml"  # holds every question word for word: not counted
 TARGET_RECALL = 0.8
 TARGET_P95_MS = 100.0
 SCALE_CHUNKS = 10_000
@@ -87,9 +90,9 @@ async def recall(
     async with pool.connection() as conn:
         for question, files in questions:
             t = time.perf_counter()
-            found = await search(conn, "persais", question, limit=5, embedder=embedder)
+            found = await search(conn, "persais", question, limit=7, embedder=embedder)
             times.append(time.perf_counter() - t)
-            paths = [h.path for h in found]
+            paths = [h.path for h in found if h.path != LABELS][:5]
             if set(paths) & set(files):
                 hits += 1
             else:

@@ -72,6 +72,13 @@ def test_each_shape_is_found_with_its_kind_and_line() -> None:
     assert lines[11] == '"client_secret": "[redacted: secret value]"'
 
 
+def test_text_whose_lower_case_is_longer_is_still_cut_in_the_right_place() -> None:
+    text = f"# İstanbul office\napi_key = '{GENERATED}'  # İ\n"  # "İ".lower() is 2 chars
+    assert redaction.redact(text) == (
+        "# İstanbul office\napi_key = '[redacted: secret value]'  # İ\n"
+    )
+
+
 def test_look_alikes_are_left_alone() -> None:
     text = "\n".join([
         'api_key = "your-api-key-here"',
