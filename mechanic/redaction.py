@@ -54,7 +54,7 @@ _ASSIGNED = re.compile(
 )
 _PLACEHOLDER = re.compile(
     r"\$\{|\{\{|<|>|\.\.\.|xxx|your[_-]|example|changeme|placeholder|dummy|redacted|"
-    r"^\*+$|environ|getenv|settings\.|secrets\.",
+    r"^\*+$|^\{.*\}$|environ|getenv|settings\.|secrets\.",
     re.I,
 )
 
