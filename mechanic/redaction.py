@@ -77,7 +77,8 @@ def find(text: str, known: Iterable[str] = ()) -> list[Secret]:
     found: list[Secret] = []
     for kind, strings, shape in _SHAPES:
         if any(s in text for s in strings):
-            found += [Secret(kind, m.start(), m.end()) for m in shape.finditer(text)]
+            found += [Secret(kind, m.start(), m.end()) for m in shape.finditer(text)
+                      if not _PLACEHOLDER.search(m.group())]  # AKIAIOSFODNN7EXAMPLE  # fmt: skip
     if "://" in text:
         for m in _URL_PASSWORD.finditer(text):
             if not _PLACEHOLDER.search(m.group(1)) and m.group(1).lower() not in _WORDS:

@@ -89,6 +89,7 @@ def test_look_alikes_are_left_alone() -> None:
         'secret_path = "/run/secrets/api_key_2024"',
         "github_webhook_secret: SecretStr | None = Field(default=None, alias='X')",
         'token_count = "123456789012345"',  # digits only: a number, not a key
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",  # AWS's documentation example
         'url = f"postgresql://persais:{password}@db/x"; api_key = f"{key_for(2024)}"',
         'session_token_name = "persais-session-cookie"',  # words: written, not generated
         "sha = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import string
 import subprocess
 from pathlib import Path
 
@@ -265,3 +267,24 @@ def test_a_finding_on_a_file_the_model_was_not_shown_is_dropped() -> None:
     assert "### huge.py (left out: the diff is too long)" in model.calls[0][0]
     assert [f.path for f in result.findings] == ["small.py"]
     assert result.dropped == 1
+
+
+def test_a_secret_on_an_added_line_is_an_error_and_in_a_test_a_warning() -> None:
+    token = "ghp_" + "".join(random.Random(3).choices(string.ascii_letters + string.digits, k=36))
+    patch = f'@@ -1,1 +1,3 @@\n x = 1\n+# the token\n+TOKEN = "{token}"\n'
+    diff = Diff(
+        {
+            path: FileDiff.parse(path, patch)
+            for path in ("app/ship.py", "tests/test_ship.py", "src/ship_test.py")
+        }
+    )
+    found = {f.path: f for f in static.secrets(diff)}
+    assert {p: (f.line, f.severity, f.rule) for p, f in found.items()} == {
+        "app/ship.py": (3, "error", "secret.github-token"),
+        "tests/test_ship.py": (3, "warning", "secret.github-token"),
+        "src/ship_test.py": (3, "warning", "secret.github-token"),
+    }
+    assert found["tests/test_ship.py"].message.startswith(
+        "This adds what looks like a GitHub token. If it is real: pushed"
+    )
+    assert all(token not in f.message for f in found.values())

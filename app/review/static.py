@@ -66,20 +66,35 @@ def _manifest_of(path: str) -> str | None:
 
 
 def secrets(diff: Diff) -> list[Finding]:
-    """A secret on an added line: pushed, it is in the branch's history already."""
+    """A secret on an added line: pushed, it is in the branch's history already. In a test
+    it is most likely made up (a warning: said, not failing the check); anywhere else, an
+    error."""
     found: list[Finding] = []
     for file in diff.files.values():
         numbers = sorted(file.added)
         text = "\n".join(file.added[n] for n in numbers)
+        test = _is_test(file.path)
         for secret in redaction.find(text)[:MAX_SECRETS]:
             found.append(
-                Finding(file.path, numbers[secret.line(text) - 1], "error",
-                        f"This adds what looks like a {secret.kind}. Pushed, it is in the "
-                        "branch's history, and a later commit does not take it out: revoke "
-                        "it, and read it from configuration instead.",
+                Finding(file.path, numbers[secret.line(text) - 1],
+                        "warning" if test else "error",
+                        f"This adds what looks like a {secret.kind}. "
+                        + ("If it is real: " if test else "")
+                        + "pushed, it is in the branch's history, and a later commit does not "
+                        "take it out: revoke it, and read it from configuration instead.",
                         "secrets", "secret." + secret.kind.lower().replace(" ", "-"))
             )  # fmt: skip
     return found
+
+
+def _is_test(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    name = parts[-1]
+    return (
+        any(p in ("tests", "test", "fixtures", "testdata") for p in parts[:-1])
+        or name.startswith("test_")
+        or name.endswith(("_test.py", ".test.js", ".test.ts", "_test.go"))
+    )
 
 
 def _policy(diff: Diff, contents: Mapping[str, str], *, mechanic: bool) -> list[Finding]:
