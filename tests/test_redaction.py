@@ -128,7 +128,7 @@ def test_settings_list_every_configured_secret(tmp_path: Path) -> None:
     assert "1" not in values
 
 
-def test_a_secret_pasted_into_a_mechanic_request_is_cut_out_before_it_is_kept(
+def test_a_secret_pasted_into_a_request_or_a_lesson_is_cut_out_before_it_is_kept(
     settings: Settings, database: str, sql: Any
 ) -> None:
     async def body() -> str:
@@ -136,6 +136,7 @@ def test_a_secret_pasted_into_a_mechanic_request_is_cut_out_before_it_is_kept(
             (reply,) = await say(
                 convo, f"/mechanic Create an agent Slacker that posts with the token {SLACK}"
             )
+            await say(convo, f"/lesson dynamic/agents/ post to Slack as {SLACK} only")
             return reply.text
 
     reply = asyncio.run(body())
@@ -147,3 +148,8 @@ def test_a_secret_pasted_into_a_mechanic_request_is_cut_out_before_it_is_kept(
     ((detail,),) = sql("SELECT detail FROM audit_log WHERE action = 'mechanic.requested'")
     assert detail["secrets_cut"] == ["Slack token"]
     assert SLACK not in str(detail)
+    # A lesson goes into prompts: cut out there too.
+    assert sql("SELECT text FROM lessons") == [
+        ("dynamic/agents/ post to Slack as [redacted: Slack token] only",)
+    ]
+    assert SLACK not in str(sql("SELECT detail FROM audit_log"))

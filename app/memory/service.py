@@ -17,6 +17,7 @@ from app.memory.embeddings import Embedder, EmbeddingError
 from app.memory.index import GitRepository, Indexer, IndexReport
 from app.memory.traces import Trace
 from app.settings import Settings
+from mechanic import redaction
 from mechanic.guidance import Guidance
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Memory:
     ) -> answer.Answer:
         """An answer about `repository` (the home one by default) from its index."""
         repository = repository or self.home
-        question = " ".join(question.split())[:1000]
+        question = redaction.redact(" ".join(question.split())[:1000], self.settings.secrets())
         status, commit = await self.state(repository)
         if commit is None and self._defer is None:  # no worker to build it: build it now
             commit = (await self.index(repository)).commit
@@ -148,6 +149,7 @@ class Memory:
         subject: str | None = None, repository: str | None = None,
     ) -> lessons.Lesson | None:  # fmt: skip
         found, text = lessons.parse(text) if paths is None else (paths, text)
+        text = redaction.redact(text, self.settings.secrets())  # it goes into prompts
         async with self.pool.connection() as conn:
             lesson = await lessons.add(
                 conn, repository or self.home, text, found, source=source, by=by, subject=subject
