@@ -40,6 +40,7 @@ from psycopg_pool import AsyncConnectionPool  # noqa: E402
 from app.memory.embeddings import Embedder  # noqa: E402
 from app.memory.index import GitRepository, Indexer  # noqa: E402
 from app.memory.search import search  # noqa: E402
+from tests.support.pools import open_pool  # noqa: E402
 from tests.support.postgres import TestPostgres  # noqa: E402
 from tests.support.scripted_llm import scripted_llm  # noqa: E402
 
@@ -109,13 +110,8 @@ async def main(args: argparse.Namespace) -> int:
         try:
             with scripted_llm([]) as (api, _llm):
                 embedder = Embedder(api, "key", "hashed-words") if args.embeddings else None
-                pool = AsyncConnectionPool(pg.fresh_database(), min_size=1, max_size=4,
-                                           open=False)  # fmt: skip
-                await pool.open()
-                try:
+                async with open_pool(pg.fresh_database()) as pool:
                     failed = await _run(pool, questions, embedder, scratch, args)
-                finally:
-                    await pool.close()
         finally:
             pg.stop()
     return 1 if failed else 0

@@ -41,7 +41,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
 from app.db.database import connect, migrate_to_latest  # noqa: E402
 from app.github.client import GitHubApp  # noqa: E402
@@ -53,6 +52,7 @@ from app.settings import load_settings  # noqa: E402
 from bench.stopwatch import Stopwatch  # noqa: E402
 from mechanic.llm import ChatModel  # noqa: E402
 from tests.support.fake_github import APP_ID, FakeGitHub, app_key_pair, fake_github  # noqa: E402
+from tests.support.pools import open_pool  # noqa: E402
 from tests.support.scripted_llm import scripted_llm  # noqa: E402
 
 REPO = "octo/widgets"
@@ -351,11 +351,6 @@ def endpoint(method: str, path: str) -> str:
 async def review_one(
     conninfo: str, url: str, private: str, api: str, fake: FakeGitHub, number: int, run: int
 ) -> dict[str, Any]:
-    async def autocommit(conn: Any) -> None:
-        await conn.set_autocommit(True)
-
-    pool = AsyncConnectionPool(conninfo, min_size=1, max_size=6, configure=autocommit, open=False)
-    await pool.open(wait=True)
     watch = Stopwatch()
     watch.wrap(PullOnGitHub, "contents", "fetch contents")
     watch.wrap(PullOnGitHub, "files", "list files")
@@ -365,20 +360,20 @@ async def review_one(
     watch.wrap(reviewer_module._Run, "_check_run_completed", "check run: conclude")
     watch.wrap(static, "_ruff", "ruff")
     watch.wrap_sync(static, "_policy", "policy")
+    settings = load_settings(
+        None, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=private, GITHUB_API_URL=url
+    )
     try:
-        settings = load_settings(
-            None, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=private, GITHUB_API_URL=url
-        )
-        reviewer = Reviewer(pool, GitHubApp(settings), ChatModel(api, "sk-bench", "scripted"))
-        head = fake.pulls[(REPO, number)].head_sha
-        request = ReviewRequest(INSTALLATION, REPO, number, head, "opened", f"bench-{run}")
-        calls_before, reviews_before = len(fake.calls), len(fake.reviews)
-        t = time.perf_counter()
-        outcome: Outcome = await reviewer.review(request)
-        wall = time.perf_counter() - t
+        async with open_pool(conninfo, max_size=6) as pool:
+            reviewer = Reviewer(pool, GitHubApp(settings), ChatModel(api, "sk-bench", "scripted"))
+            head = fake.pulls[(REPO, number)].head_sha
+            request = ReviewRequest(INSTALLATION, REPO, number, head, "opened", f"bench-{run}")
+            calls_before, reviews_before = len(fake.calls), len(fake.reviews)
+            t = time.perf_counter()
+            outcome: Outcome = await reviewer.review(request)
+            wall = time.perf_counter() - t
     finally:
         watch.restore()
-        await pool.close()
     if outcome.status != "posted":
         raise RuntimeError(f"run {run}: the review was not posted: {outcome}")
     calls = list(fake.calls)[calls_before:]

@@ -100,17 +100,22 @@ def find(text: str, known: Iterable[str] = ()) -> list[Secret]:
 
 def redact(text: str, known: Iterable[str] = ()) -> str:
     """`text` with every secret replaced by `[redacted: <kind>]`; as many lines as before."""
+    return cut(text, known)[0]
+
+
+def cut(text: str, known: Iterable[str] = ()) -> tuple[str, list[Secret]]:
+    """`redact`, and the secrets it cut out (one scan for both)."""
     secrets = find(text, known)
     if not secrets:
-        return text
+        return text, []
     parts: list[str] = []
     at = 0
     for secret in secrets:
-        cut = text[secret.start : secret.end]
-        parts += [text[at : secret.start], f"[redacted: {secret.kind}]", "\n" * cut.count("\n")]
+        lines = text.count("\n", secret.start, secret.end)
+        parts += [text[at : secret.start], f"[redacted: {secret.kind}]", "\n" * lines]
         at = secret.end
     parts.append(text[at:])
-    return "".join(parts)
+    return "".join(parts), secrets
 
 
 def _assignments(text: str) -> Iterator[re.Match[str]]:

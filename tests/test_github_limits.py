@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from psycopg_pool import AsyncConnectionPool
 
 from app.github.client import GitHubApp
 from app.github.redeliver import Sweep, sweep
 from app.github.throttle import ContentThrottler
 from app.settings import load_settings
 from tests.support.fake_github import APP_ID, app_key_pair, fake_github
+from tests.support.pools import open_pool
 
 PRIVATE, PUBLIC = app_key_pair()
 
@@ -80,17 +80,9 @@ def test_the_sweep_redelivers_failures_of_the_last_three_days_not_in_the_inbox(
         )
 
         async def run() -> tuple[Sweep, Sweep]:
-            async def autocommit(conn: Any) -> None:
-                await conn.set_autocommit(True)
-
-            pool = AsyncConnectionPool(database, min_size=1, max_size=3, configure=autocommit,
-                                       open=False)  # fmt: skip
-            await pool.open(wait=True)
-            try:
+            async with open_pool(database, max_size=3) as pool:
                 app = GitHubApp(settings)
                 return await sweep(app, pool), await sweep(app, pool)
-            finally:
-                await pool.close()
 
         first, second = asyncio.run(run())
         assert first.redelivered == ["lost"]

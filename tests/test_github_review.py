@@ -13,13 +13,12 @@ import string
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from psycopg_pool import AsyncConnectionPool
-
 from app.github.client import GitHubApp
 from app.review.reviewer import Outcome, Reviewer, ReviewRequest
 from app.settings import load_settings
 from mechanic.llm import ChatModel
 from tests.support.fake_github import APP_ID, FakeGitHub, app_key_pair, fake_github
+from tests.support.pools import open_pool
 from tests.support.scripted_llm import scripted_llm
 
 PRIVATE, PUBLIC = app_key_pair()
@@ -43,18 +42,11 @@ def answer(*findings: dict[str, Any], summary: str = "Checked.") -> str:
 async def _with_reviewer(
     database: str, url: str, model: ChatModel | None, body: Callable[[Reviewer], Awaitable[T]]
 ) -> T:
-    async def autocommit(conn: Any) -> None:
-        await conn.set_autocommit(True)
-
-    pool = AsyncConnectionPool(database, min_size=1, max_size=6, configure=autocommit, open=False)
-    await pool.open(wait=True)
-    try:
-        settings = load_settings(
-            None, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=PRIVATE, GITHUB_API_URL=url
-        )
+    settings = load_settings(
+        None, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=PRIVATE, GITHUB_API_URL=url
+    )
+    async with open_pool(database, max_size=6) as pool:
         return await body(Reviewer(pool, GitHubApp(settings), model))
-    finally:
-        await pool.close()
 
 
 def review_once(

@@ -24,6 +24,7 @@ from app.memory.service import Memory
 from app.memory.traces import Trace
 from app.settings import CHECKOUT_ROOT, Settings
 from tests.support.conversation import conversations, say
+from tests.support.pools import open_pool
 from tests.support.scripted_llm import scripted_llm
 
 T = TypeVar("T")
@@ -32,16 +33,8 @@ OWN = GitRepository(CHECKOUT_ROOT / ".git")
 
 def with_pool(database: str, body: Callable[[AsyncConnectionPool], Awaitable[T]]) -> T:
     async def run() -> T:
-        async def autocommit(conn: Any) -> None:
-            await conn.set_autocommit(True)
-
-        pool = AsyncConnectionPool(database, min_size=1, max_size=4, configure=autocommit,
-                                   open=False)  # fmt: skip
-        await pool.open(wait=True)
-        try:
+        async with open_pool(database) as pool:
             return await body(pool)
-        finally:
-            await pool.close()
 
     return asyncio.run(run())
 

@@ -34,11 +34,12 @@ class MechanicJobs:
         self._defer = defer
         self.memory = memory
         self.runner = JobRunner(settings, pool, ask=ask, memory=memory)
+        self._secrets = settings.secrets()  # read once: a key file is not read per request
 
     def without_secrets(self, request: str) -> tuple[str, list[str]]:
         """The request with any secret cut out, and the kinds cut."""
-        known = self.settings.secrets()
-        return redaction.redact(request, known), [s.kind for s in redaction.find(request, known)]
+        clean, found = redaction.cut(request, self._secrets)
+        return clean, [s.kind for s in found]
 
     @property
     def model_configured(self) -> bool:

@@ -38,7 +38,8 @@ class Memory:
         self.home = settings.home_repo or LOCAL_HOME
         endpoint = settings.embeddings()
         self.embedder = Embedder(*endpoint) if endpoint else None
-        self.indexer = Indexer(pool, self.embedder, secrets=settings.secrets())
+        self.secrets = settings.secrets()  # cut out of files, questions and lessons
+        self.indexer = Indexer(pool, self.embedder, secrets=self.secrets)
         self._defer = defer
         self._source = source or self._git_dir
         self.model = model if model is not None else _chat_model(settings)
@@ -94,7 +95,7 @@ class Memory:
     ) -> answer.Answer:
         """An answer about `repository` (the home one by default) from its index."""
         repository = repository or self.home
-        question = redaction.redact(" ".join(question.split())[:1000], self.settings.secrets())
+        question = redaction.redact(" ".join(question.split())[:1000], self.secrets)
         status, commit = await self.state(repository)
         if commit is None and self._defer is None:  # no worker to build it: build it now
             commit = (await self.index(repository)).commit
@@ -149,7 +150,7 @@ class Memory:
         subject: str | None = None, repository: str | None = None,
     ) -> lessons.Lesson | None:  # fmt: skip
         found, text = lessons.parse(text) if paths is None else (paths, text)
-        text = redaction.redact(text, self.settings.secrets())  # it goes into prompts
+        text = redaction.redact(text, self.secrets)  # it goes into prompts
         async with self.pool.connection() as conn:
             lesson = await lessons.add(
                 conn, repository or self.home, text, found, source=source, by=by, subject=subject
