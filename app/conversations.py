@@ -14,6 +14,9 @@ from psycopg_pool import AsyncConnectionPool
 from app import audit, inbox
 from app.agents.base import AgentContext
 from app.agents.builtin import builtin_agents
+from app.agents.capabilities import Broker, PostgresState
+from app.agents.hosted import HostLauncher
+from app.agents.jail import Jail, Limits, find_bwrap
 from app.agents.registry import AgentSet, Registry
 from app.deploy.service import Deployments
 from app.mechanic_chat import MechanicJobs
@@ -38,9 +41,18 @@ class Conversations:
         self.pool = pool
         self.build = build
         self._queued = queue is not None
-        self.registry = Registry(
-            settings.resolved_agents_dir(), builtin_agents(), self._context, commit=build.commit
+        self.jail = Jail(find_bwrap(), limits=Limits(memory_mb=settings.agent_memory_mb))
+        state = PostgresState(pool)
+        launcher = HostLauncher(
+            self.jail,
+            lambda manifest: Broker(manifest.name, manifest.permissions, state).serve,
+            timeout=settings.agent_timeout_seconds,
+            require_sandbox=settings.require_sandbox,
         )
+        self.registry = Registry(
+            settings.resolved_agents_dir(), builtin_agents(), self._context, launcher,
+            commit=build.commit, sandboxed=self.jail.sandboxed,
+        )  # fmt: skip
         self.graph_pool = Orchestrator.graph_pool_for(conninfo)
         self.orchestrator = Orchestrator(
             pool, self.graph_pool, self.registry, approval_timeout=settings.approval_timeout_seconds

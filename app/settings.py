@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         default=30, alias="PERSAIS_WORKER_STALLED_SECONDS", ge=2, le=3600
     )
     agents_dir: Path | None = Field(default=None, alias="PERSAIS_AGENTS_DIR")
+    # Refuse to run dynamic agents outside bubblewrap (on in the container image and on Fly).
+    require_sandbox: bool = Field(default=False, alias="PERSAIS_REQUIRE_SANDBOX")
+    # Each agent host's address space, and a call's deadline before its host is killed.
+    agent_memory_mb: int = Field(default=256, alias="PERSAIS_AGENT_MEMORY_MB", ge=64, le=8192)
+    agent_timeout_seconds: float = Field(
+        default=30, alias="PERSAIS_AGENT_TIMEOUT_SECONDS", gt=0, le=600
+    )
     approval_timeout_seconds: float = Field(
         default=3600, alias="PERSAIS_APPROVAL_TIMEOUT_SECONDS", gt=0, le=7 * 24 * 3600
     )

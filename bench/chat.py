@@ -107,7 +107,7 @@ def latency(client: httpx.Client, fake: FakeTelegram, messages: int) -> dict[str
 
 def registry_load(agents: Path, count: int) -> dict[str, float]:
     async def load() -> float:
-        registry = Registry(agents, builtin_agents(), _context)
+        registry = Registry(agents, builtin_agents(), _context, launcher())
         start = time.perf_counter()
         loaded = await registry.reload()
         took = time.perf_counter() - start

@@ -1,35 +1,33 @@
-"""The registry: manifests first, isolated imports, quarantine, atomic reload."""
+"""The registry: manifests first, each agent in a host process of its own, quarantine,
+atomic reload."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.agents.base import AgentContext, Message, PermissionDenied, as_reply
 from app.agents.builtin import builtin_agents
-from app.agents.registry import MODULE_PREFIX, AgentSet, Registry
+from app.agents.hosted import HostedAgent
+from app.agents.registry import AgentSet, Registry
 from tests.support.agents import ECHO, write_agent
+from tests.support.hosts import launcher
 
 
 def context(name: str, permissions: frozenset[str]) -> AgentContext:
     return AgentContext(name, permissions, logging.getLogger(name), {"registry": None})
 
 
-def load(root: Path, before: Path | None = None) -> AgentSet:
+async def load(root: Path, before: Path | None = None) -> tuple[Registry, AgentSet]:
     """Load `root`; with `before`, first load that folder's agents and then reload."""
-
-    async def run() -> AgentSet:
-        registry = Registry(before or root, builtin_agents(), context, commit="abc123")
-        if before is not None:
-            await registry.reload()
-            registry.root = root
-        return await registry.reload()
-
-    return asyncio.run(run())
+    registry = Registry(before or root, builtin_agents(), context, launcher(), commit="abc123")
+    if before is not None:
+        await registry.reload()
+        registry.root = root
+    return registry, await registry.reload()
 
 
 async def ask(agents: AgentSet, command: str, text: str) -> str:
@@ -65,8 +63,11 @@ def test_good_agents_load_and_broken_ones_are_quarantined_with_the_reason(tmp_pa
     write_agent(tmp_path, "wrong_folder", manifest=write_manifest("other"))
     write_agent(tmp_path, "greedy", permissions=("root",))
 
-    agents = load(tmp_path, before=tmp_path / ".before")
+    asyncio.run(_loads_and_quarantines(tmp_path))
 
+
+async def _loads_and_quarantines(tmp_path: Path) -> None:
+    registry, agents = await load(tmp_path, before=tmp_path / ".before")
     assert sorted(a for a, x in agents.agents.items() if not x.builtin) == ["echo"]
     reasons = {name: q.reason for name, q in agents.quarantined.items()}
     for name, (_, reason) in BROKEN.items():
@@ -75,11 +76,21 @@ def test_good_agents_load_and_broken_ones_are_quarantined_with_the_reason(tmp_pa
     assert reasons["takes_help"] == "/help is a built-in command"
     assert reasons["bad_manifest"].startswith("agent.toml: ")
     assert "folder is 'wrong_folder'" in reasons["wrong_folder"]
-    assert reasons["greedy"] == "unknown permission(s): root"
+    assert "unknown permission 'root'" in reasons["greedy"]
     assert "Traceback" in agents.quarantined["raises"].traceback
-    assert asyncio.run(ask(agents, "echo", "Hello")) == "Echo: Hello"
+    assert await ask(agents, "echo", "Hello") == "Echo: Hello"
     assert agents.fingerprint.startswith("abc123-")
-    assert not [m for m in sys.modules if m.startswith(f"{MODULE_PREFIX}.raises")]
+    echo = agents.agents["echo"].agent
+    assert isinstance(echo, HostedAgent)  # never imported here: it answers from its host
+    assert not [m for m in sys_modules() if "echo" in m or "raises" in m]
+    await registry.close()
+    assert echo.host is None  # its host stopped with the set
+
+
+def sys_modules() -> list[str]:
+    import sys
+
+    return [m for m in sys.modules if m.startswith("persais_")]
 
 
 def write_manifest(name: str) -> str:
@@ -91,8 +102,13 @@ def test_the_manifest_is_checked_before_any_import(tmp_path: Path) -> None:
     write_agent(
         tmp_path, "sneaky", f"open({str(marker)!r}, 'w').write('ran')\n" + ECHO, permissions=("x",)
     )
-    agents = load(tmp_path)
-    assert "sneaky" in agents.quarantined
+
+    async def run() -> AgentSet:
+        registry, agents = await load(tmp_path)
+        await registry.close()
+        return agents
+
+    assert "sneaky" in asyncio.run(run()).quarantined
     assert not marker.exists()
 
 
@@ -106,7 +122,7 @@ def test_reload_swaps_atomically_and_in_flight_messages_finish_on_their_version(
     write_agent(tmp_path, "echo", slow)
 
     async def run() -> None:
-        registry = Registry(tmp_path, builtin_agents(), context)
+        registry = Registry(tmp_path, builtin_agents(), context, launcher())
         first = await registry.reload()
         async with registry.use() as agents:
             in_flight = asyncio.create_task(ask(agents, "echo", "a"))
@@ -116,14 +132,13 @@ def test_reload_swaps_atomically_and_in_flight_messages_finish_on_their_version(
             assert registry.current is second
             assert await ask(registry.current, "echo", "b") == "v2: b"
             assert await in_flight == "v1: a"  # finished on the version it started with
-        await asyncio.sleep(0.05)  # the old set retires once idle
-        old_modules = [m for m in first.modules if m in sys.modules]
-        assert old_modules == []
+        await asyncio.sleep(0.5)  # the old set retires once idle: its host stops
+        assert _host(first) is None
         third = await registry.reload()  # the same files again
-        await asyncio.sleep(0.05)
-        assert third.modules
-        assert all(m in sys.modules for m in third.modules)  # the old set's retirement
-        assert not any(m in sys.modules for m in second.modules)  # left the new set alone
+        await asyncio.sleep(0.5)
+        assert _host(second) is None
+        assert _host(third) is not None  # the old set's retirement left the new set alone
+        assert await ask(third, "echo", "c") == "v2: c"
         assert second.agents["echo"].manifest.version == "0.2.0"
         assert first.fingerprint != second.fingerprint
         await registry.close()
@@ -137,3 +152,9 @@ def test_a_context_refuses_what_the_manifest_does_not_grant() -> None:
         ctx.capability("registry")
     with pytest.raises(PermissionDenied, match="not available"):
         context("echo", frozenset({"state"})).capability("state")
+
+
+def _host(agents: AgentSet) -> object:
+    agent = agents.agents["echo"].agent
+    assert isinstance(agent, HostedAgent)
+    return agent.host

@@ -1,35 +1,38 @@
 """The agent registry: discover, load in isolation, quarantine, and swap atomically.
 
 A load builds a complete new `AgentSet` beside the one in service: every manifest is
-checked before any import, each `agent.py` is imported under a module name of its own, and
-anything that fails (bad manifest, syntax error, failing import, an exception at import or
-at `activate`, a command taken twice, a class that disagrees with its manifest) is put in
-quarantine with its reason and traceback. Then the new set replaces the old in one
-assignment. The old set is deactivated once the messages it was handling have finished.
+checked before anything of the agent runs, each dynamic agent is started by the launcher
+(in production a sandboxed host process of its own, `app.agents.hosted`; the registry never
+imports an agent's code), and anything that fails (bad manifest, syntax error, failing
+import, an exception at import or at `activate`, a command taken twice, a class that
+disagrees with its manifest) is put in quarantine with its reason and traceback. Then the
+new set replaces the old in one assignment. The old set is deactivated (its hosts stopped)
+once the messages it was handling have finished.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
-import inspect
 import logging
-import sys
 import traceback
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 
 from app.agents.base import Agent, AgentContext, ContextFactory
+from app.agents.loading import AgentLoadError
 from app.agents.manifest import RESERVED_COMMANDS, Manifest, ManifestError, load_manifest
 
 log = logging.getLogger(__name__)
-MODULE_PREFIX = "persais_agents"
 ACTIVATE_TIMEOUT = 10.0
+STARTING_AT_ONCE = 4  # hosts started in parallel by one load
+
+# (manifest, folder, on_quarantine) -> a started agent. `on_quarantine(name, reason)` is for
+# an agent that fails for good later, while in service.
+Launcher = Callable[[Manifest, Path, Callable[[str, str], None]], Awaitable[Agent]]
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,17 @@ class AgentSet:
     agents: dict[str, LoadedAgent]
     quarantined: dict[str, Quarantined]
     fingerprint: str
-    modules: list[str] = field(default_factory=list)
     root: Path = Path()  # the folder it was loaded from
     commit: str = "unknown"
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    sandboxed: bool | None = None  # None: no dynamic agent loaded
+
+    def quarantine(self, name: str, reason: str) -> None:
+        """An agent in service that failed for good (its host kept crashing)."""
+        self.agents.pop(name, None)
+        self.quarantined[name] = Quarantined(name, reason)
 
     def by_command(self, command: str) -> LoadedAgent | None:
         for loaded in self.agents.values():
@@ -84,6 +92,7 @@ class AgentSet:
                 {"name": q.name, "reason": q.reason}
                 for q in sorted(self.quarantined.values(), key=lambda q: q.name)
             ],
+            "sandboxed": self.sandboxed,
         }
 
 
@@ -93,16 +102,21 @@ class Registry:
         root: Path,
         builtins: Iterable[tuple[Manifest, Agent]],
         context_factory: ContextFactory,
+        launch: Launcher,
         commit: str = "unknown",
+        *,
+        sandboxed: bool = False,
     ) -> None:
         self.root = root
         self.builtins = list(builtins)
         self.context_factory = context_factory
+        self.launch = launch
+        self.sandboxed = sandboxed
         self.commit = commit
         self.current = AgentSet(agents={}, quarantined={}, fingerprint="empty")
         self.current.idle.set()
         self._lock = asyncio.Lock()
-        self._generation = 0
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def use(self) -> AsyncIterator[AgentSet]:
@@ -121,7 +135,7 @@ class Registry:
         async with self._lock:
             new = await self._build(self.root, self.commit)
             old, self.current = self.current, new
-        asyncio.get_running_loop().create_task(self._retire(old))
+        self._retire_later(old)
         return new
 
     async def stage(self, root: Path, commit: str) -> AgentSet:
@@ -135,14 +149,21 @@ class Registry:
         async with self._lock:
             old, self.current = self.current, staged
             self.root, self.commit = staged.root, staged.commit
-        asyncio.get_running_loop().create_task(self._retire(old))
+        self._retire_later(old)
 
     async def discard(self, staged: AgentSet) -> None:
         await self._retire(staged)
 
     async def close(self) -> None:
+        """Stop every host: the set in service and the sets still retiring."""
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         async with self._lock:
             await self._retire(self.current)
+
+    def _retire_later(self, old: AgentSet) -> None:
+        task = asyncio.get_running_loop().create_task(self._retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _retire(self, old: AgentSet) -> None:
         try:
@@ -156,16 +177,12 @@ class Registry:
                 await asyncio.wait_for(loaded.agent.deactivate(), ACTIVATE_TIMEOUT)
             except Exception:  # a broken deactivate must not stop the others
                 log.exception("agent %s failed to deactivate", loaded.manifest.name)
-        for module in old.modules:
-            sys.modules.pop(module, None)
 
     async def _build(self, root: Path, commit: str) -> AgentSet:
-        self._generation += 1
         agents: dict[str, LoadedAgent] = {}
         quarantined: dict[str, Quarantined] = {}
-        modules: list[str] = []
         for manifest, agent in self.builtins:
-            ctx = self.context_factory(manifest.name, frozenset(manifest.permissions))
+            ctx = self.context_factory(manifest.name, frozenset(agent.permissions))
             agents[manifest.name] = LoadedAgent(manifest, agent, ctx, builtin=True)
 
         folders = (
@@ -173,7 +190,7 @@ class Registry:
             if root.is_dir()
             else []
         )
-        fingerprint = _fingerprint(folders, commit)
+        new = AgentSet(agents, quarantined, _fingerprint(folders, commit), root=root, commit=commit)
         candidates: list[tuple[Manifest, Path]] = []
         for folder in folders:
             try:
@@ -185,6 +202,7 @@ class Registry:
         # On a command clash the agent already in service keeps it; the newcomer is refused.
         serving = self.current.agents
         candidates.sort(key=lambda pair: (pair[0].name not in serving, pair[0].name))
+        chosen: list[tuple[Manifest, Path]] = []
         for manifest, folder in candidates:
             taken = commands.get(manifest.command)
             if taken is not None or manifest.command in RESERVED_COMMANDS:
@@ -192,77 +210,50 @@ class Registry:
                     manifest.name, f"/{manifest.command} is already the command of {taken}"
                 )
                 continue
-            # Unique per build, so retiring the old set never removes the new set's modules.
-            module_name = f"{MODULE_PREFIX}.{manifest.name}_g{self._generation}"
-            try:
-                agent = _instantiate(_import(folder / "agent.py", module_name), manifest)
-                modules.append(module_name)
-                ctx = self.context_factory(manifest.name, frozenset(manifest.permissions))
-                await asyncio.wait_for(agent.activate(ctx), ACTIVATE_TIMEOUT)
-            except Exception as exc:  # the agent sandbox's edge: whatever it raised
-                sys.modules.pop(module_name, None)
-                quarantined[manifest.name] = Quarantined(
-                    manifest.name,
-                    _reason(exc),
-                    "".join(traceback.format_exception(exc)),
-                )
-                continue
-            agents[manifest.name] = LoadedAgent(manifest, agent, ctx)
             commands[manifest.command] = manifest.name
-        new = AgentSet(agents, quarantined, fingerprint, modules, root=root, commit=commit)
+            chosen.append((manifest, folder))
+        gate = asyncio.Semaphore(STARTING_AT_ONCE)
+
+        async def start(manifest: Manifest, folder: Path) -> None:
+            async with gate:
+                loaded = await self._start(manifest, folder, new)
+            if isinstance(loaded, Quarantined):
+                quarantined[manifest.name] = loaded
+            else:
+                agents[manifest.name] = loaded
+
+        await asyncio.gather(*(start(m, f) for m, f in chosen))
+        if chosen:
+            new.sandboxed = self.sandboxed
         new.idle.set()
         for q in quarantined.values():
             log.warning("agent %s quarantined: %s", q.name, q.reason)
         return new
 
-
-class AgentLoadError(Exception):
-    pass
-
-
-def _import(path: Path, module_name: str) -> ModuleType:
-    if not path.is_file():
-        raise AgentLoadError("agent.py is missing")
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise AgentLoadError(f"cannot import {path}")
-    if MODULE_PREFIX not in sys.modules:
-        sys.modules[MODULE_PREFIX] = ModuleType(MODULE_PREFIX)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _instantiate(module: ModuleType, manifest: Manifest) -> Agent:
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if inspect.isclass(obj)
-        and issubclass(obj, Agent)
-        and obj is not Agent
-        and obj.__module__ == module.__name__
-    ]
-    if len(classes) != 1:
-        raise AgentLoadError(f"agent.py must define one Agent subclass, found {len(classes)}")
-    cls = classes[0]
-    for attribute in ("name", "command"):
-        declared = getattr(cls, attribute)
-        if declared and declared != getattr(manifest, attribute):
-            raise AgentLoadError(
-                f"the manifest says {attribute} {getattr(manifest, attribute)!r}"
-                f" but {cls.__name__} says {declared!r}"
-            )
-    if inspect.iscoroutinefunction(cls.handle) is False:
-        raise AgentLoadError(f"{cls.__name__}.handle must be `async def`")
-    return cls()
+    async def _start(
+        self, manifest: Manifest, folder: Path, into: AgentSet
+    ) -> LoadedAgent | Quarantined:
+        ctx = self.context_factory(manifest.name, manifest.permissions.names())
+        agent: Agent | None = None
+        try:
+            agent = await self.launch(manifest, folder, into.quarantine)
+            await asyncio.wait_for(agent.activate(ctx), ACTIVATE_TIMEOUT)
+        except Exception as exc:  # the agent sandbox's edge: whatever it raised
+            if agent is not None:
+                try:
+                    await agent.deactivate()
+                except Exception:  # its host is stopped regardless
+                    log.exception("agent %s failed to stop after a failed load", manifest.name)
+            trace = getattr(exc, "trace", "") or "".join(traceback.format_exception(exc))
+            return Quarantined(manifest.name, _reason(exc), trace)
+        return LoadedAgent(manifest, agent, ctx)
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, SyntaxError):
-        return f"syntax error in {Path(exc.filename or '?').name} line {exc.lineno}: {exc.msg}"
     if isinstance(exc, TimeoutError):
         return f"activate took longer than {ACTIVATE_TIMEOUT:.0f} s"
+    if isinstance(exc, AgentLoadError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 

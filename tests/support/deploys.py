@@ -23,6 +23,7 @@ from app.runtime import Runtime
 from app.settings import CHECKOUT_ROOT, Settings
 from app.worker.queue import MECHANIC_QUEUE
 from tests.support import conversation
+from tests.support.hosts import launcher
 
 ECHO_AGENT = """from app.agents.base import Agent, AgentContext, Message, Reply
 
@@ -175,7 +176,7 @@ def machine_boot(
             agents = image_agents
             if sha is not None:
                 agents = (await materialise(bare, sha, home / machine_id)).agents
-            registry = Registry(agents, [], _context, commit=sha or "image")
+            registry = Registry(agents, [], _context, launcher(), commit=sha or "image")
             loaded = await registry.reload()
             await registry.close()
             return {"ready": True, "release": {"sha": sha}, "agents": loaded.describe()}

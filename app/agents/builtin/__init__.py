@@ -37,7 +37,6 @@ def builtin_agents() -> list[tuple[Manifest, Agent]]:
                 command=cls.command,
                 description=cls.description,
                 version="1.0.0",
-                permissions=cls.permissions,
             ),
             cls(),
         )

@@ -87,8 +87,9 @@ class MechanicAgent(Agent):
         if kind == "pr":
             if choice == "abort":
                 return str(await jobs.withdraw(job_id, by="mechanic"))
-            if choice == "deploy":
-                return str(await ctx.capability("deploy").pressed(job_id))
+            if choice == "deploy":  # queued, or refused with [Deploy] offered again
+                pressed: Reply | str = await ctx.capability("deploy").pressed(job_id)
+                return pressed
         return f"Noted: {choice}."
 
 

@@ -1,0 +1,413 @@
+"""The core's side of an agent host: start it, talk to it, hold it to its deadlines, and
+stand in for the agent everywhere the core expects an `Agent`.
+
+`HostedAgent` is an `Agent` whose every method is a request to its host process. A host that
+breaks the protocol, sends a frame over the cap, exits, or misses a deadline is killed; the
+call in flight fails with one line for the person, and the next call starts a new host after
+a backoff. `MAX_CRASHES` within `CRASH_WINDOW` seconds quarantine the agent for good (until
+the next load), with the reason. Capability calls from the host go to its `Broker`, which
+checks the grant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.agents import protocol, sdk
+from app.agents.base import Agent, AgentContext, Message, PermissionDenied, Reply
+from app.agents.jail import Jail
+from app.agents.loading import AgentLoadError
+from app.agents.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 10.0  # from spawn to the host's hello
+LOAD_TIMEOUT = 10.0
+STOP_GRACE = 2.0
+MAX_CRASHES = 3
+CRASH_WINDOW = 300.0
+BACKOFF = (0.0, 1.0, 5.0)  # before the 1st, 2nd, 3rd restart
+STDERR_LINES = 200  # what a host may log over its life before it is muted
+
+
+class AgentFailed(RuntimeError):
+    """One line for the person: what went wrong with the agent's host."""
+
+
+class AgentQuarantined(AgentFailed):
+    pass
+
+
+Serve = Callable[[str, str, dict[str, Any]], Awaitable[Any]]  # a capability call
+
+
+@dataclass
+class HostFacts:
+    pid: int
+    sandboxed: bool
+    sandbox: dict[str, Any]
+
+
+class HostProcess:
+    """One running host. Not restarted: `HostedAgent` makes a new one."""
+
+    def __init__(self, name: str, jail: Jail, folder: Path, serve: Serve) -> None:
+        self.name = name
+        self.jail = jail
+        self.folder = folder
+        self.serve = serve
+        self.proc: asyncio.subprocess.Process | None = None
+        self.facts: HostFacts | None = None
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.next_id = 0
+        self.death: str = ""  # why it ended, once it has
+        self.ended = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._hello: asyncio.Future[dict[str, Any]] | None = None
+        self._stderr_lines = 0
+
+    async def start(self) -> HostFacts:
+        argv, env, cwd = self.jail.command(self.folder)
+        self._hello = asyncio.get_running_loop().create_future()
+        self.proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True, limit=protocol.MAX_FRAME + 1,
+        )  # fmt: skip
+        self._spawn(self._read())
+        self._spawn(self._log())
+        try:
+            hello = await asyncio.wait_for(asyncio.shield(self._hello), START_TIMEOUT)
+        except TimeoutError:
+            self.kill(f"did not start within {START_TIMEOUT:.0f} s")
+            raise AgentFailed(self.death) from None
+        except AgentFailed:
+            raise
+        self.facts = HostFacts(
+            int(hello.get("pid", 0)), self.jail.sandboxed, dict(hello.get("sandbox") or {})
+        )
+        return self.facts
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def request(self, op: str, deadline: float, **args: Any) -> Any:
+        if self.death:
+            raise AgentFailed(self.death)
+        self.next_id += 1
+        ident = self.next_id
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[ident] = future
+        try:
+            self._write(protocol.request(ident, op, **args))
+            answer = await asyncio.wait_for(future, deadline)
+        except TimeoutError:
+            self.kill(f"missed its {deadline:.0f} s deadline ({op})")
+            raise AgentFailed(self.death) from None
+        except asyncio.CancelledError:
+            # Whoever waited gave up (their own deadline): the host may be spinning.
+            self.kill(f"missed its deadline ({op})")
+            raise
+        finally:
+            self.pending.pop(ident, None)
+        if "error" in answer:
+            error = answer["error"] if isinstance(answer["error"], dict) else {}
+            raise HostError(
+                str(error.get("message", "failed"))[:2000], str(error.get("traceback", ""))
+            )
+        return answer.get("result")
+
+    def _write(self, frame: dict[str, Any]) -> None:
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        if self.proc.stdin.is_closing():
+            raise AgentFailed(self.death or "its host is stopping")
+        self.proc.stdin.write(protocol.encode(frame))
+
+    async def _read(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout
+        try:
+            while True:
+                try:
+                    line = await stdout.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    break
+                except asyncio.LimitOverrunError:
+                    raise protocol.ProtocolError(
+                        f"a frame over the {protocol.MAX_FRAME} byte cap"
+                    ) from None
+                self._take(protocol.decode(line))
+        except protocol.ProtocolError as exc:
+            self.kill(f"broke the protocol: {exc}")
+        except Exception as exc:  # anything else from a hostile host is a breach too
+            self.kill(f"broke the protocol: {type(exc).__name__}")
+        code = await self.proc.wait()
+        self._ended(f"exited ({_exit(code)})")
+
+    def _take(self, frame: dict[str, Any]) -> None:
+        op = frame.get("op")
+        if op == "hello":
+            if self._hello is None or self._hello.done():
+                raise protocol.ProtocolError("a second hello")
+            self._hello.set_result(frame)
+        elif op == "call":
+            self._spawn(self._call(frame))
+        elif op is None:
+            ident = frame.get("id")
+            future = self.pending.get(ident) if isinstance(ident, int) else None
+            if future is None:
+                raise protocol.ProtocolError(f"an answer to no request ({ident!r})")
+            if not future.done():
+                future.set_result(frame)
+        else:
+            raise protocol.ProtocolError(f"unknown request {str(op)[:40]!r}")
+
+    async def _call(self, frame: dict[str, Any]) -> None:
+        ident = frame.get("id")
+        if not isinstance(ident, str) or len(ident) > 40:
+            self.kill("broke the protocol: a call without a proper id")
+            return
+        args = frame.get("args")
+        if not isinstance(args, dict):
+            self.kill("broke the protocol: a call without arguments")
+            return
+        try:
+            value = await self.serve(
+                str(args.get("capability")), str(args.get("method")), args.get("args") or {}
+            )
+            reply = protocol.result(ident, value)
+        except PermissionDenied as exc:
+            reply = protocol.error(ident, "denied", str(exc))
+        except Exception as exc:  # the capability's failure is the agent's answer
+            reply = protocol.error(ident, "failed", str(exc) or type(exc).__name__)
+        if not self.death:
+            with contextlib.suppress(AgentFailed, ConnectionError, protocol.ProtocolError):
+                self._write(reply)
+
+    async def _log(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stderr is not None
+        agent_log = logging.getLogger(f"agent.{self.name}")
+        while True:
+            try:
+                line = await self.proc.stderr.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                continue
+            if not line:
+                return
+            self._stderr_lines += 1
+            if self._stderr_lines <= STDERR_LINES:
+                agent_log.info("%s", line.decode(errors="replace").rstrip()[:500])
+            elif self._stderr_lines == STDERR_LINES + 1:
+                agent_log.warning("host of %s logs too much; the rest is dropped", self.name)
+
+    def kill(self, why: str) -> None:
+        if not self.death:
+            self.death = why
+            log.warning("agent host %s: %s", self.name, why)
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._fail_pending()
+
+    def _ended(self, how: str) -> None:
+        if not self.death:
+            self.death = how
+        self._fail_pending()
+        if self._hello is not None and not self._hello.done():
+            self._hello.set_exception(AgentFailed(f"its host {self.death} before it started"))
+        self.ended.set()
+
+    def _fail_pending(self) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(AgentFailed(self.death))
+
+    async def stop(self) -> None:
+        """Close its stdin (it stops by itself), and kill it if it does not."""
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.ended.wait(), STOP_GRACE)
+        except TimeoutError:
+            self.kill("did not stop when asked")
+            await self.ended.wait()
+        if not self.death or self.death.startswith("exited"):
+            self.death = "stopped"
+
+
+class HostError(Exception):
+    """The agent's own code raised (in the host); the message and traceback say what."""
+
+    def __init__(self, message: str, trace: str = "") -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+def _exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"code {code}"
+
+
+class HostedAgent(Agent):
+    """An agent that lives in a host process. The core calls it like any agent."""
+
+    def __init__(
+        self, manifest: Manifest, folder: Path, jail: Jail, serve: Serve,
+        *, on_quarantine: Callable[[str, str], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.manifest = manifest
+        self.folder = folder
+        self.jail = jail
+        self.serve = serve
+        self.on_quarantine = on_quarantine
+        self.host: HostProcess | None = None
+        self.activated = False
+        self.crashes: list[float] = []
+        self.quarantine_reason = ""
+        self.restarts = 0
+        self.timeout = 30.0  # a call's deadline; the launcher sets it from the settings
+        self._starting = asyncio.Lock()
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.jail.sandboxed
+
+    async def start(self) -> None:
+        """Start the host and import the agent's code in it (a failure is the load's)."""
+        host = HostProcess(self.manifest.name, self.jail, self.folder, self.serve)
+        self.host = host
+        await host.start()
+        try:
+            await host.request(
+                "load", LOAD_TIMEOUT, name=self.manifest.name, command=self.manifest.command,
+                permissions=sorted(self.manifest.permissions.names()),
+            )  # fmt: skip
+        except HostError as exc:
+            await host.stop()
+            raise AgentLoadError(str(exc), exc.trace) from None
+
+    async def _ready(self) -> HostProcess:
+        """The host, started again (after a backoff) if the last one died."""
+        if self.quarantine_reason:
+            raise AgentQuarantined(f"quarantined: {self.quarantine_reason}")
+        async with self._starting:
+            host = self.host
+            if host is not None and not host.death:
+                return host
+            if host is not None:
+                self._crashed(host.death)
+            wait = BACKOFF[min(len(self.crashes), len(BACKOFF)) - 1] if self.crashes else 0.0
+            since = time.monotonic() - self.crashes[-1] if self.crashes else wait
+            if since < wait:
+                raise AgentFailed(f"restarting after a crash; try again in {wait - since:.0f} s")
+            self.restarts += 1
+            try:
+                await self.start()
+                if self.activated:
+                    await self._ask("activate", LOAD_TIMEOUT)
+            except (AgentFailed, AgentLoadError, HostError) as exc:
+                if self.host is not None and not self.host.death:
+                    self.host.kill(f"failed to start again: {exc}")
+                self._crashed(f"failed to start again: {exc}")
+                raise AgentFailed(f"could not be started again: {exc}") from None
+            assert self.host is not None
+            return self.host
+
+    def _crashed(self, why: str) -> None:
+        now = time.monotonic()
+        self.crashes = [t for t in self.crashes if now - t < CRASH_WINDOW] + [now]
+        if len(self.crashes) >= MAX_CRASHES and not self.quarantine_reason:
+            self.quarantine_reason = (
+                f"its host failed {len(self.crashes)} times in {CRASH_WINDOW / 60:.0f} min"
+                f" (last: {why})"
+            )
+            log.warning("agent %s quarantined: %s", self.manifest.name, self.quarantine_reason)
+            if self.on_quarantine is not None:
+                self.on_quarantine(self.manifest.name, self.quarantine_reason)
+        if self.host is not None and self.host.death == why:
+            self.host = None
+
+    async def _ask(self, op: str, deadline: float, **args: Any) -> Any:
+        host = self.host if self.host is not None and not self.host.death else await self._ready()
+        try:
+            return await host.request(op, deadline, **args)
+        except AgentFailed:
+            if host is self.host:
+                self._crashed(host.death)
+            raise
+
+    async def activate(self, ctx: AgentContext) -> None:
+        try:
+            await self._ask("activate", LOAD_TIMEOUT)
+        except HostError as exc:
+            raise AgentLoadError(str(exc), exc.trace) from None
+        self.activated = True
+
+    async def deactivate(self) -> None:
+        host, self.host = self.host, None
+        if host is None or host.death:
+            return
+        with contextlib.suppress(AgentFailed, HostError):
+            await host.request("deactivate", LOAD_TIMEOUT)
+        await host.stop()
+
+    async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
+        return await self.call("handle", message=sdk.message_to_json(message))
+
+    async def on_choice(self, question: str, choice: str, ctx: AgentContext) -> Reply | str:
+        return await self.call("on_choice", question=question, choice=choice)
+
+    async def call(self, op: str, **args: Any) -> Reply:
+        answer = await self._ask(op, self.timeout, **args)
+        try:
+            return sdk.reply_from_json(answer)
+        except sdk.BadReply as exc:
+            raise AgentFailed(f"gave a bad reply: {exc}") from None
+
+
+class HostLauncher:
+    """Starts each dynamic agent in a host of its own (the registry's launcher in a Persais
+    process). `broker(manifest)` gives the capability server for an agent's grants."""
+
+    def __init__(
+        self, jail: Jail, broker: Callable[[Manifest], Serve], *, timeout: float = 30.0,
+        require_sandbox: bool = False,
+    ) -> None:  # fmt: skip
+        self.jail = jail
+        self.broker = broker
+        self.timeout = timeout
+        self.require_sandbox = require_sandbox
+
+    async def __call__(
+        self, manifest: Manifest, folder: Path, on_quarantine: Callable[[str, str], None]
+    ) -> Agent:
+        if not self.jail.sandboxed and self.require_sandbox:
+            raise AgentLoadError(
+                "refused: bubblewrap is missing and PERSAIS_REQUIRE_SANDBOX is on"
+                " (unsandboxed agents are not run); see `persais doctor`"
+            )
+        agent = HostedAgent(
+            manifest, folder, self.jail, self.broker(manifest), on_quarantine=on_quarantine
+        )
+        agent.timeout = self.timeout
+        await agent.start()
+        return agent
