@@ -39,6 +39,7 @@ ARG GIT_COMMIT=unknown
 ENV PATH=/opt/persais/bin:$PATH \
     AIDER_BIN=/opt/aider/bin/aider \
     PERSAIS_HOME=/data \
+    PERSAIS_REQUIRE_SANDBOX=true \
     PERSAIS_GIT_COMMIT=${GIT_COMMIT} \
     PYTHONUNBUFFERED=1
 WORKDIR /app

@@ -128,6 +128,7 @@ class Conversations:
             return {
                 "version": f"{self.build.package} ({self.build.commit[:12]})",
                 "agents": f"{len(agents.agents)} loaded, {len(agents.quarantined)} quarantined",
+                "sandbox": self.jail.describe(),
                 "conversations": count[0] if count else 0,
                 "recent": recent,
                 "inbox": await inbox.open_counts(conn),

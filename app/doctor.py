@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.agents.jail import Jail, find_bwrap
+from app.agents.probe import probe
 from app.db import migrate
 from app.db.database import DatabaseError, connect
 from app.db.embedded import EmbeddedDatabaseError
@@ -86,13 +88,32 @@ def check_aider(settings: Settings) -> Check:
 
 
 def check_sandbox(settings: Settings) -> Check:
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
+    """Starts a real agent host (the same command a deploy uses) and asks it one question."""
+    jail = Jail(find_bwrap())
+    tried = probe(jail)
+    if jail.bwrap is None:
+        status = BROKEN if settings.require_sandbox else MISSING
+        refused = ", so dynamic agents are refused" if settings.require_sandbox else ""
         return Check(
-            "sandbox", MISSING, "no bubblewrap: Aider and generated tests run unconfined",
+            "sandbox", status,
+            f"unsandboxed: no bubblewrap{refused}; agents, Aider and generated tests run"
+            f" with limits only (host {'works' if tried.works else 'fails: ' + tried.detail})",
             "install bubblewrap (apt-get install bubblewrap)",
         )  # fmt: skip
-    return Check("sandbox", OK, f"bubblewrap at {bwrap}: Aider writes only its worktree")
+    if not tried.works:
+        fix = (
+            "this system refuses user namespaces (plain Docker's default seccomp profile does):"
+            " allow them (e.g. a Fly Machine or any VM; in Docker a seccomp profile that allows"
+            " unshare/clone of namespaces), or run as root"
+            if tried.userns_refused
+            else "see the error; `bwrap --unshare-all true` shows the same"
+        )
+        return Check("sandbox", BROKEN, f"bubblewrap at {jail.bwrap} fails: {tried.detail}", fix)
+    return Check(
+        "sandbox", OK,
+        f"sandboxed: an agent host answered under bubblewrap ({tried.detail}); Aider writes"
+        " only its worktree",
+    )  # fmt: skip
 
 
 def check_github(settings: Settings) -> Check:

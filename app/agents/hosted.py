@@ -411,3 +411,13 @@ class HostLauncher:
         agent.timeout = self.timeout
         await agent.start()
         return agent
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line for the person about an agent that failed them."""
+    if isinstance(exc, TimeoutError):
+        return "took too long"
+    if isinstance(exc, AgentFailed | HostError):
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return first[:300]
+    return repr(exc)[:300]

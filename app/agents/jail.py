@@ -74,6 +74,12 @@ class Jail:
     def sandboxed(self) -> bool:
         return self.bwrap is not None
 
+    def describe(self) -> str:
+        """One line for /status, /agents and the Deploy card."""
+        if self.bwrap is None:
+            return "⚠ unsandboxed: bubblewrap is missing, so agents run with limits only"
+        return "sandboxed: bubblewrap, no network, read-only release, limits, seccomp"
+
     def command(self, agent_dir: Path) -> tuple[list[str], dict[str, str], str]:
         """(argv, environment, working folder) for one host of the agent in `agent_dir`."""
         root = os.geteuid() == 0

@@ -16,7 +16,8 @@ class AgentsAgent(Agent):
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
         registry = ctx.capability("registry")
         agents = registry.current
-        lines = [registry.deployments.here.where(), f"Agents (set {agents.fingerprint}):"]
+        lines = [registry.deployments.here.where(), f"Dynamic agents: {registry.jail.describe()}"]
+        lines.append(f"Agents (set {agents.fingerprint}):")
         for loaded in sorted(agents.agents.values(), key=lambda a: a.manifest.name):
             kind = "built-in" if loaded.builtin else "dynamic"
             m = loaded.manifest

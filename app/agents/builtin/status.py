@@ -16,6 +16,7 @@ class StatusAgent(Agent):
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
         report = await ctx.capability("status")()
         lines = [f"Persais {report['version']}", f"Agents: {report['agents']}"]
+        lines.append(f"Dynamic agents: {report['sandbox']}")
         lines.append(f"Conversations: {report['conversations']}")
         for conversation in report["recent"]:
             lines.append(f"  {conversation}")

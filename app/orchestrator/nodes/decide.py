@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from app.agents.base import as_reply
+from app.agents.hosted import failure_text
 from app.orchestrator.context import Deps
 from app.orchestrator.nodes.respond import reply_out
 from app.orchestrator.state import ApprovalState
@@ -33,7 +34,7 @@ async def decide(state: ApprovalState, runtime: Runtime[Deps]) -> dict[str, Any]
             return {
                 "outbound": [
                     {
-                        "text": f"⚠ The {name} agent failed: {exc!r}"[:400],
+                        "text": f"⚠ The {name} agent failed: {failure_text(exc)}",
                         "agent": name,
                         "error": True,
                     }

@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from app.agents.base import Message, Reply, as_reply
+from app.agents.hosted import failure_text
 from app.orchestrator.context import Deps
 from app.orchestrator.state import Conversation
 
@@ -41,7 +42,11 @@ async def respond(state: Conversation, runtime: Runtime[Deps]) -> dict[str, Any]
     async with runtime.context.registry.use() as agents:
         loaded = agents.agents.get(target)
         if loaded is None:
-            outbound.append({"text": f"The {target} agent is not loaded.", "agent": "persais"})
+            why = agents.quarantined.get(target)
+            text = f"The {target} agent is " + (
+                f"quarantined: {why.reason}" if why else "not loaded."
+            )
+            outbound.append({"text": text, "agent": "persais"})
         else:
             try:
                 result = await asyncio.wait_for(
@@ -50,7 +55,7 @@ async def respond(state: Conversation, runtime: Runtime[Deps]) -> dict[str, Any]
                 outbound.append(reply_out(target, as_reply(result)))
             except Exception as exc:  # the agent sandbox's edge: a failing agent is reported
                 loaded.context.log.exception("agent %s failed", target)
-                problem = "took too long" if isinstance(exc, TimeoutError) else repr(exc)[:300]
+                problem = failure_text(exc)
                 outbound.append(
                     {
                         "text": f"⚠ The {target} agent failed: {problem}",
