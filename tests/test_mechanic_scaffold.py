@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pymodbus.exceptions import ConnectionException, ModbusIOException, ParameterException
 
 from app.agents.testing import ask, load_agent, modbus_server
 from app.deploy.files import ReleaseFiles, smoke_cases
@@ -20,7 +17,7 @@ from mechanic.scaffold import Example, ScaffoldError, ScaffoldRequest, render, w
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
-MODBUS = {"device_id": 1}
+MODBUS = {"device_id": 1, "device_host": "plc.example", "device_port": 1502}
 REQUESTS = [
     ScaffoldRequest("agent", "echo", "echo", "Repeats what you say"),
     ScaffoldRequest("tool", "adder", "add", "Adds numbers"),
@@ -34,10 +31,9 @@ def test_a_rendered_scaffold_is_clean_loads_and_passes_its_own_test(
 ) -> None:
     files = render(TEMPLATES, request_)
     assert check_paths(files, tmp_path) == []
-    permissions = ["modbus"] if request_.kind == "modbus_tool" else []
     for path, source in files.items():
         if path.endswith(".py"):
-            assert check_source(path, source, permissions, test=path.startswith("tests/")) == []
+            assert check_source(path, source, test=path.startswith("tests/")) == []
     write(tmp_path, files)
 
     loaded = asyncio.run(load_agent(request_.name, tmp_path / "dynamic" / "agents"))
@@ -78,8 +74,10 @@ def test_examples_from_the_plan_become_assertions_the_bare_scaffold_fails(
         ({"version": "1"}, "version"),
         ({"options": {"name": "x"}}, "takes no option name"),
         ({"kind": "modbus_tool", "options": {}}, "device_id"),
-        ({"kind": "modbus_tool", "options": {"device_id": 300}}, "device_id"),
-        ({"kind": "modbus_tool", "options": {"device_id": 1, "host": "h"}}, "no option host"),
+        ({"kind": "modbus_tool", "options": {**MODBUS, "device_id": 300}}, "device_id"),
+        ({"kind": "modbus_tool", "options": {**MODBUS, "device_host": 'h"x'}}, "device_host"),
+        ({"kind": "modbus_tool", "options": {**MODBUS, "device_port": 0}}, "device_port"),
+        ({"kind": "modbus_tool", "options": {**MODBUS, "host": "h"}}, "no option host"),
     ],
 )
 def test_a_hostile_or_malformed_request_is_refused(changes: dict, message: str) -> None:
@@ -96,48 +94,55 @@ def test_a_missing_template_variable_is_an_error_not_an_empty_string(tmp_path: P
 
 
 USAGE = (
-    "Usage: /plc read <host>[:<port>] <address> [count]\n"
-    "Reads count holding registers (1-125, default 1) from address (0-65535) "
-    "of the PLC at host (a name, IPv4 or [IPv6] address; port 502 by default)."
+    "Usage: /plc read <address> [count]\n"
+    "Reads count holding registers (1-125, default 1) from address (0-65535) of the PLC."
 )
 
 
-def test_the_modbus_scaffold_reads_a_real_modbus_server(tmp_path: Path) -> None:
+def test_the_modbus_scaffold_reads_its_granted_device_through_the_core(tmp_path: Path) -> None:
     write(tmp_path, render(TEMPLATES, REQUESTS[2]))
+    toml = (tmp_path / "dynamic/agents/plc/agent.toml").read_text()
+    assert 'host = "plc.example"' in toml
+    assert "port = 1502" in toml
+    assert "write = false" in toml
 
-    async def run() -> tuple[int, list[str]]:
-        loaded = await load_agent("plc", tmp_path / "dynamic" / "agents")
+    async def run() -> list[str]:
         async with modbus_server([7, 8, 9, 10]) as port:
-            answers = [
-                (await ask(loaded, say)).text
-                for say in (
-                    f"read 127.0.0.1:{port} 0 4",
-                    f"READ localhost:{port} 2",
-                    f"read 127.0.0.1:{port} 2 3",  # past the last register
-                )
-            ]
-        return port, [*answers, (await ask(loaded, f"read 127.0.0.1:{port} 0 4")).text]
+            loaded = await load_agent("plc", tmp_path / "dynamic" / "agents", devices={"plc": port})
+            says = ("read 0 4", "READ 2", "read 2 3")  # the last one is past the last register
+            answers = [(await ask(loaded, say)).text for say in says]
+        return [*answers, (await ask(loaded, "read 0 4")).text]
 
-    port, answers = asyncio.run(run())
-    assert answers == [
-        f"Registers 0..3 on 127.0.0.1:{port}: 7, 8, 9, 10",
-        f"Registers 2..2 on localhost:{port}: 9",
-        f"PLC error at 127.0.0.1:{port}: illegal data address (code 2)",
-        f"PLC at 127.0.0.1:{port} is not reachable",
+    assert asyncio.run(run()) == [
+        "Registers 0..3 on plc: 7, 8, 9, 10",
+        "Registers 2..2 on plc: 9",
+        "PLC plc answered illegal data address (code 2)",
+        "PLC plc is not reachable",
     ]
+
+
+def test_a_read_outside_the_granted_range_is_refused_by_the_core(tmp_path: Path) -> None:
+    write(tmp_path, render(TEMPLATES, REQUESTS[2]))
+    manifest = tmp_path / "dynamic/agents/plc/agent.toml"
+    manifest.write_text(manifest.read_text().replace("[[0, 65535]]", "[[0, 9]]"))
+
+    async def run() -> list[str]:
+        async with modbus_server(list(range(20))) as port:
+            loaded = await load_agent("plc", tmp_path / "dynamic" / "agents", devices={"plc": port})
+            return [(await ask(loaded, say)).text for say in ("read 8 2", "read 9 2")]
+
+    inside, outside = asyncio.run(run())
+    assert inside == "Registers 8..9 on plc: 8, 9"
+    assert outside == (
+        "Not allowed: agent plc may not reach unit 1 registers 9-10 of device 'plc':"
+        " outside its grant"
+    )
 
 
 @pytest.mark.parametrize(
     "say",
-    [
-        "", "help", "status", "read", "read 127.0.0.1", "read 127.0.0.1 0 1 2",
-        "read 127.0.0.1 x", "read 127.0.0.1 -1", "read 127.0.0.1 65536", "read 127.0.0.1 0 0",
-        "read 127.0.0.1 0 126", "read 127.0.0.1 65535 2", "read 127.0.0.1:0 0",
-        "read 127.0.0.1:65536 0", "read 127.0.0.1: 0", "read 127.0.0.1:x 0", "read :502 0",
-        "read ::1 0", "read [::1 0", "read [::1]x 0", "read [::g]:502 0", "read [1:2:3]:502 0",
-        "read 1.2.3.256 0", "read 1.2.3 0", "read bad_host 0", "read -host 0", "read a..b 0",
-        "read h\u00e9.example 0", "read 127.0.0.1 \u00b2",
-    ],
+    ["", "help", "status", "read", "read x", "read -1", "read 65536", "read 0 0", "read 0 126",
+     "read 65535 2", "read 0 1 2", "read \u00b2", "read 127.0.0.1:502 0"],
 )  # fmt: skip
 def test_the_modbus_agent_answers_malformed_input_with_its_usage(tmp_path: Path, say: str) -> None:
     write(tmp_path, render(TEMPLATES, REQUESTS[2]))
@@ -149,94 +154,8 @@ def test_the_modbus_agent_answers_malformed_input_with_its_usage(tmp_path: Path,
     assert asyncio.run(run()) == USAGE
 
 
-def test_the_modbus_agent_parses_hosts_and_ports(tmp_path: Path) -> None:
-    write(tmp_path, render(TEMPLATES, REQUESTS[2]))
-
-    async def run() -> list[tuple[str, int, int, int]]:
-        loaded = await load_agent("plc", tmp_path / "dynamic" / "agents")
-        calls: list[tuple[str, int, int, int]] = []
-
-        async def read(host: str, port: int, address: int, count: int) -> str:
-            calls.append((host, port, address, count))
-            return "read"
-
-        loaded.agent.read = read  # type: ignore[attr-defined]
-        for say in (
-            "read plc.example.com 0", "read PLC-1:1502 65535", "read 10.0.0.7:502 10 125",
-            "read [::1]:5020 0 2", "read [fe80::1] 1", "read [::ffff:10.0.0.1]:7 3",
-            "read [1:2:3:4:5:6:7:8] 0", "read localhost. 0",
-        ):  # fmt: skip
-            assert (await ask(loaded, say)).text == "read", say
-        return calls
-
-    assert asyncio.run(run()) == [
-        ("plc.example.com", 502, 0, 1),
-        ("PLC-1", 1502, 65535, 1),
-        ("10.0.0.7", 502, 10, 125),
-        ("::1", 5020, 0, 2),
-        ("fe80::1", 502, 1, 1),
-        ("::ffff:10.0.0.1", 7, 3, 1),
-        ("1:2:3:4:5:6:7:8", 502, 0, 1),
-        ("localhost.", 502, 0, 1),
-    ]
-
-
-def test_an_unreachable_ipv6_plc_is_named_with_brackets(tmp_path: Path) -> None:
-    write(tmp_path, render(TEMPLATES, REQUESTS[2]))
-
-    async def run() -> str:
-        loaded = await load_agent("plc", tmp_path / "dynamic" / "agents")
-        with socket.socket() as probe:  # a port nothing listens on
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        return (await ask(loaded, f"read [::1]:{port} 0")).text
-
-    assert re.fullmatch(r"PLC at \[::1\]:\d+ is not reachable", asyncio.run(run()))
-
-
 def test_the_deploy_smoke_check_replays_only_the_device_free_usage_assertion(
     tmp_path: Path,
 ) -> None:
     write(tmp_path, render(TEMPLATES, REQUESTS[2]))
     assert smoke_cases(ReleaseFiles(tmp_path), "plc") == [("help", USAGE)]
-
-
-@pytest.mark.parametrize(
-    ("failure", "answer"),
-    [
-        (ModbusIOException("no response"), "PLC at plc.local:502 is not reachable"),
-        (ConnectionException("lost"), "PLC at plc.local:502 is not reachable"),
-        (TimeoutError(), "PLC at plc.local:502 is not reachable"),
-        (
-            ParameterException("bad\nframe"),
-            "PLC at plc.local:502 failed: Modbus Error: [Invalid Parameter] bad frame",
-        ),
-    ],
-)
-def test_a_failing_modbus_read_is_one_line_and_the_client_is_closed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception, answer: str
-) -> None:
-    write(tmp_path, render(TEMPLATES, REQUESTS[2]))
-    closed: list[bool] = []
-
-    class Client:
-        def __init__(self, host: str, *, port: int, timeout: float, retries: int) -> None:
-            assert (host, port, timeout, retries) == ("plc.local", 502, 3, 1)
-
-        async def connect(self) -> bool:
-            return True
-
-        async def read_holding_registers(self, address: int, count: int, device_id: int) -> None:
-            raise failure
-
-        def close(self) -> None:
-            closed.append(True)
-
-    async def run() -> str:
-        loaded = await load_agent("plc", tmp_path / "dynamic" / "agents")
-        module_globals = type(loaded.agent).read.__globals__  # type: ignore[attr-defined]
-        monkeypatch.setitem(module_globals, "AsyncModbusTcpClient", Client)
-        return (await ask(loaded, "read plc.local 0")).text
-
-    assert asyncio.run(run()) == answer
-    assert closed == [True]

@@ -112,9 +112,11 @@ async def choose(loaded: LoadedAgent, question: str, choice: str) -> Reply:
 
 
 @asynccontextmanager
-async def modbus_server(holding: list[int], device_id: int = 1) -> AsyncIterator[int]:
+async def modbus_server(
+    holding: list[int], device_id: int = 1, port: int = 0
+) -> AsyncIterator[int]:
     """A pymodbus TCP server on loopback where holding register `i` holds `holding[i]`;
-    yields its port."""
+    yields its port (a free one unless given)."""
     import socket
 
     from pymodbus.datastore import (
@@ -124,9 +126,10 @@ async def modbus_server(holding: list[int], device_id: int = 1) -> AsyncIterator
     )
     from pymodbus.server import ModbusTcpServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    if not port:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
     # pymodbus 3.16 maps a block starting at 1 to protocol address 0.
     device = ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, holding))
     server = ModbusTcpServer(
