@@ -51,7 +51,7 @@ class Conversations:
         )
         self.registry = Registry(
             settings.resolved_agents_dir(), builtin_agents(), self._context, launcher,
-            commit=build.commit, sandboxed=self.jail.sandboxed,
+            commit=build.commit,
         )  # fmt: skip
         self.graph_pool = Orchestrator.graph_pool_for(conninfo)
         self.orchestrator = Orchestrator(

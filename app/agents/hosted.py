@@ -397,6 +397,10 @@ class HostLauncher:
         self.timeout = timeout
         self.require_sandbox = require_sandbox
 
+    @property
+    def sandboxed(self) -> bool:
+        return self.jail.sandboxed
+
     async def __call__(
         self, manifest: Manifest, folder: Path, on_quarantine: Callable[[str, str], None]
     ) -> Agent:

@@ -104,14 +104,13 @@ class Registry:
         context_factory: ContextFactory,
         launch: Launcher,
         commit: str = "unknown",
-        *,
-        sandboxed: bool = False,
     ) -> None:
         self.root = root
         self.builtins = list(builtins)
         self.context_factory = context_factory
         self.launch = launch
-        self.sandboxed = sandboxed
+        # Whether the launcher's agents run in a sandbox (HostLauncher says; others do not).
+        self.sandboxed = bool(getattr(launch, "sandboxed", False))
         self.commit = commit
         self.current = AgentSet(agents={}, quarantined={}, fingerprint="empty")
         self.current.idle.set()
