@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mechanic.sandbox import kill_group, sandbox, search_path
+from mechanic.sandbox import aider_profile, kill_group, search_path
 
 # Our settings file: Aider refuses an empty one, and these are the defaults we want anyway.
 _CONFIG = """\
@@ -152,7 +152,7 @@ async def run_aider(
         "GIT_COMMITTER_NAME": "Persais Mechanic",
         "GIT_COMMITTER_EMAIL": "mechanic@persais.invalid",
     }
-    jail = sandbox(worktree, job_dir)
+    jail = aider_profile(worktree, job_dir)
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *jail,

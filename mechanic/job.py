@@ -7,7 +7,7 @@ place to report progress), so the pipeline runs the same under the chat, the CLI
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,13 +57,21 @@ class JobOutcome:
         return sum(run.cost for run in self.aider_runs)
 
 
-async def run_job(job_id: str, request: str, deps: JobDeps, plan: Plan | None = None) -> JobOutcome:
+async def run_job(
+    job_id: str, request: str, deps: JobDeps, plan: Plan | None = None, *,
+    others_confirmed: bool = False,
+) -> JobOutcome:  # fmt: skip
+    """`others_confirmed`: the person said yes to the plan's other agents (`also_changes`);
+    until then a plan that names any is a question, and nothing runs."""
     if plan is None:
         await deps.progress("plan")
         planned = await make_plan(request, deps.model, deps.guidance)
         if isinstance(planned, Clarification):
             return JobOutcome("question", planned.question)
         plan = planned
+    confirmation = plan.confirmation()
+    if confirmation is not None and not others_confirmed:
+        return JobOutcome("question", confirmation, plan=plan)
     outcome = JobOutcome("failed", "", plan=plan)
     async with deps.lock():
         workspace = await Workspace.create(
@@ -111,7 +119,9 @@ async def _build(
         return await _code(job_id, plan, workspace, deps, problems, attempt)
 
     rounds = REPAIR_ROUNDS if deps.use_aider else 0
-    problems = await _until_valid(plan.name, workspace, deps, outcome, code, rounds)
+    problems = await _until_valid(
+        plan.name, workspace, deps, outcome, code, rounds, others=plan.also_changes
+    )
     if outcome.status == "refused":
         return
     if problems:
@@ -144,10 +154,11 @@ Coder = Callable[[list[str], int], Awaitable[AiderRun | None]]
 
 async def _until_valid(
     agent: str, workspace: Workspace, deps: JobDeps, outcome: JobOutcome, code: Coder,
-    rounds: int,
+    rounds: int, *, others: Sequence[str] = (),
 ) -> list[str]:  # fmt: skip
     """Code, validate, repair: until the change validates (returns no problems) or the
-    rounds run out (returns the last problems). A policy refusal stops at once."""
+    rounds run out (returns the last problems). A policy refusal stops at once. `others`:
+    the agents besides `agent` the change may edit or remove."""
     problems: list[str] = []
     for attempt in range(rounds + 1):
         outcome.rounds = attempt
@@ -157,7 +168,9 @@ async def _until_valid(
         await deps.progress(f"validate (round {attempt + 1}/{rounds + 1})")
         changed = await workspace.changed_files()
         outcome.files, outcome.diff_summary = changed, await workspace.diff_summary()
-        report = await validate(workspace.path, changed, agent, time_limit=deps.check_time_limit)
+        report = await validate(
+            workspace.path, changed, agent, others=others, time_limit=deps.check_time_limit
+        )
         outcome.report = report
         if report.policy_refused:
             outcome.status = "refused"
@@ -256,23 +269,25 @@ def _manifest_permissions(workspace: Workspace, name: str) -> list[str]:
         )
     except (OSError, tomllib.TOMLDecodeError):
         return []
-    granted = data.get("permissions", [])
+    granted = data.get("permissions", {})
+    if isinstance(granted, dict):  # [permissions.http] …: the capability names
+        return sorted(str(name) for name in granted)
     return [p for p in granted if isinstance(p, str)] if isinstance(granted, list) else []
 
 
 def pull_request_body(
     job_id: str, request: str, plan: Plan, outcome: JobOutcome, changed: list[str]
 ) -> str:
-    steps = ", ".join(
-        f"{k} {v}" for k, v in (outcome.report.steps if outcome.report else {}).items()
-    )
     lines = [
         "## Request", "", "> " + request.replace("\n", "\n> "), "",
         "## Plan", "", f"- kind: {plan.kind}", f"- name: {plan.name}, command: /{plan.command}",
-        f"- {plan.description}", "", "Behaviour checked by the generated test:", "",
+        f"- {plan.description}",
+        *([f"- also edits or removes: {', '.join(plan.also_changes)} (the person said yes)"]
+          if plan.also_changes else []),
+        "", "Behaviour checked by the generated test:", "",
         *[f"- `/{plan.command} {b.say}` → `{b.expect}`" for b in plan.behaviour], "",
         "## Files", "", *[f"- `{path}`" for path in changed], "",
-        "## Validation", "", f"{steps} (repair rounds: {outcome.rounds})", "",
+        "## Validation", "", _validation(outcome), "",
         "## Aider", "",
         f"{len(outcome.aider_runs)} run(s), "
         f"{sum(r.tokens_sent for r in outcome.aider_runs)} tokens sent, "
@@ -280,3 +295,11 @@ def pull_request_body(
         "", f"Mechanic job `{job_id}`",
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _validation(outcome: JobOutcome) -> str:
+    report = outcome.report
+    steps = ", ".join(f"{k} {v}" for k, v in (report.steps if report else {}).items())
+    unsealed = report is not None and not report.sandboxed
+    where = "; unsandboxed: there was no bubblewrap" if unsealed else ""
+    return f"{steps} (repair rounds: {outcome.rounds}){where}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from mechanic.guidance import Guidance
 
@@ -27,14 +27,42 @@ class Plan(BaseModel):
     command: str = Field(pattern=_NAME)
     description: str = Field(min_length=1, max_length=200, pattern=r'^[^"\\\n]+$')
     behaviour: list[Behaviour] = Field(min_length=1, max_length=5)
+    # Other agents the change must edit or remove; the person confirms them before it runs.
+    also_changes: list[Annotated[str, Field(pattern=_NAME)]] = Field(
+        default_factory=list, max_length=5
+    )
+
+    @field_validator("also_changes", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _others_are_others(self) -> Plan:
+        if self.name in self.also_changes:
+            raise ValueError(f"also_changes names the agent itself ({self.name})")
+        self.also_changes = sorted(set(self.also_changes))
+        return self
 
     @property
     def files(self) -> list[str]:
         return [
-            f"dynamic/agents/{self.name}/agent.py",
-            f"dynamic/agents/{self.name}/agent.toml",
-            f"tests/dynamic/test_{self.name}.py",
+            path
+            for name in (self.name, *self.also_changes)
+            for path in (
+                f"dynamic/agents/{name}/agent.py",
+                f"dynamic/agents/{name}/agent.toml",
+                f"tests/dynamic/test_{name}.py",
+            )
         ]
+
+    def confirmation(self) -> str | None:
+        """The question a person must answer yes to before the job runs, if it changes
+        other agents."""
+        if not self.also_changes:
+            return None
+        others = ", ".join(self.also_changes)
+        return f"This change will also edit/remove agents {others} — reply yes to go ahead."
 
 
 class Clarification(BaseModel):

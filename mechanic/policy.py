@@ -1,16 +1,24 @@
-"""What generated code may touch: paths, imports and calls, decided before anything runs.
+"""What a generated change may touch: paths, agents, sizes, imports and calls, decided
+before anything of it runs.
 
-Generated code is untrusted until this says otherwise. The path policy keeps a change inside
-`dynamic/` and `tests/dynamic/`. The code policy reads the Python source (never runs it) and
-allows imports from a short list, widened only by the manifest's permissions, and refuses
-the calls that reach outside a sandboxed agent: processes, `eval`/`exec`, dynamic imports,
-reflection on builtins, raw sockets, file writes.
+The path rules keep a change inside `dynamic/` and `tests/dynamic/`, to the agents its plan
+names, and under the size caps; they hold, and a change that breaks them is refused.
+
+The code rules read the Python source (never run it) and allow imports from a short list
+and refuse the calls that reach outside an agent: processes, `eval`/`exec`, dynamic
+imports, reflection on builtins, raw sockets, file writes. They are a fast lint for the
+model's mistakes, not a wall: a filter over Python source cannot be sound, and a
+determined piece of code gets past it. What protects the bot is the operating system's
+boundary: generated checks run in the validation sandbox (`mechanic.sandbox`), and a
+deployed agent in a sandboxed host process of its own, whose every capability (`http`,
+`modbus`, `state`) the core serves and checks against what a person granted. No manifest
+permission widens these imports: an agent never imports `httpx` or `pymodbus`.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -18,19 +26,19 @@ from mechanic import redaction
 
 ALLOWED_ROOTS = ("dynamic/", "tests/dynamic/")
 ALLOWED_SUFFIXES = frozenset({".py", ".toml", ".md", ".txt", ".json"})
+# Size caps of one change, refused before anything runs.
+MAX_FILE_BYTES = 64 * 1024
+MAX_CHANGE_BYTES = 256 * 1024
+MAX_FILES = 20
 
-# Modules any agent may import: computation, text, time, data shapes. No I/O beyond logging.
+# Modules any agent may import: computation, text, time, data shapes. No I/O beyond logging;
+# the core serves `http`, `modbus` and `state` on the agent's behalf (`ctx.capability`).
 SAFE_MODULES = frozenset({
     "__future__", "asyncio", "base64", "collections", "dataclasses", "datetime", "decimal",
     "enum", "fractions", "functools", "hashlib", "itertools", "json", "logging", "math",
     "operator", "random", "re", "statistics", "string", "textwrap", "time", "typing",
-    "uuid", "zoneinfo", "app.agents.base",
+    "uuid", "zoneinfo", "app.agents.base", "app.agents.sdk",
 })  # fmt: skip
-# What a manifest permission adds.
-PERMISSION_MODULES = {
-    "modbus": frozenset({"pymodbus"}),
-    "http": frozenset({"httpx"}),
-}
 # Generated tests may also use these.
 TEST_MODULES = frozenset({"pytest", "app.agents.testing"})
 
@@ -56,7 +64,9 @@ class Violation:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.message} [{self.rule}]"
+        return (
+            f"{where}: {self.message} [{self.rule}]" if where else f"{self.message} [{self.rule}]"
+        )
 
 
 def check_paths(changed: Iterable[str], worktree: Path) -> list[Violation]:
@@ -89,19 +99,58 @@ def check_paths(changed: Iterable[str], worktree: Path) -> list[Violation]:
     return _unique(found)
 
 
-def check_source(
-    path: str, source: str, permissions: Iterable[str] = (), *, test: bool = False
-) -> list[Violation]:
+def check_scope(changed: Iterable[str], agents: Collection[str], worktree: Path) -> list[Violation]:
+    """A change adds, modifies or removes only files of the agents it names:
+    `dynamic/agents/<name>/…` and `tests/dynamic/test_<name>*.py`. A test file belongs to
+    the longest agent name it starts with, so `test_echo_bot.py` is echo_bot's, not echo's."""
+    changed = list(changed)
+    known = set(agents) | _agent_folders(worktree) | {o for p in changed if (o := _folder_of(p))}
+    named = ", ".join(sorted(agents))
+    found: list[Violation] = []
+    for path in changed:
+        if not path.startswith(ALLOWED_ROOTS):
+            continue  # check_paths refuses it
+        owner = _folder_of(path) or _test_of(path, known)
+        if owner is None:
+            why = f"belongs to no agent: a change may touch only the files of {named}"
+            found.append(Violation(path, 0, "scope", why))
+        elif owner not in agents:
+            why = f"belongs to agent {owner}, which the plan does not name (only {named})"
+            found.append(Violation(path, 0, "scope", why))
+    return found
+
+
+def check_size(changed: Iterable[str], worktree: Path) -> list[Violation]:
+    """Per file, per change and number of files: `MAX_FILE_BYTES`, `MAX_CHANGE_BYTES`,
+    `MAX_FILES`. A removed file weighs nothing."""
+    changed = list(changed)
+    found: list[Violation] = []
+    if len(changed) > MAX_FILES:
+        why = f"the change touches {len(changed)} files; at most {MAX_FILES} are allowed"
+        found.append(Violation("", 0, "size.files", why))
+    total = 0
+    for path in changed:
+        try:
+            size = (worktree / path).lstat().st_size
+        except (OSError, ValueError):
+            continue  # removed (or a path check_paths refuses)
+        total += size
+        if size > MAX_FILE_BYTES:
+            why = f"is {_kib(size)}; a file may hold at most {_kib(MAX_FILE_BYTES)}"
+            found.append(Violation(path, 0, "size.file", why))
+    if total > MAX_CHANGE_BYTES:
+        why = f"the change's files hold {_kib(total)}; at most {_kib(MAX_CHANGE_BYTES)} in all"
+        found.append(Violation("", 0, "size.change", why))
+    return found
+
+
+def check_source(path: str, source: str, *, test: bool = False) -> list[Violation]:
     """Imports and calls in one Python file. A syntax error is a violation, not a crash."""
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
         return [Violation(path, exc.lineno or 0, "syntax", f"syntax error: {exc.msg}")]
-    allowed = set(SAFE_MODULES)
-    for permission in permissions:
-        allowed |= PERMISSION_MODULES.get(permission, frozenset())
-    if test:
-        allowed |= TEST_MODULES
+    allowed = set(SAFE_MODULES) | (TEST_MODULES if test else set())
     found: list[Violation] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -131,6 +180,30 @@ def check_secrets(path: str, text: str) -> list[Violation]:
                   f"a {secret.kind} is written into the file: read it from configuration")
         for secret in redaction.find(text)
     ]  # fmt: skip
+
+
+def _folder_of(path: str) -> str | None:
+    """The agent whose folder holds `path` (`dynamic/agents/<name>/…`)."""
+    parts = PurePosixPath(path).parts
+    return parts[2] if len(parts) >= 4 and parts[:2] == ("dynamic", "agents") else None
+
+
+def _test_of(path: str, known: Collection[str]) -> str | None:
+    """The agent a generated test belongs to: `tests/dynamic/test_<name>*.py`."""
+    parts = PurePosixPath(path).parts
+    if len(parts) != 3 or parts[:2] != ("tests", "dynamic") or not path.endswith(".py"):
+        return None
+    stem = PurePosixPath(path).stem
+    return max((n for n in known if stem.startswith(f"test_{n}")), key=len, default=None)
+
+
+def _agent_folders(worktree: Path) -> set[str]:
+    agents = worktree / "dynamic" / "agents"
+    return {p.name for p in agents.iterdir() if p.is_dir()} if agents.is_dir() else set()
+
+
+def _kib(size: int) -> str:
+    return f"{size / 1024:,.0f} KiB" if size < 1024**2 else f"{size / 1024**2:,.1f} MiB"
 
 
 def _import(path: str, line: int, module: str, allowed: set[str]) -> list[Violation]:

@@ -13,6 +13,7 @@ import pytest
 
 from app.settings import load_settings
 from mechanic.aider import AiderModel, run_aider
+from tests.support.hosts import need_bwrap
 from tests.support.scripted_llm import scripted_llm
 
 pytestmark = pytest.mark.slow
@@ -98,8 +99,8 @@ def test_a_slow_model_hits_the_time_limit_and_aider_is_killed(repo: Path) -> Non
     ]
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 def test_in_the_sandbox_aider_cannot_write_outside_the_worktree(repo: Path) -> None:
+    need_bwrap()
     outside = repo.parent / "outside"
     outside.mkdir()
     os.symlink(outside, repo / "dynamic" / "agents" / "echo" / "link")

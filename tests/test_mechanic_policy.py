@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mechanic.policy import check_paths, check_source
+from mechanic.policy import (
+    MAX_CHANGE_BYTES,
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    check_paths,
+    check_scope,
+    check_size,
+    check_source,
+)
 from tests.support.agents import ECHO
 
 
@@ -87,11 +95,50 @@ def test_hostile_code_is_refused(code: str, rule: str) -> None:
     assert all(str(v).startswith("dynamic/agents/x/agent.py:") for v in found)
 
 
-def test_permissions_widen_exactly_what_they_grant() -> None:
-    modbus = "from pymodbus.client import AsyncModbusTcpClient\n"
-    assert check_source("a.py", modbus, permissions=["modbus"]) == []
-    assert rules(check_source("a.py", modbus, permissions=["http"])) == ["import"]
-    assert check_source("a.py", "import httpx\n", permissions=["http"]) == []
+def test_no_permission_widens_the_imports() -> None:
+    # The core serves http, modbus and state on the agent's behalf (`ctx.capability`).
+    for library in ("httpx", "pymodbus.client", "requests", "psycopg"):
+        assert rules(check_source("a.py", f"import {library}\n")) == ["import"], library
+
+
+def test_a_change_stays_with_the_agents_its_plan_names(tmp_path: Path) -> None:
+    for name in ("echo", "echo_bot", "weather"):
+        (tmp_path / "dynamic" / "agents" / name).mkdir(parents=True)
+    own = [
+        "dynamic/agents/echo/agent.py",
+        "dynamic/agents/echo/data/words.json",
+        "tests/dynamic/test_echo.py",
+        "tests/dynamic/test_echo_more.py",
+    ]
+    assert check_scope(own, ["echo"], tmp_path) == []
+    others = {
+        "dynamic/agents/weather/agent.py": "belongs to agent weather",
+        "tests/dynamic/test_weather.py": "belongs to agent weather",
+        "tests/dynamic/test_echo_bot.py": "belongs to agent echo_bot",  # the longer name wins
+        "dynamic/agents/README.md": "belongs to no agent",
+        "tests/dynamic/conftest.py": "belongs to no agent",
+    }
+    found = check_scope([*own, *others], ["echo"], tmp_path)
+    assert {v.path: v.message.split(",")[0].split(":")[0] for v in found} == others
+    assert {v.rule for v in found} == {"scope"}
+    assert check_scope([*own, "tests/dynamic/test_weather.py"], ["echo", "weather"], tmp_path) == []
+
+
+def test_size_caps_count_files_bytes_and_the_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "dynamic" / "agents" / "echo"
+    folder.mkdir(parents=True)
+    (folder / "big.py").write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    (folder / "ok.py").write_bytes(b"#" * MAX_FILE_BYTES)
+    changed = ["dynamic/agents/echo/big.py", "dynamic/agents/echo/ok.py"]
+    assert rules(check_size(changed, tmp_path)) == ["size.file"]
+    many = [f"dynamic/agents/echo/gone{i}.py" for i in range(MAX_FILES + 1)]  # removed: 0 bytes
+    assert rules(check_size(many, tmp_path)) == ["size.files"]
+    for i in range(MAX_CHANGE_BYTES // MAX_FILE_BYTES):
+        (folder / f"part{i}.json").write_bytes(b"#" * MAX_FILE_BYTES)
+    whole = [f"dynamic/agents/echo/part{i}.json" for i in range(4)] + ["dynamic/agents/echo/ok.py"]
+    found = check_size(whole, tmp_path)
+    assert rules(found) == ["size.change"]
+    assert str(found[0]).startswith("the change's files hold 320 KiB; at most 256 KiB")
 
 
 def test_generated_tests_may_use_pytest_but_nothing_more() -> None:

@@ -97,7 +97,13 @@ def test_a_policy_violation_stops_everything_before_anything_runs(
         report = await validate(ws.path, await ws.changed_files(), "echo")
         assert report.policy_refused
         assert report.steps == {"policy": "failed"}
-        assert any("app/server.py" in p for p in report.problems)
+        assert report.problems == [
+            "app/server.py: only dynamic/ and tests/dynamic/ may change [path.outside]"
+        ]  # a change out of its lane is not even read
+        assert not marker.exists()
+        (ws.path / "app" / "server.py").unlink()
+        report = await validate(ws.path, await ws.changed_files(), "echo")
+        assert report.steps == {"policy": "failed"}
         assert any("'subprocess'" in p for p in report.problems)
         assert not marker.exists()
 

@@ -158,9 +158,7 @@ def test_static_findings_policy_for_dynamic_and_ruff_with_suggestions() -> None:
     diff.files[".github/workflows/x.yml"] = FileDiff.parse(
         ".github/workflows/x.yml", "@@ -0,0 +1 @@\n+on: push\n", status="added"
     )
-    assert static.wanted(diff) == [
-        "app/tool.py", "dynamic/agents/evil/agent.py", "dynamic/agents/evil/agent.toml",
-    ]  # fmt: skip
+    assert static.wanted(diff) == ["app/tool.py", "dynamic/agents/evil/agent.py"]
     found = asyncio.run(static.findings(diff, files, head_branch="feature"))
     policy = [(f.path, f.line, f.rule) for f in found if f.source == "policy"]
     assert ("dynamic/agents/evil/agent.py", 1, "import") in policy

@@ -126,6 +126,9 @@ class JobRunner:
             deps = replace(deps, guidance=await self._guidance(job, None))
             return await run_fix(job.id, job.request, deps, job.target_pr)
         known = job.given_plan or job.plan
+        # A given plan is the person's: their own (template alone) or one they said yes to
+        # (the other agents it changes); a kept plan is asked about again.
+        confirmed = job.given_plan is not None
         if known is not None:
             plan = Plan.model_validate(known)
         else:
@@ -140,7 +143,7 @@ class JobRunner:
                     "UPDATE jobs SET plan = %s WHERE id = %s", (Jsonb(plan.model_dump()), job.id)
                 )
         deps = replace(deps, guidance=await self._guidance(job, plan.files))
-        return await run_job(job.id, job.request, deps, plan=plan)
+        return await run_job(job.id, job.request, deps, plan=plan, others_confirmed=confirmed)
 
     async def _guidance(self, job: Job, paths: list[str] | None) -> Any:
         from mechanic.guidance import Guidance

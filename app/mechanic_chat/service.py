@@ -67,26 +67,30 @@ class MechanicJobs:
         request, cut = self.without_secrets(request)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT id, request, message FROM jobs WHERE conversation = %s"
+                "SELECT id, request, message, plan, requested_by FROM jobs WHERE conversation = %s"
                 " AND status = 'question' ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
                 (conversation,),
             )
             asked = await cur.fetchone()
+            confirmed = None
             if asked is not None and plan is None and fix_pr is None:
                 await conn.execute("UPDATE jobs SET status = 'answered' WHERE id = %s", (asked[0],))
+                if asked[4] == user:
+                    confirmed = _said_yes_to(asked[3], request)
                 request = f"{asked[1]}\n\nI asked: {asked[2]}\nThe answer: {request}"
             await conn.execute(
                 "INSERT INTO jobs (id, conversation, requested_by, request, status,"
                 " template_only, given_plan, kind, target_pr)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (job_id, conversation, user, request, "proposed" if hold else "queued",
-                 plan is not None, Jsonb(plan) if plan is not None else None,
+                 plan is not None, Jsonb(given) if (given := plan or confirmed) else None,
                  "fix" if fix_pr is not None else "create", fix_pr),
             )  # fmt: skip
             await audit.record(
                 conn, actor=user, action="mechanic.requested", subject=f"job:{job_id}",
                 detail={"request": request[:500], "template_only": plan is not None,
-                        "secrets_cut": cut or None},
+                        "secrets_cut": cut or None,
+                        "others_confirmed": confirmed["also_changes"] if confirmed else None},
             )  # fmt: skip
             if not hold:
                 await self._queue(conn, job_id, conversation, request)
@@ -202,3 +206,11 @@ class MechanicJobs:
                 (conversation,),
             )
             return [row[0] for row in await cur.fetchall()]
+
+
+def _said_yes_to(asked: dict[str, Any] | None, answer: str) -> dict[str, Any] | None:
+    """The plan the answer says yes to, when the question was the one about the other agents
+    it edits or removes (`Plan.confirmation`); then the job builds it without planning again."""
+    if not asked or not asked.get("also_changes"):
+        return None
+    return asked if answer.strip().lower().rstrip(".!") in ("yes", "y") else None

@@ -14,7 +14,6 @@ import asyncio
 import json
 import sys
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -49,20 +48,11 @@ async def findings(
 
 
 def wanted(diff: Diff) -> list[str]:
-    """Which files' contents the static checks read: changed Python files (not deleted),
-    and the manifests of agents whose code changed (they grant imports)."""
-    paths = [
+    """Which files' contents the static checks read: changed Python files (not deleted).
+    A manifest grants no import (the core serves capabilities), so none is read here."""
+    return sorted(
         f.path for f in diff.files.values() if f.status != "removed" and f.path.endswith(".py")
-    ]
-    manifests = {_manifest_of(p) for p in paths if p.startswith("dynamic/agents/")}
-    return sorted(set(paths) | {m for m in manifests if m is not None})
-
-
-def _manifest_of(path: str) -> str | None:
-    parts = PurePosixPath(path).parts
-    if len(parts) >= 4 and parts[:2] == ("dynamic", "agents"):
-        return f"dynamic/agents/{parts[2]}/agent.toml"
-    return None
+    )
 
 
 def secrets(diff: Diff) -> list[Finding]:
@@ -112,9 +102,8 @@ def _policy(diff: Diff, contents: Mapping[str, str], *, mechanic: bool) -> list[
             continue
         text = contents.get(file.path)
         if file.path.endswith(".py") and text is not None:
-            permissions = _permissions(contents.get(_manifest_of(file.path) or ""))
             test = file.path.startswith("tests/")
-            for v in policy.check_source(file.path, text, permissions, test=test):
+            for v in policy.check_source(file.path, text, test=test):
                 found.append(
                     Finding(file.path, v.line or None, "error", v.message, "policy", v.rule)
                 )
@@ -127,16 +116,6 @@ def _path_rules(paths: list[str]) -> list[policy.Violation]:
         return []
     with tempfile.TemporaryDirectory() as empty:
         return policy.check_paths(paths, Path(empty))
-
-
-def _permissions(manifest: str | None) -> list[str]:
-    if not manifest:
-        return []
-    try:
-        granted = tomllib.loads(manifest).get("permissions", [])
-    except tomllib.TOMLDecodeError:
-        return []
-    return [p for p in granted if isinstance(p, str)] if isinstance(granted, list) else []
 
 
 async def _ruff(files: Mapping[str, str]) -> list[Finding]:
