@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from app.deploy import granting
 from app.forge.local import LocalForge
 from app.forge.lock import repository_lock
 from app.settings import CHECKOUT_ROOT, Settings
@@ -76,6 +77,7 @@ def job_deps(
         lock=repository_lock(pool, "persais"),
         progress=progress,
         use_aider=use_aider,
+        grants=granting.for_worktrees(pool, settings),
     )
 
 

@@ -22,6 +22,10 @@ from mechanic.workspace import Workspace, git
 
 REPAIR_ROUNDS = 3
 Progress = Callable[[str], Awaitable[None]]
+# What a change in a worktree (its HEAD against the base branch) adds to or widens in the
+# agents' grants, one line each ("weather: http → api.open-meteo.com (new)"): the app knows
+# the release in service, the Mechanic does not.
+GrantLines = Callable[[Path, str], Awaitable[list[str]]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class JobDeps:
     check_time_limit: float = 120.0
     use_aider: bool = True  # False: the template alone (no model configured)
     guidance: Guidance = field(default_factory=Guidance)  # memory: past jobs, lessons
+    grants: GrantLines | None = None  # None: the pull request body says nothing of grants
 
 
 @dataclass
@@ -138,10 +143,11 @@ async def _build(
     head = await workspace.commit(
         f"Add {plan.kind} {plan.name}: {plan.description}\n\nMechanic job {job_id}"
     )
+    grants = await deps.grants(workspace.path, workspace.base) if deps.grants else None
     outcome.pull_request = await deps.forge.publish(
         job_id=job_id, branch=workspace.branch, head_sha=head, base=workspace.base,
         title=f"Add {plan.kind} /{plan.command}: {plan.description}",
-        body=pull_request_body(job_id, request, plan, outcome, changed),
+        body=pull_request_body(job_id, request, plan, outcome, changed, grants),
     )  # fmt: skip
     outcome.status = "opened"
     outcome.message = (
@@ -276,8 +282,9 @@ def _manifest_permissions(workspace: Workspace, name: str) -> list[str]:
 
 
 def pull_request_body(
-    job_id: str, request: str, plan: Plan, outcome: JobOutcome, changed: list[str]
-) -> str:
+    job_id: str, request: str, plan: Plan, outcome: JobOutcome, changed: list[str],
+    grants: list[str] | None = None,
+) -> str:  # fmt: skip
     lines = [
         "## Request", "", "> " + request.replace("\n", "\n> "), "",
         "## Plan", "", f"- kind: {plan.kind}", f"- name: {plan.name}, command: /{plan.command}",
@@ -287,6 +294,7 @@ def pull_request_body(
         "", "Behaviour checked by the generated test:", "",
         *[f"- `/{plan.command} {b.say}` → `{b.expect}`" for b in plan.behaviour], "",
         "## Files", "", *[f"- `{path}`" for path in changed], "",
+        *_grants_section(grants),
         "## Validation", "", _validation(outcome), "",
         "## Aider", "",
         f"{len(outcome.aider_runs)} run(s), "
@@ -303,3 +311,14 @@ def _validation(outcome: JobOutcome) -> str:
     unsealed = report is not None and not report.sandboxed
     where = "; unsandboxed: there was no bubblewrap" if unsealed else ""
     return f"{steps} (repair rounds: {outcome.rounds}){where}"
+
+
+def _grants_section(grants: list[str] | None) -> list[str]:
+    """What the release would add to or widen in the agents' grants, against the release
+    in service: an admin must deploy it if anything."""
+    if grants is None:
+        return []
+    if not grants:
+        return ["## Grants", "", "grants: none new", ""]
+    listed = [f"- {line}" for line in grants]
+    return ["## Grants", "", *listed, "", "Adding or widening a grant needs an admin's Deploy.", ""]

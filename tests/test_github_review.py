@@ -299,3 +299,23 @@ def test_drafts_and_closed_pull_requests_are_not_reviewed(database: str) -> None
         assert outcome.status == "skipped"
         assert fake.reviews == []
         assert fake.check_runs == []
+
+
+def test_a_manifest_that_asks_for_http_gets_a_grant_finding_on_its_line(database: str) -> None:
+    manifest = (
+        'name = "weather"\ncommand = "weather"\ndescription = "forecasts"\nversion = "0.1.0"\n'
+    )
+    asks = manifest + '\n[permissions.http]\nhosts = ["api.open-meteo.com"]\nwhy = "forecasts"\n'
+    files: dict[str, str | bytes] = {**BASE_FILES, "dynamic/agents/weather/agent.toml": manifest}
+    with fake_github(PUBLIC) as (url, fake):
+        fake.add_repo(REPO, INSTALLATION, files=files)
+        fake.push(REPO, "feature", {"dynamic/agents/weather/agent.toml": asks})
+        number = fake.open_pull(REPO, "feature", title="Weather fetches forecasts")
+        outcome = review_once(database, url, fake, number)
+        assert outcome.status == "posted", outcome
+        (review,) = fake.reviews
+        (comment,) = review["comments"]
+        assert (comment["path"], comment["line"]) == ("dynamic/agents/weather/agent.toml", 7)
+        assert "(grants): this agent asks for http → api.open-meteo.com (new)" in comment["body"]
+        assert "needs an admin's press" in comment["body"]
+        assert fake.check_runs[0]["conclusion"] == "neutral"  # a warning: said, not failing

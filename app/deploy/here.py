@@ -111,7 +111,11 @@ class ThisProcess:
         if current is None or (self.running.release and self.running.release.id == current.id):
             return False
         async with self.swap:
-            if self.running.release and self.running.release.id == current.id:
+            # Read again: a deploy in this process may have swapped while we waited, and the
+            # release seen before the wait is then no longer the one in service.
+            async with self.pool.connection() as conn:
+                current = await ledger.current(conn)
+            if current is None or (self.running.release and self.running.release.id == current.id):
                 return False
             await self.serve(current)
         log.info("now running %s (put in service by another process)", current.label())

@@ -3,6 +3,8 @@
 Both tables are append-only (the database refuses UPDATE and DELETE). A release's state is
 its latest event; the release in service is the one with the most recent `live` event —
 moving the pointer (a deploy going live, a rollback) is one more event, never an edit.
+A release's grants (agent -> what its manifest asks for, `app.agents.grants`) are written
+with it and never change.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 # A release that may be gone back to: it was in service and nothing said it was bad.
 GOOD = ("live", "superseded")
@@ -33,6 +36,12 @@ class Release:
     status: str  # its latest event
     reason: str | None  # of its latest event
     since: datetime  # when its latest event happened
+    grants: dict[str, Any] | None = None  # agent -> permissions; None: cut before grants were kept
+
+    @property
+    def granted(self) -> dict[str, Any]:
+        """What the release grants: nothing when it was cut before grants were recorded."""
+        return self.grants or {}
 
     @property
     def short(self) -> str:
@@ -47,7 +56,7 @@ class Release:
 
 _SELECT = """
 SELECT r.id, r.sha, r.source, r.repository, r.pr_number, r.job_id, r.pressed_by,
-       r.conversation, r.previous, r.created_at, e.status, e.reason, e.at AS since
+       r.conversation, r.previous, r.created_at, r.grants, e.status, e.reason, e.at AS since
 FROM releases r
 JOIN LATERAL (SELECT status, reason, at FROM release_events
               WHERE release = r.id ORDER BY id DESC LIMIT 1) e ON true
@@ -106,13 +115,16 @@ async def previous_good(conn: AsyncConnection[Any], release: Release) -> Release
     return None
 
 
-async def image(conn: AsyncConnection[Any], *, repository: str, commit: str | None) -> Release:
+async def image(
+    conn: AsyncConnection[Any], *, repository: str, commit: str | None, grants: dict[str, Any]
+) -> Release:
     """The release of the agents the image was built with: the first one in service, made
-    the first time anything is deployed (so there is always something to roll back to)."""
+    the first time anything is deployed (so there is always something to roll back to).
+    Its grants are its manifests' (the image shipped through review and CI)."""
     await conn.execute(
-        "INSERT INTO releases (sha, source, repository, pressed_by) VALUES (%s, 'image', %s,"
-        " 'persais') ON CONFLICT DO NOTHING",
-        (commit, repository),
+        "INSERT INTO releases (sha, source, repository, pressed_by, grants) VALUES (%s, 'image',"
+        " %s, 'persais', %s) ON CONFLICT DO NOTHING",
+        (commit, repository, Jsonb(grants)),
     )
     found = await _one(conn, "WHERE r.source = 'image'", ())
     if found is not None:
@@ -136,11 +148,13 @@ async def cut(
     pressed_by: str,
     conversation: str | None,
     previous: int | None,
+    grants: dict[str, Any],
 ) -> Release:
     cur = await conn.execute(
         "INSERT INTO releases (sha, source, repository, pr_number, job_id, pressed_by,"
-        " conversation, previous) VALUES (%s, 'merge', %s, %s, %s, %s, %s, %s) RETURNING id",
-        (sha, repository, pr_number, job_id, pressed_by, conversation, previous),
+        " conversation, previous, grants) VALUES (%s, 'merge', %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
+        (sha, repository, pr_number, job_id, pressed_by, conversation, previous, Jsonb(grants)),
     )
     row = await cur.fetchone()
     assert row is not None

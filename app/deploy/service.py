@@ -13,6 +13,11 @@ verify it (the changed agents loaded, answering their generated tests' smoke mes
 local: put it in service in one assignment; Fly: move the machines → record it live. A
 release that fails verification never serves: the previous one stays, and the chat is told
 why. A change outside `dynamic/` and `tests/dynamic/` is merged but not hot-deployed.
+
+Grants: a release that adds or widens what an agent is granted (`app.deploy.granting`)
+needs an admin's press. Whoever asked for the job hears so at once, and the worker checks
+again against the release in service when it runs (before the merge, and on the merged
+manifests before the release is cut). A release records its grants in the ledger.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit, outbox
+from app.agents import grants
 from app.agents.base import Choice, Reply
+from app.agents.grants import Change
 from app.agents.registry import Registry
-from app.deploy import files, ledger, verify
+from app.deploy import files, granting, ledger, verify
 from app.deploy.fly import Handoff
 from app.deploy.here import Running, ThisProcess
 from app.deploy.ledger import Release
@@ -38,6 +45,7 @@ from app.orchestrator.approvals import Approval
 from app.settings import Settings
 from app.worker.queue import DEPLOY_TASK
 from mechanic.forge import MergeRefused
+from mechanic.workspace import GitError
 
 if TYPE_CHECKING:
     from app.memory.service import Memory
@@ -82,27 +90,40 @@ class Deployments:
 
     # -- the chat side: who may, and queue it -------------------------------------------------
 
-    async def _decided(self, agent: str, question: str) -> tuple[str, str]:
-        """Where, and by whom, `question` was just answered: an agent's `on_choice` is told
-        the choice only, and the ledger wants who pressed."""
+    async def _decided(self, agent: str, question: str) -> tuple[str, str, bool]:
+        """Where, by whom, and whether by an admin, `question` was just answered: an agent's
+        `on_choice` is told the choice only, and the ledger wants who pressed."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT conversation, decided_by FROM approvals WHERE agent = %s"
-                " AND question = %s AND status = 'decided' ORDER BY decided_at DESC LIMIT 1",
+                "SELECT conversation, decided_by, decided_by_admin FROM approvals"
+                " WHERE agent = %s AND question = %s AND status = 'decided'"
+                " ORDER BY decided_at DESC LIMIT 1",
                 (agent, question),
             )
             row = await cur.fetchone()
-        return (str(row[0]), str(row[1] or "unknown")) if row else ("", "unknown")
+        if row is None:
+            return "", "unknown", False
+        return str(row[0]), str(row[1] or "unknown"), bool(row[2])
 
-    async def pressed(self, job_id: str) -> str:
-        """[Deploy] under a Mechanic pull request (the approval already checked who)."""
+    async def pressed(self, job_id: str) -> Reply | str:
+        """[Deploy] under a Mechanic pull request (the approval already checked who). A
+        release that widens a grant, pressed by someone who is not an admin, is refused at
+        once, and [Deploy] is offered again for an admin."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT pr_number FROM jobs WHERE id = %s", (job_id,))
+            cur = await conn.execute("SELECT pr_number, pr_url FROM jobs WHERE id = %s", (job_id,))
             row = await cur.fetchone()
         if row is None or row[0] is None:
             return f"Job {job_id} has no pull request to deploy."
-        conversation, by = await self._decided("mechanic", f"pr:{job_id}")
-        return await self._queue("deploy", int(row[0]), by, conversation)
+        number = int(row[0])
+        conversation, by, admin = await self._decided("mechanic", f"pr:{job_id}")
+        refused = await self._grants_refused(number, by, admin)
+        if refused is None:
+            return await self._queue("deploy", number, by, conversation, admin=admin)
+        view = (Choice("view", "View PR", str(row[1])),) if row[1] else ()
+        return Reply(
+            f"🚫 Not deployed: {refused}.", (Choice("deploy", "Deploy"), *view),
+            question=f"pr:{job_id}",
+        )  # fmt: skip
 
     async def request(self, number: int, *, by: str, conversation: str, admin: bool) -> str:
         """`/deploy <pr>`: admins, or whoever asked for the job that opened it."""
@@ -118,20 +139,49 @@ class Deployments:
             why = "not allowed"
             answer = f"Only the person who asked for job {job[0]}, or an admin, may deploy it."
         else:
-            return await self._queue("deploy", number, by, conversation)
+            refused = await self._grants_refused(number, by, admin)
+            if refused is None:
+                return await self._queue("deploy", number, by, conversation, admin=admin)
+            return f"🚫 Not deployed: {refused}."
         async with self.pool.connection() as conn:
             await audit.record(conn, actor=by, action="deploy.refused", subject=f"pr:{number}",
                                detail={"why": why})  # fmt: skip
         return answer
 
-    async def _queue(self, action: str, subject: int, by: str, conversation: str) -> str:
+    async def _grants_refused(self, number: int, by: str, admin: bool) -> str | None:
+        """Why `by` may not deploy pull request `number` (None: they may): what it would add
+        or widen against the release in service needs an admin. Read at the request, so
+        the answer comes at once; the worker reads it again when it runs."""
+        if admin:
+            return None
+        try:
+            found = await granting.of_pull(self.pool, self.settings, self.forge(), number)
+        except (GitError, LookupError) as exc:  # the run checks again, and says why
+            log.warning("could not read the grants of pull request #%s: %s", number, exc)
+            return None
+        if not found:
+            return None
+        await self._refused_grants(number, by, found)
+        return granting.refusal(found)
+
+    async def _refused_grants(self, number: int, by: str, found: list[Change]) -> None:
+        detail = {"why": "grants", "grants": [str(c) for c in found]}
+        async with self.pool.connection() as conn:
+            await audit.record(
+                conn, actor=by, action="deploy.refused", subject=f"pr:{number}", detail=detail
+            )
+
+    async def _queue(
+        self, action: str, subject: int, by: str, conversation: str, *, admin: bool = False
+    ) -> str:
         if self._defer is None:
             return "This process has no worker queue; deploys run in `persais serve` or `chat`."
         rid = secrets.token_hex(4)
         async with self.pool.connection() as conn, conn.transaction():
             await self._defer(
-                conn, action=action, subject=subject, by=by, conversation=conversation, rid=rid
-            )
+                conn, action=action, subject=subject, by=by, conversation=conversation, rid=rid,
+                admin=admin,
+            )  # fmt: skip
             await audit.record(conn, actor=by, action=f"{action}.requested",
                                subject=f"{action}:{subject}", detail={"request": rid})  # fmt: skip
         return {
@@ -178,7 +228,7 @@ class Deployments:
         kind, _, ident = question.partition(":")
         if choice in ("cancel", "no") or not ident.isdigit():
             return "Cancelled; nothing changed."
-        conversation, by = await self._decided("rollback", question)
+        conversation, by, _ = await self._decided("rollback", question)
         action = "rollback" if kind == "rollback" else "revert"
         return await self._queue(action, int(ident), by, conversation)
 
@@ -192,16 +242,21 @@ class Deployments:
         for release in releases:
             mark = "▶" if release.status == "live" else " "
             lines.append(f"{mark} {_line(release)}")
+            held = grants.describe(release.granted)
+            if held:
+                lines.append("    grants: " + " · ".join(held))
         lines.append(self.here.where())
         return "\n".join(lines)
 
     # -- the worker side -------------------------------------------------------------------
 
     async def run(
-        self, action: str, subject: int, by: str, conversation: str, rid: str, handoffs: int = 0
-    ) -> None:
-        """The queue's task body; `handoffs` counts the runs queued by a replaced process."""
-        say = _Say(self.pool, conversation, rid, handoffs)
+        self, action: str, subject: int, by: str, conversation: str, rid: str, handoffs: int = 0,
+        admin: bool = False,
+    ) -> None:  # fmt: skip
+        """The queue's task body; `handoffs` counts the runs queued by a replaced process,
+        `admin`: whether `by` asked as an admin (a widening release needs one)."""
+        say = _Say(self.pool, conversation, rid, handoffs, admin)
         try:
             async with self._exclusive():
                 if action == "deploy":
@@ -261,6 +316,9 @@ class Deployments:
             merged = pull.merge_sha  # merged by an earlier run of this deploy
         else:
             await self._check(pull, validated, forge)
+            if not say.admin:  # against the release in service now, before anything merges
+                found = await granting.of_pull(self.pool, self.settings, forge, number)
+                await self._may_grant(number, by, found)
             await say.progress(f"🚀 Pull request #{number}: merging…")
             try:
                 merged = await forge.merge(number, sha=pull.head_sha, title=_title(pull))
@@ -283,19 +341,41 @@ class Deployments:
                 "deploy workflow (.github/workflows/fly-deploy.yml)."
             )
             return
+        # The release's grants are its manifests' as merged, checked against the release in
+        # service at this moment (deploys and rollbacks run one at a time).
+        granted = grants.of_folder((await self.here.files(merged)).agents)
         async with self.pool.connection() as conn, conn.transaction():
             current = await ledger.current(conn) or await ledger.image(
-                conn, repository=self.repository, commit=self.build_commit
-            )
+                conn, repository=self.repository, commit=self.build_commit,
+                grants=grants.of_folder(self.settings.resolved_agents_dir()),
+            )  # fmt: skip
+            found = grants.widened(current.granted, granted)
+            if not say.admin:  # a refusal writes nothing here (its audit has its own connection)
+                await self._may_grant(number, by, found, merged=True)
             release = await ledger.cut(
                 conn, sha=merged, repository=self.repository, pr_number=number, job_id=job_id,
                 pressed_by=by, conversation=say.conversation, previous=current.id,
+                grants=granted,
             )  # fmt: skip
-            detail = {"sha": merged, "pr": number}
+            detail = {"sha": merged, "pr": number, "grants": [str(c) for c in found]}
             await audit.record(
                 conn, actor=by, action="release.cut", subject=f"release:{release.id}", detail=detail
             )
         await self._load(release, say, paths)
+
+    async def _may_grant(
+        self, number: int, by: str, found: list[Change], *, merged: bool = False
+    ) -> None:
+        """Refuse a release that adds or widens a grant (the caller is not an admin)."""
+        if not found:
+            return
+        await self._refused_grants(number, by, found)
+        if merged:
+            raise Refused(
+                f"Not deployed: pull request #{number} is merged, but {granting.refusal(found)} "
+                f"(/deploy {number})."
+            )
+        raise Refused(f"Not deployed: {granting.refusal(found)}.")
 
     async def _check(self, pull: Any, validated: str | None, forge: Any) -> None:
         problems = []
@@ -374,7 +454,9 @@ class Deployments:
             f"/{staged.agents[name].manifest.command}" for name in changed if name in staged.agents
         )
         ready = f": {', '.join(commands)} answering" if commands else ""
-        await say.result(f"✅ {release.label()} is live{ready}.")
+        given = grants.widened(previous.granted if previous else {}, release.granted)
+        granted = "".join(f"\n🔑 granted {change}" for change in given)
+        await say.result(f"✅ {release.label()} is live{ready}.{granted}")
 
     async def _roll(
         self, release: Release, previous: Release | None, expect: set[str], say: _Say
@@ -413,7 +495,7 @@ class Deployments:
         assert self._defer is not None  # a worker runs this, and a worker has the queue
         async with self.pool.connection() as conn, conn.transaction():
             await self._defer(conn, action=action, subject=subject, by=by,
-                              conversation=say.conversation, rid=say.rid,
+                              conversation=say.conversation, rid=say.rid, admin=say.admin,
                               handoffs=say.handoffs + 1, after=HANDOFF_SECONDS)  # fmt: skip
             detail = {"machine": handoff.machine, "moved": handoff.moved}
             await audit.record(conn, actor="persais", action=f"{action}.handed_off",
@@ -461,12 +543,14 @@ class Deployments:
                 await ledger.event(conn, current.id, "rolled_back", actor=by,
                                    reason=f"rolled back by {by}")  # fmt: skip
                 await ledger.event(conn, target.id, "live", actor=by, reason="rollback")
+                # Going back grants nothing that was not granted before; what it grants now
+                # is the target's own recorded grants, said here for the record.
                 await audit.record(
                     conn,
                     actor=by,
                     action="release.rolled_back",
                     subject=f"release:{current.id}",
-                    detail={"to": target.id},
+                    detail={"to": target.id, "grants": grants.describe(target.granted)},
                 )
         await self._remember_rollback(current, by)
         text = f"↩ Rolled back: {target.label()} is in service again (was {current.label()})."
@@ -541,6 +625,7 @@ class _Say:
     conversation: str
     rid: str
     handoffs: int = 0  # runs of this request queued by a process being replaced
+    admin: bool = False  # asked by an admin: may deploy a release that widens a grant
 
     async def progress(self, text: str) -> None:
         async with self.pool.connection() as conn:

@@ -2,7 +2,8 @@
 
 Each comes with [View PR]; a Mechanic pull request (its head branch is a job's branch on the
 home repository) also gets [Deploy], asked as the Mechanic's own `pr:<job>` question so the
-press goes where the job's own buttons go. Written to the outbox (the process serving
+press goes where the job's own buttons go, and says what the release would add to or widen
+in the agents' grants. Written to the outbox (the process serving
 Telegram shows it), once per delivery.
 """
 
@@ -15,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import outbox
 from app.agents.base import Choice, Reply
+from app.deploy import granting
 from app.github.once import first_time
 from app.orchestrator.orchestrator import Orchestrator
 from app.review.reviewer import Outcome, ReviewRequest
@@ -70,10 +72,14 @@ class ChatNotices:
             async with self.pool.connection() as conn:
                 await outbox.put(conn, self.conversation, text, links=[("View PR", url)])
             return
+        from app import mechanic_jobs  # the forge: composed here, as the runner does
+
+        forge = mechanic_jobs.forge(self.settings, self.pool)
+        grants = await granting.card_of_pull(self.pool, self.settings, forge, int(pull["number"]))
         orchestrator = await self._orchestrator()
         question = await orchestrator.ask(
             self.conversation, "mechanic",
-            Reply(f"{text}\nMechanic job {job}.",
+            Reply(f"{text}\nMechanic job {job}.\n" + "\n".join(grants),
                   (Choice("deploy", "Deploy"), Choice("view", "View PR", url)),
                   question=f"pr:{job}"),
             requested_by="persais",

@@ -212,6 +212,7 @@ class JobRunner:
                 else f"{job.rounds} repair round(s) · Aider ${float(job.cost or 0):.4f}"
             )
             text = f"✅ {job.message}\nBranch {job.branch} · validated · {made}"
+            text += "".join(f"\n{line}" for line in await self._grants(job))
             approval = job.approval or await self._ask_about_pull_request(job, text)
         elif job.status == "question":
             text = (
@@ -227,6 +228,17 @@ class JobRunner:
                 conn, job.conversation, text, key=f"job:{job.id}:result", approval=approval
             )
             await records.mark_told(conn, job.id)
+
+    async def _grants(self, job: Job) -> list[str]:
+        """What deploying the pull request would add to or widen in the agents' grants,
+        against the release in service (the Deploy card says so before anyone presses)."""
+        from app import mechanic_jobs
+        from app.deploy import granting
+
+        if job.pr_number is None:
+            return []
+        forge = mechanic_jobs.forge(self.settings, self.pool)
+        return await granting.card_of_pull(self.pool, self.settings, forge, job.pr_number)
 
     async def _ask_about_pull_request(self, job: Job, text: str) -> str:
         view = Choice("view", "View PR", job.pr_url or "")

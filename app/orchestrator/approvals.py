@@ -82,15 +82,16 @@ async def get(conn: AsyncConnection[Any], approval_id: str) -> Approval | None:
 
 
 async def decide(
-    conn: AsyncConnection[Any], approval_id: str, choice: str, by: str
+    conn: AsyncConnection[Any], approval_id: str, choice: str, by: str, *, admin: bool = False
 ) -> Approval | None:
-    """Record the decision if the question is still open; None when someone was first."""
+    """Record the decision (and whether `by` answered as an admin) if the question is still
+    open; None when someone was first."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         f"UPDATE approvals SET status = 'decided', choice = %s, decided_by = %s,"
-        f" decided_at = now() WHERE id = %s AND status = 'pending' AND expires_at > now()"
-        f" RETURNING {_COLUMNS}",
-        (choice, by, approval_id),
+        f" decided_by_admin = %s, decided_at = now()"
+        f" WHERE id = %s AND status = 'pending' AND expires_at > now() RETURNING {_COLUMNS}",
+        (choice, by, admin, approval_id),
     )
     row = await cur.fetchone()
     return None if row is None else Approval(**row)

@@ -210,7 +210,7 @@ class Orchestrator:
             link = question.link(choice)
             if link is not None:  # "View PR": the question stays open
                 return Press(False, link, question, link=True)
-            decided = await approvals.decide(conn, approval_id, choice, user)
+            decided = await approvals.decide(conn, approval_id, choice, user, admin=admin)
             if decided is None:  # someone else was first, or it just expired
                 latest = await approvals.get(conn, approval_id)
                 return Press(False, _closed(latest) if latest else "Already answered.", latest)

@@ -2,8 +2,8 @@
 
     claim (supersede older heads) → lock the pull request → config from the default branch
     → check run in_progress → files (and, on a re-review, what changed since the head
-    reviewed before) → static findings → the model's findings → pin to diff lines, drop
-    what was said before → one review → check run concluded
+    reviewed before) → static findings and grant changes → the model's findings → pin to
+    diff lines, drop what was said before → one review → check run concluded
 
 One review is in flight per pull request (a Postgres advisory lock). A newer head marks
 older reviews superseded; a superseded review notices at its next step (and while it waits
@@ -28,6 +28,7 @@ from app import audit
 from app.github.client import GitHubApp
 from app.github.once import first_time
 from app.review import compose, static
+from app.review import grants as review_grants
 from app.review import model as model_review
 from app.review.config import CONFIG_PATH, Loaded, parse
 from app.review.diff import Diff
@@ -213,9 +214,11 @@ class _Run:
         await self._still_current()
 
         t = time.monotonic()
-        contents = await self.github.contents(scope, static.wanted(scope)[:MAX_FILES])
+        wanted = sorted(set(static.wanted(scope)) | set(review_grants.manifests(scope)))
+        contents = await self.github.contents(scope, wanted[:MAX_FILES])
         head_branch = str(self.pull["head"]["ref"])
         findings = await static.findings(scope, contents, head_branch=head_branch)
+        findings += review_grants.findings(scope, contents, await self._base_manifests(scope))
         self.timings["static"] = time.monotonic() - t
         await self._still_current()
 
@@ -347,6 +350,16 @@ class _Run:
             )
             row = await cur.fetchone()
         return str(row[0]) if row else None
+
+    async def _base_manifests(self, scope: Diff) -> dict[str, str]:
+        """The changed agents' manifests on the base branch (what they were granted there)."""
+        base = str(self.pull["base"]["ref"])
+        found: dict[str, str] = {}
+        for path in review_grants.manifests(scope)[:MAX_FILES]:
+            text, _ = await self.github.read(path, base)
+            if text is not None:
+                found[path] = text
+        return found
 
     async def _model_findings(self, scope: Diff, findings: list[Finding]) -> str:
         model = self.reviewer.model

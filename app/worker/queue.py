@@ -91,11 +91,12 @@ class DeliveryQueue:
             name=DEPLOY_TASK, queue=MECHANIC_QUEUE, retry=RetryStrategy(max_attempts=3, wait=1)
         )
         async def deploy_task(
-            action: str, subject: int, by: str, conversation: str, rid: str, handoffs: int = 0
-        ) -> None:
+            action: str, subject: int, by: str, conversation: str, rid: str, handoffs: int = 0,
+            admin: bool = False,
+        ) -> None:  # fmt: skip
             if self._deploy is None:
                 raise RuntimeError("this queue was opened without a deployer")
-            await self._deploy(action, subject, by, conversation, rid, handoffs)
+            await self._deploy(action, subject, by, conversation, rid, handoffs, admin)
 
         self._deploy_task = deploy_task
         self._index = index

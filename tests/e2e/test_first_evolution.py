@@ -153,6 +153,7 @@ def test_echo_asked_in_a_github_comment_is_deployed_from_the_telegram_notice(
         (notice,) = wait_for(lambda: s.with_buttons(["Deploy", "View PR"]), 60,
                              "[Deploy] [View PR] in the admin chat")  # fmt: skip
         assert f"{HOME_REPO}#{pull.number}" in notice["text"]
+        assert notice["text"].endswith("\ngrants: none new")  # Echo asks for nothing
         s.tell(press_update(ADA, pick(notice, "Deploy")))
         live = s.wait_said("is live", 240)
         sha = assert_one_release_on_every_machine(s, "echo")
