@@ -95,14 +95,17 @@ async def _code(
     job_id: str, plan: Plan, workspace: Workspace, deps: JobDeps, problems: list[str], attempt: int
 ) -> AiderRun:
     await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
+    # The other agents' files that exist (Aider would create the others, empty).
+    files = [f for f in plan.files if (workspace.path / f).exists()]
     instructions = prompts().get_template("aider.md").render(
         kind=plan.kind, name=plan.name, command=plan.command, description=plan.description,
-        files=plan.files, behaviour=plan.behaviour, problems=problems,
+        files=files, behaviour=plan.behaviour, problems=problems,
         permissions=["modbus"] if plan.kind == "modbus_tool" else [], guidance=deps.guidance,
+        also_changes=plan.also_changes,
     )  # fmt: skip
     return await run_aider(
         deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
-        instructions, plan.files, read_only=[deps.templates / "README.md"],
+        instructions, files, read_only=[deps.templates / "README.md"],
         time_limit=deps.aider_time_limit,
     )  # fmt: skip
 

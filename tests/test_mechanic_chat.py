@@ -123,6 +123,27 @@ def test_a_vague_request_gets_one_question_and_the_answer_continues_it(
     assert "Repeat it back, prefixed with Echo:" in second_plan
 
 
+def test_a_change_to_another_agent_waits_for_the_persons_yes(
+    tmp_path: Path, database: str, sql
+) -> None:
+    also = json.dumps({**PLAN, "also_changes": ["weather"]})
+    with scripted_llm([also, ECHO[1]]) as (base, llm):
+        env = persais_env(tmp_path / "home", database, LLM_API_BASE=base, LLM_API_KEY="sk-o",
+                          LLM_MODEL="scripted")  # fmt: skip
+        asked = chat(env, ["/mechanic", REQUEST])
+        question = "❓ This change will also edit/remove agents weather — reply yes to go ahead."
+        assert question in asked
+        assert "Pull request" not in asked
+        assert sql("SELECT count(*) FROM jobs WHERE branch IS NOT NULL") == [(0,)]
+        answered = chat(env, ["yes"])
+    assert "✅ Pull request #1 is open" in answered, answered
+    assert sql("SELECT status FROM jobs ORDER BY created_at") == [("answered",), ("opened",)]
+    assert len(llm.requests) == 2  # planned once: the yes builds the plan it answered
+    (detail,) = [d for (d,) in sql("SELECT detail FROM audit_log WHERE action ="
+                                   " 'mechanic.requested' ORDER BY id")][1:]  # fmt: skip
+    assert detail["others_confirmed"] == ["weather"]
+
+
 def test_without_a_model_the_chat_offers_the_template_alone(
     tmp_path: Path, database: str, sql
 ) -> None:

@@ -16,6 +16,8 @@ from app.settings import Settings, load_settings
 from mechanic.aider import AiderModel
 from mechanic.job import JobDeps, JobOutcome, run_job
 from mechanic.llm import ChatModel
+from mechanic.plan import Plan
+from mechanic.scaffold import ScaffoldRequest, render, write
 from tests.support.git_repos import home_repository
 from tests.support.mechanic import PLAN, REQUEST, echo_reply
 from tests.support.scripted_llm import scripted_llm
@@ -31,8 +33,9 @@ def source(tmp_path: Path) -> Path:
 
 
 def job(
-    settings: Settings, database: str, source: Path, replies: list[str]
-) -> tuple[JobOutcome, list[str], object]:
+    settings: Settings, database: str, source: Path, replies: list[str],
+    plan: Plan | None = None, *, others_confirmed: bool = False,
+) -> tuple[JobOutcome, list[str], object]:  # fmt: skip
     stages: list[str] = []
 
     async def progress(stage: str) -> None:
@@ -50,7 +53,7 @@ def job(
                 templates=ROOT / "templates", jobs_root=settings.home / "jobs",
                 lock=repository_lock(runtime.pool, "persais"), progress=progress,
             )  # fmt: skip
-            return await run_job("j1", REQUEST, deps)
+            return await run_job("j1", REQUEST, deps, plan, others_confirmed=others_confirmed)
         finally:
             await runtime.stop()
 
@@ -133,6 +136,10 @@ HOSTILE = {
         ),
         "subprocess",
     ),
+    "another agent": (
+        "dynamic/agents/weather/agent.py\n```python\nX = 1\n```\n" + echo_reply('"Echo"'),
+        "dynamic/agents/weather/agent.py: belongs to agent weather, which the plan does not name",
+    ),
 }
 
 
@@ -158,3 +165,54 @@ def test_a_vague_request_gets_one_question(settings: Settings, database: str, so
     assert outcome.status == "question"
     assert outcome.message == "What should the agent do?"
     assert stages == ["plan"]
+
+
+WEATHER = (
+    "dynamic/agents/weather/agent.py\n```python\n"
+    "from app.agents.base import Agent, AgentContext, Message, Reply\n\n\n"
+    "class Weather(Agent):\n"
+    "    async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:\n"
+    '        return "Sunny, as ever"\n```\n'
+)
+ALSO_WEATHER = {**PLAN, "also_changes": ["weather"]}
+
+
+def with_weather(source: Path) -> Path:
+    """The home repository with a weather agent on main."""
+    write(source, render(ROOT / "templates", ScaffoldRequest("agent", "weather", "weather", "Sky")))
+    subprocess.run(["git", "-C", str(source), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(source), "-c", "user.name=t", "-c", "user.email=t@example.com",
+         "commit", "-qm", "weather"], check=True,
+    )  # fmt: skip
+    return source
+
+
+def test_a_plan_that_changes_other_agents_asks_before_anything_runs(
+    settings: Settings, database: str, source: Path, sql
+) -> None:
+    outcome, stages, llm = job(settings, database, source, [json.dumps(ALSO_WEATHER)])
+    assert outcome.status == "question"
+    assert outcome.message == (
+        "This change will also edit/remove agents weather — reply yes to go ahead."
+    )
+    assert outcome.plan is not None
+    assert outcome.plan.also_changes == ["weather"]
+    assert stages == ["plan"]  # no worktree, no Aider, no validation
+    assert len(llm.requests) == 1  # type: ignore[attr-defined]
+    assert not (settings.home / "jobs" / "j1").exists()
+
+
+def test_a_confirmed_plan_may_edit_the_agents_it_names(
+    settings: Settings, database: str, source: Path
+) -> None:
+    plan = Plan.model_validate(ALSO_WEATHER)
+    reply = WEATHER + echo_reply('f"Echo: {message.text}"')
+    outcome, _, _ = job(
+        settings, database, with_weather(source), [reply], plan, others_confirmed=True
+    )
+    assert outcome.status == "opened", outcome.message
+    assert "dynamic/agents/weather/agent.py" in outcome.files
+    assert "Sunny, as ever" in branch_file(
+        settings, "mechanic/echo-j1", "dynamic/agents/weather/agent.py"
+    )
