@@ -24,6 +24,7 @@ from app.agents.testing import modbus_server
 from tests.support.fake_github import BOT_LOGIN
 from tests.support.fake_telegram import ADA, press_update, text_update
 from tests.support.mechanic import PLAN, echo_reply
+from tests.support.processes import free_port
 from tests.support.stack import ADA_LOGIN, HOME_REPO, Stack, pick, stack
 from tests.support.waiting import wait_for
 
@@ -42,9 +43,9 @@ def mechanic_pull(s: Stack) -> Any:
     return pulls[0] if pulls else None
 
 
-def green(s: Stack, head: str) -> bool:
+def green(s: Stack, head: str, conclusion: str = "success") -> bool:
     runs = [r for r in s.github.check_runs if r["head_sha"] == head]
-    return bool(runs) and all(r["conclusion"] == "success" for r in runs)
+    return bool(runs) and all(r["conclusion"] == conclusion for r in runs)
 
 
 def assert_pull_holds_the_agent(s: Stack, pull: Any, agent: str) -> None:
@@ -54,8 +55,8 @@ def assert_pull_holds_the_agent(s: Stack, pull: Any, agent: str) -> None:
         assert git.blob(pull.head_sha, path) is not None, path
 
 
-def assert_reviewed(s: Stack, pull: Any) -> None:
-    wait_for(lambda: green(s, pull.head_sha), 120, "the review's check run green")
+def assert_reviewed(s: Stack, pull: Any, conclusion: str = "success") -> None:
+    wait_for(lambda: green(s, pull.head_sha, conclusion), 120, f"the review's check {conclusion}")
     wait_for(lambda: any(r["commit_id"] == pull.head_sha for r in s.github.reviews), 30,
              "the review on the pull request")  # fmt: skip
     review = next(r for r in s.github.reviews if r["commit_id"] == pull.head_sha)
@@ -166,26 +167,31 @@ def test_echo_asked_in_a_github_comment_is_deployed_from_the_telegram_notice(
 
 # --- the PLC agent --------------------------------------------------------------------------
 
-PLC_REQUEST = "Create an agent plc that reads holding registers from a Modbus TCP device"
-PLC_PLAN = {
-    "kind": "modbus_tool", "name": "plc", "command": "plc",
-    "description": "Reads holding registers from a Modbus TCP device",
-    "behaviour": [{"say": "read 127.0.0.1:502 0 4", "expect": "the four register values"}],
-    "question": None,
-}  # fmt: skip
-PLC_SCRIPT = [json.dumps(PLC_PLAN), "The scaffold already does what the plan asks.", REVIEW,
-              REVIEW]  # fmt: skip
+PLC_REQUEST = (
+    "Create an agent plc that reads holding registers from the Modbus TCP device at"
+    " 127.0.0.1:{port}"
+)
+
+
+def plc_script(port: int) -> list[str]:
+    plan = {
+        "kind": "modbus_tool", "name": "plc", "command": "plc",
+        "description": "Reads holding registers from a Modbus TCP device",
+        "behaviour": [{"say": "help", "expect": "the usage"}],
+        "device": {"host": "127.0.0.1", "port": port, "unit": 1}, "question": None,
+    }  # fmt: skip
+    return [json.dumps(plan), "The scaffold already does what the plan asks.", REVIEW, REVIEW]
 
 
 @contextmanager
-def plc_device(values: list[int]) -> Iterator[int]:
+def plc_device(values: list[int], at: int = 0) -> Iterator[int]:
     """A pymodbus TCP server on loopback, on a loop in a thread of its own; yields its port."""
     loop = asyncio.new_event_loop()
     started, port = threading.Event(), [0]
     stop = asyncio.Event()
 
     async def serve() -> None:
-        async with modbus_server(values) as p:
+        async with modbus_server(values, port=at) as p:
             port[0] = p
             started.set()
             await stop.wait()
@@ -204,8 +210,9 @@ def plc_device(values: list[int]) -> Iterator[int]:
 def test_a_plc_agent_from_the_modbus_template_reads_a_device_and_says_when_it_is_down(
     tmp_path: Path,
 ) -> None:
-    with stack(tmp_path, PLC_SCRIPT, on_fly=False) as s:
-        s.tell(text_update(ADA, f"/mechanic {PLC_REQUEST}"))
+    port = free_port()
+    with stack(tmp_path, plc_script(port), on_fly=False) as s:
+        s.tell(text_update(ADA, f"/mechanic {PLC_REQUEST.format(port=port)}"))
         (offer,) = wait_for(lambda: s.with_buttons(["Deploy", "Abort", "View PR"]), 300,
                             "the job's [Deploy] [Abort] [View PR]")  # fmt: skip
         pull = mechanic_pull(s)
@@ -213,24 +220,30 @@ def test_a_plc_agent_from_the_modbus_template_reads_a_device_and_says_when_it_is
         git = s.github.repos[HOME_REPO].git
         agent = git.blob(pull.head_sha, "dynamic/agents/plc/agent.py")
         assert agent is not None
-        assert b"AsyncModbusTcpClient" in agent[1]  # the modbus_tool template
-        assert_reviewed(s, pull)
+        assert b'capability("modbus")' in agent[1]  # the core reads the PLC, not the agent
+        manifest = git.blob(pull.head_sha, "dynamic/agents/plc/agent.toml")
+        assert manifest is not None
+        assert f"port = {port}".encode() in manifest[1]  # the device is in the grant
+        # A new grant is a warning on the manifest's lines: the check is neutral, not failed.
+        assert_reviewed(s, pull, "neutral")
+        comments = [c["body"] for r in s.github.reviews for c in r.get("comments", [])]
+        assert any("modbus" in body and "new" in body for body in comments), comments
 
-        s.tell(press_update(ADA, pick(offer, "Deploy")))
+        s.tell(press_update(ADA, pick(offer, "Deploy")))  # Ada is an admin: she may grant
         live = s.wait_said("is live", 120)
-        assert live.endswith("is live: /plc answering.")
+        assert "is live: /plc answering.\n🔑 granted plc: modbus → plc 127.0.0.1:" in live
 
-        with plc_device([7, 1, 2026, 42]) as port:
-            s.tell(text_update(ADA, f"/plc read 127.0.0.1:{port} 0 4"))
-            s.wait_said(f"Registers 0..3 on 127.0.0.1:{port}: 7, 1, 2026, 42", 60)
+        with plc_device([7, 1, 2026, 42], at=port):
+            s.tell(text_update(ADA, "/plc read 0 4"))
+            s.wait_said("Registers 0..3 on plc: 7, 1, 2026, 42", 60)
         # The device is gone: a clear answer, and everything else still answers.
-        s.tell(text_update(ADA, f"/plc read 127.0.0.1:{port} 0 4"))
-        s.wait_said(f"PLC at 127.0.0.1:{port} is not reachable", 60)
+        s.tell(text_update(ADA, "/plc read 0 4"))
+        s.wait_said("PLC plc is not reachable", 60)
         s.tell(text_update(ADA, "/plc read nonsense"))
-        s.wait_said("Usage: /plc read <host>[:<port>] <address> [count]", 30)
-        with plc_device([5, 6]) as again:
-            s.tell(text_update(ADA, f"/plc read 127.0.0.1:{again} 1"))
-            s.wait_said(f"Registers 1..1 on 127.0.0.1:{again}: 6", 60)
+        s.wait_said("Usage: /plc read <address> [count]", 30)
+        with plc_device([5, 6], at=port):
+            s.tell(text_update(ADA, "/plc read 1"))
+            s.wait_said("Registers 1..1 on plc: 6", 60)
         s.tell(text_update(ADA, "/agents"))
         s.wait_said("plc", 30)
         assert s.sql("SELECT count(*) FROM releases WHERE source = 'merge'") == [(1,)]
