@@ -104,10 +104,22 @@ async def card_of_pull(
     """The Deploy card's lines for pull request `number`; a card is shown all the same when
     they cannot be read (the deploy reads them again, and refuses what it must)."""
     try:
-        return card(await of_pull(pool, settings, forge, number))
+        lines = card(await of_pull(pool, settings, forge, number))
     except Exception as exc:  # the forge or git unreachable: the card still goes out
         log.warning("could not read the grants of pull request #%s: %s", number, exc)
-        return ["grants: could not be read now; the deploy checks them"]
+        lines = ["grants: could not be read now; the deploy checks them"]
+    return lines + sandbox_warning(settings)
+
+
+def sandbox_warning(settings: Settings) -> list[str]:
+    """Said on the Deploy card when agents here would run without bubblewrap."""
+    from app.agents.jail import find_bwrap
+
+    if find_bwrap() is not None:
+        return []
+    if settings.require_sandbox:
+        return ["⚠ unsandboxed here (no bubblewrap): PERSAIS_REQUIRE_SANDBOX refuses to run it"]
+    return ["⚠ unsandboxed here (no bubblewrap): the agent would run with limits only"]
 
 
 def refusal(found: list[Change]) -> str:
