@@ -41,6 +41,7 @@ class LoadedAgent:
     agent: Agent
     context: AgentContext
     builtin: bool = False
+    digest: str = ""  # its folder's content: an unchanged agent keeps its host across sets
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Registry:
         async with self._lock:
             new = await self._build(self.root, self.commit)
             old, self.current = self.current, new
-        self._retire_later(old)
+        self._retire_later(old, keep=new)
         return new
 
     async def stage(self, root: Path, commit: str) -> AgentSet:
@@ -148,30 +149,39 @@ class Registry:
         async with self._lock:
             old, self.current = self.current, staged
             self.root, self.commit = staged.root, staged.commit
-        self._retire_later(old)
+        self._retire_later(old, keep=staged)
 
     async def discard(self, staged: AgentSet) -> None:
-        await self._retire(staged)
+        await self._retire(staged, keep=self.current)
 
     async def close(self) -> None:
         """Stop every host: the set in service and the sets still retiring."""
         await asyncio.gather(*self._retiring, return_exceptions=True)
         async with self._lock:
-            await self._retire(self.current)
+            await self._retire(self.current, keep=None)
 
-    def _retire_later(self, old: AgentSet) -> None:
-        task = asyncio.get_running_loop().create_task(self._retire(old))
+    def _retire_later(self, old: AgentSet, keep: AgentSet) -> None:
+        task = asyncio.get_running_loop().create_task(self._retire(old, keep))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    async def _retire(self, old: AgentSet) -> None:
+    def _quarantine(self, name: str, reason: str) -> None:
+        """An agent in service failed for good (its host kept crashing)."""
+        self.current.quarantine(name, reason)
+
+    async def _retire(self, old: AgentSet, keep: AgentSet | None) -> None:
+        """Deactivate `old`'s agents once its messages are done, but for those `keep` (the
+        set that replaces it) carried over unchanged: their hosts go on serving."""
         try:
             await asyncio.wait_for(old.idle.wait(), timeout=60)
         except TimeoutError:
             log.warning(
                 "agents of set %s still busy after 60 s; deactivating anyway", old.fingerprint
             )
+        carried = {id(a.agent) for a in keep.agents.values()} if keep is not None else set()
         for loaded in old.agents.values():
+            if id(loaded.agent) in carried:
+                continue
             try:
                 await asyncio.wait_for(loaded.agent.deactivate(), ACTIVATE_TIMEOUT)
             except Exception:  # a broken deactivate must not stop the others
@@ -214,8 +224,15 @@ class Registry:
         gate = asyncio.Semaphore(STARTING_AT_ONCE)
 
         async def start(manifest: Manifest, folder: Path) -> None:
+            digest = _digest(folder)
+            serving = self.current.agents.get(manifest.name)
+            if serving is not None and not serving.builtin and serving.digest == digest:
+                # Unchanged files and grants: its running host serves the new set too, so a
+                # deploy starts only the agents it changes.
+                agents[manifest.name] = serving
+                return
             async with gate:
-                loaded = await self._start(manifest, folder, new)
+                loaded = await self._start(manifest, folder, digest)
             if isinstance(loaded, Quarantined):
                 quarantined[manifest.name] = loaded
             else:
@@ -230,12 +247,12 @@ class Registry:
         return new
 
     async def _start(
-        self, manifest: Manifest, folder: Path, into: AgentSet
+        self, manifest: Manifest, folder: Path, digest: str
     ) -> LoadedAgent | Quarantined:
         ctx = self.context_factory(manifest.name, manifest.permissions.names())
         agent: Agent | None = None
         try:
-            agent = await self.launch(manifest, folder, into.quarantine)
+            agent = await self.launch(manifest, folder, self._quarantine)
             await asyncio.wait_for(agent.activate(ctx), ACTIVATE_TIMEOUT)
         except Exception as exc:  # the agent sandbox's edge: whatever it raised
             if agent is not None:
@@ -245,7 +262,7 @@ class Registry:
                     log.exception("agent %s failed to stop after a failed load", manifest.name)
             trace = getattr(exc, "trace", "") or "".join(traceback.format_exception(exc))
             return Quarantined(manifest.name, _reason(exc), trace)
-        return LoadedAgent(manifest, agent, ctx)
+        return LoadedAgent(manifest, agent, ctx, digest=digest)
 
 
 def _reason(exc: BaseException) -> str:
@@ -254,6 +271,16 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, AgentLoadError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _digest(folder: Path) -> str:
+    """What an agent is: every file of its folder, the manifest (and so its grants) too."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _fingerprint(folders: list[Path], commit: str) -> str:
