@@ -77,7 +77,8 @@ if program:
     prog = Program(len(code.raw) // 8, ctypes.addressof(code))
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    if prctl(38, 1, 0, 0, 0) or prctl(22, 2, ctypes.addressof(prog), 0, 0):
+    NO_NEW_PRIVS, SECCOMP, FILTER = 38, 22, 2  # PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, its mode
+    if prctl(NO_NEW_PRIVS, 1, 0, 0, 0) or prctl(SECCOMP, FILTER, ctypes.addressof(prog), 0, 0):
         raise SystemExit("seccomp: " + os.strerror(ctypes.get_errno()))
 if how == "exec":
     os.execv(sys.executable, [sys.executable, *args])
