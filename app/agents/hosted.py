@@ -6,7 +6,9 @@ breaks the protocol, sends a frame over the cap, exits, or misses a deadline is 
 call in flight fails with one line for the person, and the next call starts a new host after
 a backoff. `MAX_CRASHES` within `CRASH_WINDOW` seconds quarantine the agent for good (until
 the next load), with the reason. Capability calls from the host go to its `Broker`, which
-checks the grant.
+checks the grant. A host never holds the core's loop: its frames are taken one a turn, its
+output read in chunks (slowly once muted), and one that leaves `MAX_UNREAD` bytes of what the
+core sends it unread is killed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ MAX_CRASHES = 3
 CRASH_WINDOW = 300.0
 BACKOFF = (0.0, 1.0, 5.0)  # before the 1st, 2nd, 3rd restart
 STDERR_LINES = 200  # what a host may log over its life before it is muted
+STDERR_CHUNK = 64 * 1024  # what is read of a host's stderr at a time
+MUTED_PAUSE = 0.05  # between chunks of a muted host's stderr: a flood blocks the host, not us
+# What the core holds for a host that does not read it (a legitimate one takes each frame as
+# it comes): past this, the host is killed rather than buffered for without bound.
+MAX_UNREAD = 4 * protocol.MAX_FRAME
 
 
 class AgentFailed(RuntimeError):
@@ -134,6 +141,11 @@ class HostProcess:
         if self.proc.stdin.is_closing():
             raise AgentFailed(self.death or "its host is stopping")
         self.proc.stdin.write(protocol.encode(frame))
+        if self.proc.stdin.transport.get_write_buffer_size() > MAX_UNREAD:
+            self.kill(
+                f"broke the protocol: it does not read what the core sends"
+                f" (over {MAX_UNREAD >> 20} MiB unread)"
+            )
 
     async def _read(self) -> None:
         assert self.proc is not None
@@ -149,7 +161,10 @@ class HostProcess:
                     raise protocol.ProtocolError(
                         f"a frame over the {protocol.MAX_FRAME} byte cap"
                     ) from None
+                if self.death:
+                    continue  # killed: what it still sent is drained, not acted on
                 self._take(protocol.decode(line))
+                await asyncio.sleep(0)  # a frame a turn: a flood of them cannot hold the loop
         except protocol.ProtocolError as exc:
             self.kill(f"broke the protocol: {exc}")
         except Exception as exc:  # anything else from a hostile host is a breach too
@@ -198,21 +213,31 @@ class HostProcess:
                 self._write(reply)
 
     async def _log(self) -> None:
+        """Log what the host prints, a line at a time, up to `STDERR_LINES` over its life.
+        Read in chunks, never a line at a time: a flood of short lines would otherwise keep
+        the core's loop busy for as long as it lasts."""
         assert self.proc is not None
         assert self.proc.stderr is not None
         agent_log = logging.getLogger(f"agent.{self.name}")
-        while True:
-            try:
-                line = await self.proc.stderr.readline()
-            except (ValueError, asyncio.LimitOverrunError):
+        partial = b""
+        while chunk := await self.proc.stderr.read(STDERR_CHUNK):
+            if self._stderr_lines > STDERR_LINES:
+                dead = self.death or self.proc.returncode is not None
+                await asyncio.sleep(0 if dead else MUTED_PAUSE)
                 continue
-            if not line:
-                return
-            self._stderr_lines += 1
-            if self._stderr_lines <= STDERR_LINES:
-                agent_log.info("%s", line.decode(errors="replace").rstrip()[:500])
-            elif self._stderr_lines == STDERR_LINES + 1:
-                agent_log.warning("host of %s logs too much; the rest is dropped", self.name)
+            *lines, partial = (partial + chunk).split(b"\n")
+            partial = partial[:1000]  # only a line's start is logged
+            self._log_lines(agent_log, lines)
+            await asyncio.sleep(0)
+        if partial and self._stderr_lines <= STDERR_LINES:
+            self._log_lines(agent_log, [partial])
+
+    def _log_lines(self, agent_log: logging.Logger, lines: list[bytes]) -> None:
+        for line in lines[: max(0, STDERR_LINES - self._stderr_lines)]:
+            agent_log.info("%s", line.decode(errors="replace").rstrip()[:500])
+        self._stderr_lines += len(lines)
+        if self._stderr_lines > STDERR_LINES:
+            agent_log.warning("host of %s logs too much; the rest is dropped", self.name)
 
     def kill(self, why: str) -> None:
         if not self.death:
