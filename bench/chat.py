@@ -36,6 +36,7 @@ from app.agents.builtin import builtin_agents  # noqa: E402
 from app.agents.registry import Registry  # noqa: E402
 from tests.support.agents import write_agent  # noqa: E402
 from tests.support.fake_telegram import FakeTelegram, fake_telegram  # noqa: E402
+from tests.support.hosts import launcher  # noqa: E402
 from tests.support.processes import free_port  # noqa: E402
 from tests.support.webhooks import TELEGRAM_SECRET, TELEGRAM_TOKEN  # noqa: E402
 

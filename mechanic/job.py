@@ -114,7 +114,11 @@ async def _build(
     job_id: str, request: str, plan: Plan, workspace: Workspace, deps: JobDeps, outcome: JobOutcome
 ) -> None:
     await deps.progress("scaffold")
-    options = {"device_id": 1} if plan.kind == "modbus_tool" else {}
+    options: dict[str, object] = (
+        {"device_id": plan.device.unit, "device_host": plan.device.host,
+         "device_port": plan.device.port}
+        if plan.device is not None else {}
+    )  # fmt: skip
     scaffold = ScaffoldRequest(
         plan.kind, plan.name, plan.command, plan.description,
         examples=[Example(b.say, b.expect) for b in plan.behaviour], options=options,

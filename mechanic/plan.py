@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from mechanic.guidance import Guidance
+from mechanic.scaffold import HOST_PATTERN
 
 PROMPTS = Path(__file__).parent / "prompts"
 _NAME = r"^[a-z][a-z0-9_]{1,31}$"
@@ -19,6 +20,14 @@ _NAME = r"^[a-z][a-z0-9_]{1,31}$"
 class Behaviour(BaseModel):
     say: str = Field(max_length=500)
     expect: str = Field(min_length=1, max_length=2000)
+
+
+class Device(BaseModel):
+    """The one PLC a modbus_tool reads: its grant names it, and an admin approves it."""
+
+    host: str = Field(max_length=253, pattern=HOST_PATTERN)
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=247)
 
 
 class Plan(BaseModel):
@@ -32,10 +41,20 @@ class Plan(BaseModel):
         default_factory=list, max_length=5
     )
 
+    device: Device | None = None  # modbus_tool only: the PLC it may read
+
     @field_validator("also_changes", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _device_for_modbus(self) -> Plan:
+        if self.kind == "modbus_tool" and self.device is None:
+            raise ValueError("a modbus_tool needs its device (host, port, unit)")
+        if self.kind != "modbus_tool":
+            self.device = None
+        return self
 
     @model_validator(mode="after")
     def _others_are_others(self) -> Plan:

@@ -19,10 +19,13 @@ KINDS = ("agent", "tool", "modbus_tool")
 OPTIONS: dict[str, frozenset[str]] = {
     "agent": frozenset(),
     "tool": frozenset(),
-    "modbus_tool": frozenset({"device_id"}),
+    "modbus_tool": frozenset({"device_id", "device_host", "device_port"}),
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+# A device's host: a lower-case DNS name or IPv4 address (the manifest's grant says the same).
+HOST_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+_HOST = re.compile(HOST_PATTERN)
 
 
 class ScaffoldError(ValueError):
@@ -106,7 +109,13 @@ def _check(request: ScaffoldRequest) -> None:
     if unknown:  # options become template variables: none may shadow a checked one
         raise ScaffoldError(f"{request.kind} takes no option {', '.join(unknown)}")
     if request.kind == "modbus_tool":
-        # The PLC's host and port come with each command; only the unit id is fixed here.
+        # The one PLC the agent may read: it goes into the manifest's grant, never the code.
         device = request.options.get("device_id")
         if type(device) is not int or not 0 <= device <= 247:
             raise ScaffoldError(f"device_id {device!r} is not a Modbus unit id")
+        host = request.options.get("device_host")
+        if not isinstance(host, str) or not _HOST.match(host):
+            raise ScaffoldError(f"device_host {host!r} is not a host name or IPv4 address")
+        port = request.options.get("device_port")
+        if type(port) is not int or not 0 < port <= 65535:
+            raise ScaffoldError(f"device_port {port!r} is not a port")

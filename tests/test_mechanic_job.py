@@ -216,3 +216,17 @@ def test_a_confirmed_plan_may_edit_the_agents_it_names(
     assert "Sunny, as ever" in branch_file(
         settings, "mechanic/echo-j1", "dynamic/agents/weather/agent.py"
     )
+
+
+def test_a_modbus_plan_names_its_device_and_other_kinds_carry_none() -> None:
+    plc = {"kind": "modbus_tool", "name": "plc", "command": "plc", "description": "PLC",
+           "behaviour": [{"say": "help", "expect": "the usage"}]}  # fmt: skip
+    with pytest.raises(ValueError, match="needs its device"):
+        Plan.model_validate(plc)
+    with pytest.raises(ValueError, match="pattern"):  # no ports, schemes or quotes in a host
+        Plan.model_validate({**plc, "device": {"host": "10.0.0.5:502"}})
+    plan = Plan.model_validate({**plc, "device": {"host": "plc.line1.example"}})
+    assert plan.device is not None
+    assert (plan.device.host, plan.device.port, plan.device.unit) == ("plc.line1.example", 502, 1)
+    echo = Plan.model_validate({**plc, "kind": "agent", "device": {"host": "10.0.0.5"}})
+    assert echo.device is None  # only a modbus_tool reaches a device
