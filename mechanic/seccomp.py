@@ -1,4 +1,5 @@
-"""The seccomp filter of the validation sandbox: no second process, no unix socket.
+"""The seccomp filters of the sandboxes: validation's (no second process, no unix socket)
+and, stricter, an agent host's (no socket at all, no thread; `sockets="all", threads=False`).
 
 A check's first lines install it on themselves (`mechanic.sandbox`), before any generated
 code is imported; it cannot be removed, and `no_new_privs` keeps it across anything. It
@@ -18,7 +19,14 @@ answers "not permitted" to:
 - `execve` and `execveat`, unless the check is a trusted program that must start its own
   binary (ruff): it reads the code, it does not run it.
 
-On an architecture not listed here there is no filter (`program()` is None).
+- `mount`, `umount2`, `pivot_root`, `chroot`, `unshare`, `setns`, `personality`, module and
+  `kexec` loading, and `process_vm_readv`/`writev`: nothing a check or an agent needs.
+
+An agent host (`app.agents.host`) takes the same program with `sockets="all"` (an agent
+reaches the world only through the core) and `threads=False`.
+
+On an architecture not listed here there is no filter (`program()` is None). Stdlib only:
+an agent host loads this module inside its sandbox.
 """
 
 from __future__ import annotations
@@ -31,18 +39,26 @@ import struct
 _ARCHES = {
     "x86_64": (0xC000003E, {
         "socket": 41, "clone": 56, "fork": 57, "vfork": 58, "execve": 59, "ptrace": 101,
-        "add_key": 248, "request_key": 249, "keyctl": 250, "perf_event_open": 298, "bpf": 321,
+        "personality": 135, "pivot_root": 155, "chroot": 161, "mount": 165, "umount2": 166,
+        "init_module": 175, "kexec_load": 246, "add_key": 248, "request_key": 249,
+        "keyctl": 250, "unshare": 272, "perf_event_open": 298, "setns": 308,
+        "process_vm_readv": 310, "process_vm_writev": 311, "finit_module": 313, "bpf": 321,
         "execveat": 322, "userfaultfd": 323, "io_uring_setup": 425, "clone3": 435,
     }),
     "aarch64": (0xC00000B7, {
-        "ptrace": 117, "socket": 198, "add_key": 217, "request_key": 218, "keyctl": 219,
-        "clone": 220, "execve": 221, "perf_event_open": 241, "bpf": 280, "execveat": 281,
+        "umount2": 39, "mount": 40, "pivot_root": 41, "chroot": 51, "personality": 92,
+        "unshare": 97, "kexec_load": 104, "init_module": 105, "ptrace": 117, "socket": 198,
+        "add_key": 217, "request_key": 218, "keyctl": 219, "clone": 220, "execve": 221,
+        "perf_event_open": 241, "setns": 268, "process_vm_readv": 270,
+        "process_vm_writev": 271, "finit_module": 273, "bpf": 280, "execveat": 281,
         "userfaultfd": 282, "io_uring_setup": 425, "clone3": 435,
     }),
 }  # fmt: skip
 # Refused outright: processes (fork, vfork), and what reaches past the namespaces.
 _REFUSED = ("fork", "vfork", "ptrace", "add_key", "request_key", "keyctl", "perf_event_open",
-            "bpf", "userfaultfd", "io_uring_setup")  # fmt: skip
+            "bpf", "userfaultfd", "io_uring_setup", "mount", "umount2", "pivot_root", "chroot",
+            "unshare", "setns", "personality", "init_module", "finit_module", "kexec_load",
+            "process_vm_readv", "process_vm_writev")  # fmt: skip
 _X32 = 0x40000000
 AF_UNIX = 1
 CLONE_THREAD = 0x00010000
@@ -59,8 +75,13 @@ _MISSING = 0x00050000 | errno.ENOSYS
 Step = tuple[int, int | str, int | str, int]  # code, jump if true, jump if false, k
 
 
-def program(*, may_exec: bool = False, machine: str | None = None) -> bytes | None:
-    """The filter for this machine's architecture (`struct sock_filter`s), or None."""
+def program(
+    *, may_exec: bool = False, sockets: str = "unix", threads: bool = True,
+    machine: str | None = None,
+) -> bytes | None:  # fmt: skip
+    """The filter for this machine's architecture (`struct sock_filter`s), or None.
+    `sockets`: "unix" refuses unix sockets, "all" every socket; `threads`: False refuses
+    `clone` altogether."""
     arch = _ARCHES.get(machine or platform.machine())
     if arch is None:
         return None
@@ -72,7 +93,9 @@ def program(*, may_exec: bool = False, machine: str | None = None) -> bytes | No
     ]
     if audit == _ARCHES["x86_64"][0]:
         steps.append(("", (_JGE, "deny", 0, _X32)))
-    refused = _REFUSED if may_exec else (*_REFUSED, "execve", "execveat")
+    refused: tuple[str, ...] = _REFUSED if may_exec else (*_REFUSED, "execve", "execveat")
+    refused += ("socket",) if sockets == "all" else ()
+    refused += ("clone",) if not threads else ()
     steps += [("", (_JEQ, "deny", 0, numbers[n])) for n in refused if n in numbers]
     steps += [
         ("", (_JEQ, "missing", 0, numbers["clone3"])),

@@ -35,6 +35,8 @@ SDK_FILES = (
     "app/agents/loading.py",
     "app/agents/seccomp.py",
     "app/agents/host.py",
+    "mechanic/__init__.py",
+    "mechanic/seccomp.py",  # the filter's program, shared with validation's sandbox
 )
 SDK_ROOT = Path(__file__).resolve().parents[2]  # the folder holding app/
 INSIDE_SDK = "/persais"
@@ -118,6 +120,7 @@ class Jail:
         if not prefix.is_relative_to("/usr"):
             args += [*_folders(prefix.parent), "--ro-bind", str(prefix), str(prefix)]
         args += _folders(Path(INSIDE_SDK) / "app" / "agents")
+        args += _folders(Path(INSIDE_SDK) / "mechanic")
         for relative in SDK_FILES:
             args += ["--ro-bind", str(SDK_ROOT / relative), f"{INSIDE_SDK}/{relative}"]
         args += ["--ro-bind", str(agent_dir.resolve()), INSIDE_AGENT]
