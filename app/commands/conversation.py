@@ -49,6 +49,7 @@ def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
         agents = conversations.current
         print(f"agent set {agents.fingerprint} from {agents.root}")
         print(conversations.deployments.here.where())
+        print(f"dynamic agents: {conversations.jail.describe()}")
         for loaded in sorted(agents.agents.values(), key=lambda a: a.manifest.name):
             m = loaded.manifest
             kind = "built-in" if loaded.builtin else "dynamic"
