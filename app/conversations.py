@@ -14,10 +14,11 @@ from psycopg_pool import AsyncConnectionPool
 from app import audit, inbox
 from app.agents.base import AgentContext
 from app.agents.builtin import builtin_agents
-from app.agents.capabilities import Broker, PostgresState
+from app.agents.capabilities import Broker
 from app.agents.hosted import HostLauncher
 from app.agents.jail import Jail, Limits, find_bwrap
 from app.agents.registry import AgentSet, Registry
+from app.agents.state import PostgresState
 from app.deploy.service import Deployments
 from app.mechanic_chat import MechanicJobs
 from app.memory.service import Memory

@@ -52,11 +52,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.agents.base import AgentContext, Message, as_reply  # noqa: E402
-from app.agents.capabilities import Broker, MemoryState  # noqa: E402
-from app.agents.hosted import HostedAgent, HostProcess  # noqa: E402
+from app.agents.capabilities import Broker  # noqa: E402
+from app.agents.hosted import HostedAgent  # noqa: E402
 from app.agents.jail import Jail, find_bwrap, interpreter  # noqa: E402
 from app.agents.manifest import load_manifest  # noqa: E402
+from app.agents.process import HostProcess  # noqa: E402
 from app.agents.registry import Registry  # noqa: E402
+from app.agents.state import MemoryState  # noqa: E402
 from app.agents.testing import in_process  # noqa: E402
 from bench.procfs import cpu_pressure, cpu_seconds, memory_kb, process_tree  # noqa: E402
 from bench.stopwatch import Stopwatch  # noqa: E402

@@ -15,10 +15,11 @@ import pytest
 
 from app.agents import capabilities
 from app.agents.base import Message, PermissionDenied, as_reply
-from app.agents.capabilities import Broker, MemoryState, PostgresState
+from app.agents.capabilities import Broker
 from app.agents.manifest import Permissions
 from app.agents.registry import Registry
 from app.agents.sdk import CapabilityError
+from app.agents.state import MemoryState, PostgresState
 from app.agents.testing import modbus_server
 from tests.support.agents import write_agent
 from tests.support.hosts import launcher, need_bwrap

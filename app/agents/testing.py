@@ -20,10 +20,11 @@ from typing import Any
 
 from app.agents import sdk
 from app.agents.base import Agent, AgentContext, Message, Reply
-from app.agents.capabilities import Broker, MemoryState
+from app.agents.capabilities import Broker
 from app.agents.loading import import_agent, instantiate
 from app.agents.manifest import Manifest
 from app.agents.registry import AgentSet, LoadedAgent, Registry
+from app.agents.state import MemoryState
 
 
 class InProcessAgent(Agent):

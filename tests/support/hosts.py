@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 
-from app.agents.capabilities import Broker, MemoryState
+from app.agents.capabilities import Broker
 from app.agents.hosted import HostLauncher
 from app.agents.jail import Jail, find_bwrap
 from app.agents.manifest import Manifest
+from app.agents.state import MemoryState
 
 
 def launcher(
