@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.agents import capabilities
+from app.agents import capabilities, process
 from app.agents.base import Message, PermissionDenied, as_reply
 from app.agents.capabilities import Broker
 from app.agents.manifest import Permissions
@@ -39,6 +39,8 @@ async def web(count: list[int]) -> AsyncIterator[int]:
         status, headers, body = "200 OK", "", b"hello"
         if path == "/redirect":
             status, headers, body = "302 Found", "Location: http://elsewhere.example/\r\n", b""
+        elif path == "/slow":
+            await asyncio.sleep(0.5)
         elif path == "/big":
             body = b"x" * (capabilities.HTTP_RESPONSE_MAX + 10)
         head = f"HTTP/1.1 {status}\r\n{headers}Content-Length: {len(body)}\r\nConnection: close"
@@ -208,6 +210,54 @@ def test_from_inside_a_host_a_granted_host_answers_and_an_unlisted_one_is_refuse
         f"refused: agent fetch may not reach localhost:{port}: not in its http grant",
     ]
     assert connections == 1
+
+
+FLOOD_AGENT = """
+import asyncio
+from app.agents.base import Agent
+from app.agents.sdk import CapabilityError
+
+
+class Flood(Agent):
+    async def handle(self, message, ctx):
+        http = ctx.capability("http")
+        answers = await asyncio.gather(
+            *(http.get(message.text) for _ in range(40)), return_exceptions=True
+        )
+        served = sum(1 for a in answers if not isinstance(a, BaseException))
+        busy = sum(1 for a in answers if isinstance(a, CapabilityError) and "at once" in str(a))
+        return f"{served} {busy}"
+"""
+
+
+def test_a_host_gets_a_bounded_number_of_capability_calls_served_at_once(
+    tmp_path: Path,
+) -> None:
+    need_bwrap()
+
+    async def run() -> tuple[str, int]:
+        count: list[int] = []
+        async with web(count) as port:
+            folder = write_agent(tmp_path, "flood", FLOOD_AGENT)
+            toml = folder / "agent.toml"
+            toml.write_text(
+                toml.read_text().replace("permissions = []", "")
+                + f'[permissions.http]\nhosts = ["127.0.0.1:{port}"]\n'
+            )
+            registry = Registry(tmp_path, [], _context, launcher())
+            loaded = (await registry.reload()).agents["flood"]
+            message = Message(
+                text=f"http://127.0.0.1:{port}/slow", user="t", user_name="t", conversation="t"
+            )
+            said = as_reply(await loaded.agent.handle(message, loaded.context)).text
+            await registry.close()
+            return said, len(count)
+
+    said, connections = asyncio.run(run())
+    served, busy = map(int, said.split())
+    assert served + busy == 40
+    assert 1 <= served <= process.MAX_CALLS_AT_ONCE
+    assert connections == served  # the refused ones never reached the server
 
 
 def _context(name: str, permissions: frozenset[str]) -> Any:

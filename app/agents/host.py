@@ -163,3 +163,6 @@ def main() -> None:
 # What the core runs: `python -I -S -c BOOT <config json>`; `-I -S` leave sys.path the
 # stdlib alone, so the SDK's folder is put first by hand.
 BOOT = "import sys; sys.path.insert(0, {sdk!r}); from app.agents.host import main; main()"
+
+if __name__ == "__main__":  # `python -m app.agents.host '<config json>'`, by hand
+    main()

@@ -35,6 +35,9 @@ MUTED_PAUSE = 0.05  # between chunks of a muted host's stderr: a flood blocks th
 # What the core holds for a host that does not read it (a legitimate one takes each frame as
 # it comes): past this, the host is killed rather than buffered for without bound.
 MAX_UNREAD = 4 * protocol.MAX_FRAME
+# Capability calls of one host served at once; more are refused at once, so a host that
+# floods the core with calls holds a bounded share of it (each call may be an HTTP request).
+MAX_CALLS_AT_ONCE = 16
 
 
 class AgentFailed(RuntimeError):
@@ -68,6 +71,7 @@ class HostProcess:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._hello: asyncio.Future[dict[str, Any]] | None = None
         self._stderr_lines = 0
+        self._calls = 0  # capability calls being served
 
     async def start(self) -> HostFacts:
         argv, env, cwd = self.jail.command(self.folder)
@@ -186,18 +190,28 @@ class HostProcess:
         if not isinstance(args, dict):
             self.kill("broke the protocol: a call without arguments")
             return
+        if self._calls >= MAX_CALLS_AT_ONCE:
+            busy = f"more than {MAX_CALLS_AT_ONCE} capability calls at once; try again"
+            reply = protocol.error(ident, "failed", busy)
+        else:
+            reply = await self._serve(ident, args)
+        if not self.death:
+            with contextlib.suppress(AgentFailed, ConnectionError, protocol.ProtocolError):
+                self._write(reply)
+
+    async def _serve(self, ident: str, args: dict[str, Any]) -> dict[str, Any]:
+        self._calls += 1
         try:
             value = await self.serve(
                 str(args.get("capability")), str(args.get("method")), args.get("args") or {}
             )
-            reply = protocol.result(ident, value)
+            return protocol.result(ident, value)
         except PermissionDenied as exc:
-            reply = protocol.error(ident, "denied", str(exc))
+            return protocol.error(ident, "denied", str(exc))
         except Exception as exc:  # the capability's failure is the agent's answer
-            reply = protocol.error(ident, "failed", str(exc) or type(exc).__name__)
-        if not self.death:
-            with contextlib.suppress(AgentFailed, ConnectionError, protocol.ProtocolError):
-                self._write(reply)
+            return protocol.error(ident, "failed", str(exc) or type(exc).__name__)
+        finally:
+            self._calls -= 1
 
     async def _log(self) -> None:
         """Log what the host prints, a line at a time, up to `STDERR_LINES` over its life.
