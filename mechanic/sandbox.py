@@ -36,7 +36,12 @@ from mechanic import seccomp
 
 # The system's folders a check may read (each bound read-only if it exists, or recreated as
 # the symlink it is on a merged-/usr system).
-SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Of /etc, only what a Python check may read (the loader's cache, the time zone, user names):
+# not the whole folder, where an operator's files (and /etc/shadow, which root reads even
+# without capabilities) could be printed into a report that reaches the model and the chat.
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group",
+                "/etc/nsswitch.conf")  # fmt: skip
 TMP_BYTES = 64 * 1024 * 1024  # the private /tmp
 OUTPUT_BYTES = 256 * 1024  # what is kept of a check's output (its end)
 
@@ -129,6 +134,9 @@ def validation_profile(
             args += ["--symlink", os.readlink(folder), str(folder)]
         elif folder.is_dir():
             args += ["--ro-bind", str(folder), str(folder)]
+    for file in SYSTEM_FILES:
+        if Path(file).exists():
+            args += ["--ro-bind", file, file]
     private_tmp = ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]  # noqa: S108 - its own tmpfs
     args += ["--dev", "/dev", "--proc", "/proc", *private_tmp]
     # After the tmpfs, so that an interpreter or a worktree under /tmp shows through it.

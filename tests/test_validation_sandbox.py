@@ -369,3 +369,22 @@ def test_a_change_over_a_cap_is_refused_before_anything_runs(tmp_path: Path, rul
     assert report.steps == {"policy": "failed"}
     assert [p for p in report.problems if f"[{rule}]" in p], report.problems
     assert not ran
+
+
+def test_a_check_sees_only_the_files_of_etc_it_needs(tmp_path: Path) -> None:
+    """Not /etc/shadow (root reads it without capabilities) nor an operator's files there:
+    a check's output reaches the model's prompt and the chat."""
+    need_bwrap()
+    from mechanic.sandbox import run_sealed
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "scratch").mkdir()
+    code = "import os, json; print(json.dumps(sorted(os.listdir('/etc'))))"
+    done = asyncio.run(
+        run_sealed(["-c", code], worktree=tmp_path / "work", scratch=tmp_path / "scratch",
+                   time_limit=30)
+    )  # fmt: skip
+    assert done.sandboxed
+    seen = set(json.loads(done.output.strip().splitlines()[-1]))
+    assert seen <= {"ld.so.cache", "localtime", "passwd", "group", "nsswitch.conf"}
+    assert "shadow" not in seen
