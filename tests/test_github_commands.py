@@ -64,6 +64,10 @@ def test_reviews_commands_refusals_and_news(tmp_path: Path, database: str, sql: 
         fake.add_repo(REPO, 77, files={"README.md": "# widgets\n"})
         fake.permissions[(REPO, "ada")] = "write"
         fake.permissions[(REPO, "reader")] = "read"
+        # Custom roles: GitHub names them in role_name; permission gives their base.
+        fake.custom_roles.update({"releaser": "write", "auditor": "read"})
+        fake.permissions[(REPO, "rel")] = "releaser"
+        fake.permissions[(REPO, "aud")] = "auditor"
         fake.push(REPO, "feature", {"app/a.py": "import os\n"})
         number = fake.open_pull(REPO, "feature", title="Add a", user="ada")
         settings = gh_settings(tmp_path, database, gh, tg)
@@ -105,6 +109,12 @@ def test_reviews_commands_refusals_and_news(tmp_path: Path, database: str, sql: 
                         " WHERE action = 'github.command_refused'")  # fmt: skip
             assert audit == [("github:reader", "mechanic")]
 
+            # A custom role with read access: refused like a reader.
+            custom_read = fake.issue_comment_payload(REPO, number, "/review", user="aud")
+            deliver(client, "issue_comment", custom_read)
+            wait_for(lambda: any("Sorry @aud" in c["body"] for c in fake.issue_comments), 30)
+            assert reactions_on(fake, custom_read["comment"]["id"]) == []
+
             # The App's own comment, and another bot's, are never commands (no loops).
             own = fake.issue_comment_payload(REPO, number, "/review", user=BOT_LOGIN,
                                              user_type="Bot")  # fmt: skip
@@ -116,9 +126,10 @@ def test_reviews_commands_refusals_and_news(tmp_path: Path, database: str, sql: 
             assert reactions_on(fake, other["comment"]["id"]) == []
             assert len(fake.reviews) == 1
 
-            # /review from a writer in a review comment: reviewed again, nothing repeated.
+            # /review in a review comment from a custom role with write access: reviewed
+            # again, nothing repeated.
             again = fake.review_comment_payload(REPO, number, "/review", path="app/a.py",
-                                                line=1, user="ada")  # fmt: skip
+                                                line=1, user="rel")  # fmt: skip
             deliver(client, "pull_request_review_comment", again)
             bot_reviews = lambda: [r for r in fake.reviews if r["user"]["login"] == BOT_LOGIN]  # noqa: E731
             wait_for(lambda: len(bot_reviews()) == 2, 60, "the second review")
@@ -133,7 +144,10 @@ def test_reviews_commands_refusals_and_news(tmp_path: Path, database: str, sql: 
             wait_for(lambda: any(p["text"].startswith("🔀 Merged") for p in news()), 30)
         commands = sql("SELECT actor, detail->>'command' FROM audit_log"
                        " WHERE action = 'github.command' ORDER BY id")  # fmt: skip
-        assert commands == [("github:ada", "help"), ("github:ada", "review")]
+        assert commands == [("github:ada", "help"), ("github:rel", "review")]
+        refusals = sql("SELECT actor FROM audit_log WHERE action = 'github.command_refused'"
+                       " ORDER BY id")  # fmt: skip
+        assert refusals == [("github:reader",), ("github:aud",)]
 
 
 @pytest.mark.slow

@@ -20,6 +20,9 @@ from app.github.throttle import ContentThrottler
 from app.settings import Settings
 
 WRITERS = frozenset({"admin", "maintain", "write"})
+# `role_name` may also be an organisation's custom role, whose name says nothing about
+# its access; only these names are trusted, otherwise `permission` decides.
+BUILT_IN_ROLES = frozenset({"admin", "maintain", "write", "triage", "read"})
 # Rate limits: wait `retry-after`, else until `x-ratelimit-reset`, else a minute (githubkit
 # reads the headers), up to 3 times; 5xx: 3 tries with 1, 4, 9 s pauses.
 RETRY = RetryChainDecision(RetryRateLimit(max_retry=3), RetryServerError(max_retry=3))
@@ -101,7 +104,8 @@ class GitHubApp:
 
     async def permission(self, installation_id: int, owner: str, repo: str, user: str) -> str:
         """The commenter's permission on the repository: admin, maintain, write, triage,
-        read or none (a stranger is "none", not an error)."""
+        read or none (a stranger is "none", not an error). A custom role counts as the
+        base permission GitHub reports for it (admin, write or read)."""
         client = self.installation(installation_id)
         try:
             response = await client.rest.repos.async_get_collaborator_permission_level(
@@ -112,7 +116,8 @@ class GitHubApp:
                 return "none"
             raise
         data = response.parsed_data
-        return str(getattr(data, "role_name", None) or data.permission)
+        role = getattr(data, "role_name", None)
+        return str(role) if role in BUILT_IN_ROLES else str(data.permission)
 
     async def may_command(self, installation_id: int, owner: str, repo: str, user: str) -> bool:
         return await self.permission(installation_id, owner, repo, user) in WRITERS

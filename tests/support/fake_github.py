@@ -141,6 +141,9 @@ class FakeGitHub:
     app_id: int = APP_ID
     installations: dict[str, int] = field(default_factory=dict)  # "owner/repo" -> id
     permissions: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, user) -> role
+    # An organisation's custom roles: name -> the base permission GitHub reports for it
+    # (admin, write or read); a role named here is answered as GitHub answers a custom one.
+    custom_roles: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> (id, expiry)
     calls: list[Call] = field(default_factory=list)
     # Failures to give before answering: path fragment -> [(status, headers), ...]
@@ -1457,7 +1460,9 @@ class FakeGitHub:
         role = self.permissions.get((full, user))
         if role is None:
             raise _error(404, f"{user} is not a user")
-        legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+        legacy = self.custom_roles.get(role) or {"maintain": "write", "triage": "read"}.get(
+            role, role
+        )
         push = legacy in ("write", "admin")
         flags = {"admin": role == "admin", "push": push, "pull": True}
         collaborator = {**self._user(user), "role_name": role, "permissions": flags}
