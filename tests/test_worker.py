@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -108,3 +109,65 @@ def test_a_job_left_running_by_a_dead_worker_is_taken_up_again(
     assert sql(
         "SELECT status FROM procrastinate_jobs WHERE task_name = 'persais.process_delivery'"
     ) == [("succeeded",)]
+
+
+def test_a_stalled_job_that_cannot_go_back_is_closed_and_the_sweep_goes_on(
+    settings: Settings, database: str, sql
+) -> None:
+    """Killed while the index ran: the restart queued a new index run under the same
+    queueing lock, so the old one can never return to `todo`. It is closed with its reason,
+    and the delivery the dead worker left beside it is still processed."""
+    lock = "memory:octo/elsewhere"
+    with psycopg.connect(database, autocommit=True) as conn:
+        dead = conn.execute(
+            "INSERT INTO procrastinate_workers (last_heartbeat)"
+            " VALUES (now() - interval '10 minutes') RETURNING id"
+        ).fetchone()
+        assert dead is not None
+        insert = (
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, queueing_lock, args,"
+            " status, worker_id, scheduled_at) VALUES ('mechanic', 'persais.index', %s, %s,"
+            ' \'{"repository": "octo/elsewhere"}\', %s, %s, %s) RETURNING id'
+        )
+        old = conn.execute(insert, (lock, lock, "doing", dead[0], None)).fetchone()
+        # The run queued at restart, due later so that this test's worker leaves it waiting.
+        later = datetime.now(UTC) + timedelta(hours=1)
+        newer = conn.execute(insert, (None, lock, "todo", None, later)).fetchone()
+        assert old is not None
+        assert newer is not None
+    with running_server(settings, database, worker=False) as (url, _), client_for(url) as c:
+        assert post_github(c, "ping", example("ping"), delivery="p-2").status_code == 202
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s"
+            " WHERE task_name = 'persais.process_delivery'",
+            dead,
+        )
+
+    async def work() -> None:
+        runtime = Runtime(settings, database)
+        await runtime.start(worker=True)
+        try:
+            for _ in range(400):
+                if sql("SELECT 1 FROM inbox WHERE status = 'processed'") and sql(
+                    "SELECT 1 FROM audit_log WHERE action = 'job.closed'"
+                ):
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            await runtime.stop()
+
+    asyncio.run(work())
+    assert sql("SELECT status, handled_count FROM inbox") == [("processed", 1)]
+    assert sql(
+        "SELECT id, status FROM procrastinate_jobs WHERE queueing_lock = %s ORDER BY id", lock
+    ) == [
+        (old[0], "failed"),
+        (newer[0], "todo"),
+    ]
+    [(subject, detail)] = sql("SELECT subject, detail FROM audit_log WHERE action = 'job.closed'")
+    assert subject == f"job:{old[0]}"
+    assert detail == {
+        "task": "persais.index",
+        "reason": f"superseded: a newer job waits under queueing lock {lock}",
+    }

@@ -5,7 +5,8 @@ The web process only enqueues, on the same connection and in the same transactio
 stores the delivery in the inbox: a delivery is either stored with its job or not at all.
 Workers run the `process_delivery` task. procrastinate gives us at-least-once execution,
 one worker per job, retries with backoff, and heartbeats; on top we sweep jobs left in
-`doing` by a worker that died (SIGKILL, lost machine) back to `todo`.
+`doing` by a worker that died (SIGKILL, lost machine) back to `todo`, each on its own: one
+that can never go back (a newer job holds its queueing lock) is closed, the reason audited.
 
 Mechanic jobs have their own queue, so a process can work on them alone (`persais chat`
 runs them while the person watches), and one lock, so they run one after another.
@@ -20,9 +21,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
+from procrastinate.jobs import Job, Status
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
+from app import audit
 
 QUEUE = "deliveries"
 TASK = "persais.process_delivery"
@@ -213,16 +217,47 @@ class DeliveryQueue:
             log.warning("could not wake the workers after a locked job", exc_info=True)
 
     async def _sweep_stalled(self) -> None:
-        manager = self.app.job_manager
         while True:
             try:
-                for job in await manager.get_stalled_jobs(
+                stalled = await self.app.job_manager.get_stalled_jobs(
                     seconds_since_heartbeat=self.stalled_seconds
-                ):
-                    if job.worker_id in self._own_workers:
-                        continue  # running here: this loop was slow to beat, not dead
-                    log.warning("job %s was left running by a dead worker; retrying it", job.id)
-                    await manager.retry_job(job)
+                )
             except Exception:  # the sweeper must outlive a passing database error
-                log.exception("stalled-job sweep failed")
+                log.exception("could not look for stalled jobs")
+                stalled = []
+            for job in stalled:
+                if job.worker_id not in self._own_workers:  # ours: a slow beat, not a death
+                    await self._revive(job)
             await asyncio.sleep(max(1.0, self.stalled_seconds / 2))
+
+    async def _revive(self, job: Job) -> None:
+        """Put a job a dead worker left running back to `todo`, on its own: whatever
+        happens to this one, the sweep goes on to the next."""
+        log.warning("job %s was left running by a dead worker; retrying it", job.id)
+        try:
+            await self.app.job_manager.retry_job(job)
+        except UniqueViolation as exc:
+            if exc.queueing_lock is None:
+                log.exception("could not retry stalled job %s", job.id)
+                return
+            # A newer job of its kind waits under the same queueing lock (the index queued
+            # at restart): this one can never go back to `todo`, and the newer does its work.
+            reason = f"superseded: a newer job waits under queueing lock {exc.queueing_lock}"
+            await self._close(job, reason)
+        except Exception:  # another sweeper took it first, or the database hiccuped
+            log.exception("could not retry stalled job %s", job.id)
+
+    async def _close(self, job: Job, reason: str) -> None:
+        """Mark a job finished for good (procrastinate's `failed`), the reason audited."""
+        try:
+            await self.app.job_manager.finish_job(job, Status.FAILED, delete_job=False)
+            if self._pool is not None:
+                async with self._pool.connection() as conn:
+                    await audit.record(
+                        conn, actor="persais", action="job.closed", subject=f"job:{job.id}",
+                        detail={"task": job.task_name, "reason": reason},
+                    )  # fmt: skip
+        except Exception:
+            log.exception("could not close stalled job %s (%s)", job.id, reason)
+            return
+        log.warning("closed stalled job %s (%s): %s", job.id, job.task_name, reason)
