@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     approval_timeout_seconds: float = Field(
         default=3600, alias="PERSAIS_APPROVAL_TIMEOUT_SECONDS", gt=0, le=7 * 24 * 3600
     )
+    # A stranger (Telegram, or a GitHub commenter who may not write) is told no once per
+    # window; what they send meanwhile is refused quietly and counted in the next audit row.
+    refusal_window_seconds: float = Field(
+        default=24 * 3600, alias="PERSAIS_REFUSAL_WINDOW_SECONDS", gt=0, le=30 * 24 * 3600
+    )
     git_commit: str | None = Field(default=None, alias="PERSAIS_GIT_COMMIT")
     log_level: str = Field(default="INFO", alias="PERSAIS_LOG_LEVEL")
 

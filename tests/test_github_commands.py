@@ -108,6 +108,14 @@ def test_reviews_commands_refusals_and_news(tmp_path: Path, database: str, sql: 
             audit = sql("SELECT actor, detail->>'command' FROM audit_log"
                         " WHERE action = 'github.command_refused'")  # fmt: skip
             assert audit == [("github:reader", "mechanic")]
+            # Asked again the same day: refused quietly (no second comment, no audit row).
+            again_refused = fake.issue_comment_payload(REPO, number, "/help", user="reader")
+            quiet = deliver(client, "issue_comment", again_refused)
+            wait_for(lambda: processed(sql, quiet), 30)
+            sorry = [c for c in fake.issue_comments if "Sorry @reader" in c["body"]]
+            assert len(sorry) == 1
+            assert sql("SELECT refused FROM refusals WHERE who = %s",
+                       f"github:reader@{REPO}") == [(2,)]  # fmt: skip
 
             # A custom role with read access: refused like a reader.
             custom_read = fake.issue_comment_payload(REPO, number, "/review", user="aud")

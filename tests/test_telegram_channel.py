@@ -73,23 +73,35 @@ def replies(fake: FakeTelegram, chat: int, count: int) -> list[str]:
     return fake.texts(chat)
 
 
-def test_a_stranger_gets_one_refusal_and_nothing_runs(
+def test_a_stranger_gets_one_refusal_a_day_and_nothing_runs(
     tg_settings: Settings, database: str, telegram, sql
 ) -> None:
     _, fake = telegram
+    audited = "SELECT detail->>'refused_quietly' FROM audit_log WHERE action = 'refused.stranger'"
     with persais(tg_settings, database) as client:
-        send(client, text_update(STRANGER, "/mechanic delete everything"))
-        assert replies(fake, STRANGER, 1) == [REFUSAL]
+        # 50 messages and a press: one refusal in the chat, one audit row; the press is
+        # answered (a button spins until it is) but is not audited again.
+        for n in range(50):
+            send(client, text_update(STRANGER, f"/mechanic delete everything {n}"))
         send(client, press_update(STRANGER, "ap:whatever:y", chat=STRANGER))
+        wait_for(lambda: sql("SELECT refused FROM refusals") == [(51,)], 60, "51 refused")
         wait_for(lambda: fake.sent("answerCallbackQuery"), 30)
+        assert fake.texts(STRANGER) == [REFUSAL]
+        assert sql(audited) == [("0",)]
+        # The next day (the window moved back a day): one more refusal, and its audit row
+        # counts the 50 refused quietly since the first.
+        sql("UPDATE refusals SET since = since - interval '1 day'")
+        send(client, text_update(STRANGER, "hello?"))
+        assert replies(fake, STRANGER, 2) == [REFUSAL, REFUSAL]
+        wait_for(lambda: len(sql(audited)) == 2, 30, "the second audit row")
     (answer,) = fake.sent("answerCallbackQuery")
     assert answer["text"] == REFUSAL
     assert answer["show_alert"] in (True, "true")
-    assert fake.texts(STRANGER) == [REFUSAL]
+    assert fake.texts(STRANGER) == [REFUSAL, REFUSAL]
     assert sql("SELECT count(*) FROM conversations") == [(0,)]
-    assert sql("SELECT actor FROM audit_log WHERE action = 'refused.stranger'") == [
-        (f"tg:{STRANGER}",),
-        (f"tg:{STRANGER}",),
+    assert sql(audited + " ORDER BY id") == [("0",), ("50",)]
+    assert sql("SELECT DISTINCT actor FROM audit_log WHERE action = 'refused.stranger'") == [
+        (f"tg:{STRANGER}",)
     ]
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from app import audit, outbox
+from app import audit, outbox, refusals
 from app.github import commands
 from app.github.channel import GitHubChannel, thread
 from app.github.client import GitHubApp
@@ -123,15 +124,23 @@ class GitHubService:
         subject = f"github:{owner}/{repo}#{number}"
 
         if not await self.app.may_command(int(installation), owner, repo, login):
+            # One polite refusal per person per repository per window; the rest are counted.
+            window = timedelta(seconds=self.settings.refusal_window_seconds)
             async with self.pool.connection() as conn:
-                await audit.record(
-                    conn,
-                    actor=f"github:{login}",
-                    action="github.command_refused",
-                    subject=subject,
-                    detail={"command": command.name, "comment": comment_id},
-                )
-            if await first_time(self.pool, f"refused:{comment_id}"):
+                verdict = await refusals.refuse(conn, f"github:{login}@{owner}/{repo}", window)
+                if verdict.answer:
+                    await audit.record(
+                        conn,
+                        actor=f"github:{login}",
+                        action="github.command_refused",
+                        subject=subject,
+                        detail={
+                            "command": command.name,
+                            "comment": comment_id,
+                            "refused_quietly": verdict.quietly_before,
+                        },
+                    )
+            if verdict.answer and await first_time(self.pool, f"refused:{comment_id}"):
                 await client.rest.issues.async_create_comment(
                     owner,
                     repo,

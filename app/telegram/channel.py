@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -45,7 +46,10 @@ class TelegramChannel:
         self.dispatcher = Dispatcher()
         self.dispatcher.update.outer_middleware(
             access.Allowlist(
-                set(settings.telegram_allowed_users), set(settings.telegram_admins), pool
+                set(settings.telegram_allowed_users),
+                set(settings.telegram_admins),
+                pool,
+                timedelta(seconds=settings.refusal_window_seconds),
             )
         )
         self.dispatcher.include_routers(callbacks.build_router(), messages.build_router())

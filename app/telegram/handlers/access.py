@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.types import TelegramObject, Update
 from psycopg_pool import AsyncConnectionPool
 
-from app import audit
+from app import audit, refusals
 
 REFUSAL = "Sorry, I only work for the people I know."
 
 
 class Allowlist(BaseMiddleware):
-    """Strangers get one short refusal and an audit entry; nothing else runs for them.
-    For everyone else, handlers receive `admin` (bool) and `user_name`."""
+    """Strangers get one short refusal and an audit entry per window (see app/refusals.py);
+    nothing else runs for them. For everyone else, handlers receive `admin` (bool) and
+    `user_name`."""
 
-    def __init__(self, allowed: set[int], admins: set[int], pool: AsyncConnectionPool) -> None:
+    def __init__(
+        self,
+        allowed: set[int],
+        admins: set[int],
+        pool: AsyncConnectionPool,
+        window: timedelta = timedelta(days=1),
+    ) -> None:
         self.allowed = allowed | admins
         self.admins = admins
         self.pool = pool
+        self.window = window
 
     async def __call__(
         self,
@@ -42,12 +51,19 @@ class Allowlist(BaseMiddleware):
         return await handler(event, data)
 
     async def _refuse(self, bot: Bot, update: Update, user_id: int) -> None:
+        who = f"tg:{user_id}"
         async with self.pool.connection() as conn:
-            await audit.record(
-                conn, actor=f"tg:{user_id}", action="refused.stranger",
-                subject=f"update:{update.update_id}", detail={"kind": update.event_type},
-            )  # fmt: skip
+            verdict = await refusals.refuse(conn, who, self.window)
+            if verdict.answer:
+                await audit.record(
+                    conn, actor=who, action="refused.stranger",
+                    subject=f"update:{update.update_id}",
+                    detail={"kind": update.event_type,
+                            "refused_quietly": verdict.quietly_before},
+                )  # fmt: skip
+        # A pressed button spins until answered, so a press always is (a pop-up to the
+        # presser, not a message in a chat); a message is answered once per window.
         if update.callback_query is not None:
             await bot.answer_callback_query(update.callback_query.id, REFUSAL, show_alert=True)
-        elif update.message is not None:
+        elif update.message is not None and verdict.answer:
             await bot.send_message(update.message.chat.id, REFUSAL)
