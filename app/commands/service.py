@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import os
 import signal
 import socket
+import sys
+import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from app.commands.running import Exit, open_database
@@ -38,27 +43,83 @@ def register(commands: Any) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
 
+# fly.toml's kill_timeout is 30 s: a stop that outlasts this is cut short before Fly's SIGKILL.
+SHUTDOWN_DEADLINE = 25.0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.web.server import create_app
 
-    db = open_database(settings)
+    stopping = Stopping()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stopping)
+    sock = listen(args.host, args.port)  # before anything slow: a busy port is one line
     try:
-        runtime = Runtime(settings, db.conninfo)
-        app = create_app(runtime, database_kind=db.kind, with_worker=not args.no_worker)
-        config = uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            access_log=args.access_log,
-            log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=20,
-        )
-        _uvicorn_server()(config).run()
+        db = open_database(settings)
+        try:
+            if stopping.requested:
+                return 0
+            runtime = Runtime(settings, db.conninfo)
+            app = create_app(runtime, database_kind=db.kind, with_worker=not args.no_worker)
+            config = uvicorn.Config(
+                app,
+                host=args.host,
+                port=args.port,
+                access_log=args.access_log,
+                log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=20,
+            )
+            server = _uvicorn_server()(config)
+            stopping.server = server
+            if not stopping.requested:
+                server.run(sockets=[sock])
+        finally:
+            db.release()
     finally:
-        db.release()
+        sock.close()
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Exit(2, f"port {port} is in use; pass --port N") from None
+        raise Exit(2, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class Stopping:
+    """SIGTERM and SIGINT from the very start: noted while the database opens, handed to
+    the web server once it runs, and ended by a hard exit if stopping outlasts
+    SHUTDOWN_DEADLINE (a task that ignores cancellation must not keep the process alive)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.server: Any = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.requested:
+            self.requested = True
+            timer = threading.Timer(SHUTDOWN_DEADLINE, _give_up)
+            timer.daemon = True
+            timer.start()
+        if self.server is not None:
+            self.server.handle_exit(signum, frame)
+
+
+def _give_up() -> None:
+    # The next start drops this process from the embedded server's holders.
+    print(f"persais: stopping took over {SHUTDOWN_DEADLINE:.0f} s; exiting now", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _uvicorn_server() -> type:
@@ -67,10 +128,9 @@ def _uvicorn_server() -> type:
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            # uvicorn re-raises SIGTERM/SIGINT once it has shut down, which would end the
-            # process before it lets go of the embedded Postgres; we exit normally instead.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, self.handle_exit)
+            # `Stopping` already holds SIGTERM/SIGINT and hands them on; uvicorn's own
+            # would re-raise them once it has shut down, ending the process before it
+            # lets go of the embedded Postgres.
             yield
 
     return Server
