@@ -10,7 +10,8 @@ Two profiles, each spelled out whole in one function, read-only by default:
   root), an environment built from nothing, and a filesystem made of the system's folders
   (of /etc, a few files), the interpreter and the packages the checks import, all
   read-only, a private /tmp, the worktree read-only (a test cannot rewrite the change it
-  validates) and a scratch folder, the one place it may write. No PERSAIS_HOME, no checkout with its `.env`, no key file.
+  validates) and a scratch folder, the one place it may write. No PERSAIS_HOME, no checkout
+  with its `.env`, no key file.
   Bubblewrap itself starts with an empty environment: inside, /proc/1/environ is its own.
 
 `run_sealed` runs a check under the validation profile. Its first lines (`_SEAL`) set the
