@@ -62,6 +62,22 @@ async def put(
     )
 
 
+async def put_edit(
+    conn: AsyncConnection[Any],
+    conversation: str,
+    key: str,
+    text: str,
+    channel_ref: dict[str, Any] | None,
+) -> None:
+    """Replace a message shown before, where its channel said it is (`channel_ref`, as
+    that channel gave it); with no reference, say `text` as a new message."""
+    await conn.execute(
+        "INSERT INTO outbox (conversation, key, text, channel_ref) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (key) DO NOTHING",
+        (conversation, key, text[:20_000], Jsonb(channel_ref) if channel_ref else None),
+    )
+
+
 Show = Callable[[Note], Awaitable[dict[str, Any] | None]]
 
 

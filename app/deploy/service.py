@@ -41,6 +41,7 @@ from app.deploy import files, granting, ledger, verify
 from app.deploy.fly import Handoff
 from app.deploy.here import Running, ThisProcess
 from app.deploy.ledger import Release
+from app.orchestrator import pull_questions
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
 from app.worker.queue import DEPLOY_TASK
@@ -333,7 +334,7 @@ class Deployments:
         paths = await forge.changed_paths(merged)
         outside = files.hot_deployable(paths)
         if outside:
-            await self._mark_jobs(number)
+            await self._mark_jobs(number, "merged", by)
             shown = ", ".join(outside[:5]) + (" …" if len(outside) > 5 else "")
             await say.result(
                 f"✅ Pull request #{number} merged as {merged[:12]}. It changes {shown} — outside "
@@ -449,7 +450,7 @@ class Deployments:
                 + f".\n{back} stays in service; its agents still answer."
             )
             return
-        await self._mark_jobs(release.pr_number or 0)
+        await self._mark_jobs(release.pr_number or 0, "deployed", release.pressed_by or "persais")
         commands = sorted(
             f"/{staged.agents[name].manifest.command}" for name in changed if name in staged.agents
         )
@@ -505,14 +506,17 @@ class Deployments:
             f"it finishes the {action} when it is back…"
         )
 
-    async def _mark_jobs(self, number: int) -> None:
-        async with self.pool.connection() as conn:
+    async def _mark_jobs(self, number: int, what: str, by: str) -> None:
+        """The pull request is deployed (or merged): its jobs say so, and every question
+        still open about it closes, saying `what` happened and `by` whom."""
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE jobs SET status = 'deployed', updated_at = now()"
                 " WHERE pr_number = %s AND status = 'opened' RETURNING id",
                 (number,),
             )
             deployed = [str(row[0]) for row in await cur.fetchall()]
+            await pull_questions.close(conn, number, what, by)
         if self.memory is not None:
             for job_id in deployed:
                 await self.memory.job_deployed(job_id)

@@ -18,6 +18,7 @@ from app import outbox
 from app.agents.base import Choice, Reply
 from app.deploy import granting
 from app.github.once import first_time
+from app.orchestrator import pull_questions
 from app.orchestrator.orchestrator import Orchestrator
 from app.review.reviewer import Outcome, ReviewRequest
 from app.settings import Settings
@@ -38,8 +39,13 @@ class ChatNotices:
         self.conversation = f"tg:{chat}" if chat is not None else None
 
     async def pull_request(
-        self, action: str, pull: dict[str, Any], repository: str, key: str
+        self, action: str, pull: dict[str, Any], repository: str, key: str, sender: str = "?"
     ) -> None:
+        if action == "closed" and repository == self.settings.home_repo:
+            # Its open questions ([Deploy] in any chat) close, saying what happened.
+            what = "merged" if pull.get("merged") else "closed"
+            async with self.pool.connection() as conn:
+                await pull_questions.close(conn, int(pull["number"]), what, f"github:{sender}")
         if action == "opened":
             head = "🆕 New pull request"
         elif action == "closed" and pull.get("merged"):
@@ -77,15 +83,20 @@ class ChatNotices:
         forge = mechanic_jobs.forge(self.settings, self.pool)
         grants = await granting.card_of_pull(self.pool, self.settings, forge, int(pull["number"]))
         orchestrator = await self._orchestrator()
-        question = await orchestrator.ask(
-            self.conversation, "mechanic",
-            Reply(f"{text}\nMechanic job {job}.\n" + "\n".join(grants),
-                  (Choice("deploy", "Deploy"), Choice("view", "View PR", url)),
-                  question=f"pr:{job}"),
-            requested_by="persais",
-        )  # fmt: skip
-        async with self.pool.connection() as conn:
-            await outbox.put(conn, self.conversation, question.prompt, approval=question.id)
+        text = f"{text}\nMechanic job {job}.\n" + "\n".join(grants)
+        async with pull_questions.asking(self.pool, self.conversation, job) as asked:
+            if asked is not None:  # the job's own result asked it in this chat: one [Deploy]
+                async with self.pool.connection() as conn:
+                    await outbox.put(conn, self.conversation, text, links=[("View PR", url)])
+                return
+            question = await orchestrator.ask(
+                self.conversation, "mechanic",
+                Reply(text, (Choice("deploy", "Deploy"), Choice("view", "View PR", url)),
+                      question=f"pr:{job}"),
+                requested_by="persais",
+            )  # fmt: skip
+            async with self.pool.connection() as conn:
+                await outbox.put(conn, self.conversation, question.prompt, approval=question.id)
 
     async def _mechanic_job(self, pull: dict[str, Any], repository: str) -> str | None:
         if repository != self.settings.home_repo:

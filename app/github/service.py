@@ -74,7 +74,10 @@ class GitHubService:
         payload = event.payload
         pull = payload["pull_request"]
         repository = str(payload["repository"]["full_name"])
-        await self.notices.pull_request(event.action or "", pull, repository, event.delivery_id)
+        sender = str((payload.get("sender") or {}).get("login") or "?")
+        await self.notices.pull_request(
+            event.action or "", pull, repository, event.delivery_id, sender
+        )
         if event.action not in REVIEWED_ACTIONS:
             return None
         if pull.get("draft"):

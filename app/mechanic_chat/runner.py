@@ -21,6 +21,7 @@ from app.agents.base import Choice, Reply
 from app.mechanic_chat import records
 from app.mechanic_chat.progress import ChatProgress
 from app.mechanic_chat.records import Job
+from app.orchestrator import pull_questions
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
 
@@ -240,17 +241,22 @@ class JobRunner:
         forge = mechanic_jobs.forge(self.settings, self.pool)
         return await granting.card_of_pull(self.pool, self.settings, forge, job.pr_number)
 
-    async def _ask_about_pull_request(self, job: Job, text: str) -> str:
+    async def _ask_about_pull_request(self, job: Job, text: str) -> str | None:
+        """The job's [Deploy] question; None when the admin notice already asked it in this
+        chat (the job's conversation is the admin chat): one [Deploy] per chat."""
         view = Choice("view", "View PR", job.pr_url or "")
         # A fix went onto someone's pull request: aborting must not close it.
         abort = () if job.kind == "fix" else (Choice("abort", "Abort"),)
         choices = (Choice("deploy", "Deploy"), *abort, view)
-        question = await self._ask(
-            job.conversation, "mechanic",
-            Reply(text, choices,
-                  question=f"pr:{job.id}"),
-            requested_by=job.requested_by,
-        )  # fmt: skip
+        async with pull_questions.asking(self.pool, job.conversation, job.id) as asked:
+            if asked is not None:
+                return None
+            question = await self._ask(
+                job.conversation, "mechanic",
+                Reply(text, choices,
+                      question=f"pr:{job.id}"),
+                requested_by=job.requested_by,
+            )  # fmt: skip
         async with self.pool.connection() as conn:
             await conn.execute("UPDATE jobs SET approval = %s WHERE id = %s", (question.id, job.id))
         return question.id

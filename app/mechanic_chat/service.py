@@ -15,6 +15,7 @@ from app.mechanic_chat import progress, records
 from app.mechanic_chat.records import Job
 from app.mechanic_chat.runner import Ask, JobRunner
 from app.memory import traces
+from app.orchestrator import pull_questions
 from app.settings import Settings
 from mechanic import redaction
 
@@ -181,13 +182,8 @@ class MechanicJobs:
                 " WHERE id = %s AND status = 'opened'",
                 (text, job_id),
             )
-            if job.approval is not None:  # its buttons now answer "already answered"
-                await conn.execute(
-                    "UPDATE approvals SET status = 'decided', choice = 'abort', decided_by = %s,"
-                    " decided_at = now(), delivered_at = now()"
-                    " WHERE id = %s AND status = 'pending'",
-                    (by, job.approval),
-                )
+            if job.pr_number is not None:  # its questions, in any chat, say it was aborted
+                await pull_questions.close(conn, job.pr_number, "aborted", by)
             await audit.record(conn, actor=by, action="mechanic.withdrawn", subject=f"job:{job_id}",
                                detail={"pr": job.pr_number, "branch": job.branch})  # fmt: skip
             await traces.aborted(conn, job_id)
