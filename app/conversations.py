@@ -83,13 +83,17 @@ class Conversations:
         return self.registry.current
 
     async def start(self) -> None:
-        await self.graph_pool.open(wait=True, timeout=15)
-        await self.orchestrator.start()
-        # dynamic/ at the release this process should run, before it serves anything.
-        running = await self.deployments.here.boot()
-        self.registry.root = running.agents
-        self.registry.commit = running.sha or self.build.commit
-        await self.reload()
+        try:
+            await self.graph_pool.open(wait=True, timeout=15)
+            await self.orchestrator.start()
+            # dynamic/ at the release this process should run, before it serves anything.
+            running = await self.deployments.here.boot()
+            self.registry.root = running.agents
+            self.registry.commit = running.sha or self.build.commit
+            await self.reload()
+        except BaseException:  # the next use starts afresh: leave nothing of this one open
+            await self.stop()
+            raise
         try:  # the index follows the home repository; a start is a good time to catch up
             if self._queued:
                 await self.memory.request_index()

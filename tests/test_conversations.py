@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from app.conversations import Conversations
+from app.runtime import Runtime
 from app.settings import Settings
+from app.version import BuildInfo
 from tests.support.agents import write_agent
 from tests.support.config import make_settings
 from tests.support.conversation import ASKER, conversations, say, say_in_a_new_process
@@ -171,3 +176,60 @@ def test_a_thread_written_by_another_graph_version_is_not_resumed_silently(
     texts = say_in_a_new_process(settings, database, "hello")
     assert texts[0] == route.UPGRADED
     assert "not in any mode" in texts[1]
+
+
+def test_processes_starting_together_on_a_fresh_database_all_start(
+    tmp_path: Path, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LangGraph's checkpoint setup runs under the migrations' lock: three processes that
+    start at once on a database without its tables (each on connections of its own) all
+    come up, and nothing is left open."""
+    processes = [agent_settings(tmp_path / f"p{i}", database) for i in range(3)]
+
+    async def run() -> None:
+        runtimes = [Runtime(settings, database) for settings in processes]
+        for runtime in runtimes:
+            await runtime.start(worker=False)
+        convos = [
+            Conversations(s, r.pool, database, BuildInfo("0.1.0", "test"))
+            for s, r in zip(processes, runtimes, strict=True)
+        ]
+        try:
+            started = await asyncio.gather(*(c.start() for c in convos), return_exceptions=True)
+            assert started == [None, None, None]
+            for i, convo in enumerate(convos):
+                said = await say(convo, f"/echo from {i}", user=f"cli:p{i}")
+                assert [o.text for o in said] == [f"Echo: from {i}"]
+        finally:
+            for convo in convos:
+                await convo.stop()
+            for runtime in runtimes:
+                await runtime.stop()
+        assert all(c.graph_pool.closed for c in convos)
+
+    asyncio.run(run())
+    troubles = [
+        r for r in caplog.records
+        if r.levelno >= logging.ERROR or "destroyed" in r.getMessage() or "open" in r.getMessage()
+    ]  # fmt: skip
+    assert not troubles, caplog.text
+
+
+def test_a_failed_start_closes_what_it_opened(tmp_path: Path, database: str, sql) -> None:
+    """A start that fails (here LangGraph's setup, on a damaged table of its own) leaves
+    no pool open behind it, and the error reaches the caller."""
+    sql("CREATE TABLE checkpoint_migrations (version_of_something_else integer)")
+    settings = agent_settings(tmp_path, database)
+
+    async def run() -> None:
+        runtime = Runtime(settings, database)
+        await runtime.start(worker=False)
+        convo = Conversations(settings, runtime.pool, database, BuildInfo("0.1.0", "test"))
+        try:
+            with pytest.raises(psycopg.errors.UndefinedColumn):
+                await convo.start()
+            assert convo.graph_pool.closed
+        finally:
+            await runtime.stop()
+
+    asyncio.run(run())

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from app import audit
 from app.agents.base import Reply
 from app.agents.registry import Registry
+from app.db import migrate
 from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
 from app.orchestrator.context import Deps
@@ -92,7 +93,10 @@ class Orchestrator:
 
     async def start(self) -> None:
         saver = AsyncPostgresSaver(self.graph_pool)  # type: ignore[arg-type]  # dict_row pool
-        await saver.setup()  # LangGraph's own tables and migrations; idempotent
+        # LangGraph's own tables and migrations: idempotent, but not safe to run at the same
+        # moment from two processes, so under the lock of our own migrations.
+        async with self.graph_pool.connection() as conn, migrate.schema_lock(conn):
+            await saver.setup()
         self._conversation = conversation_graph(saver)
         self._approval = approval_graph(saver)
 
