@@ -32,6 +32,15 @@ class Context:
 Handler = Callable[[Event, Context], Awaitable[None]]
 
 
+class DropDelivery(Exception):
+    """A handler cannot read this delivery and never will (a shape or kind it does not
+    know): the worker closes it as ignored, counted by `reason`, and does not retry it."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 class Router:
     def __init__(self, *others: Router) -> None:
         self._handlers: dict[tuple[str, str, str | None], list[Handler]] = {}

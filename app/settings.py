@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     worker_stalled_seconds: int = Field(
         default=30, alias="PERSAIS_WORKER_STALLED_SECONDS", ge=2, le=3600
     )
+    # Bytes that webhook bodies not yet verified may hold, across all connections (one
+    # GitHub delivery is at most 25 MB); past it a request gets 503 and Retry-After.
+    unverified_body_bytes: int = Field(
+        default=32 * 1024 * 1024, alias="PERSAIS_UNVERIFIED_BODY_BYTES", ge=1024
+    )
     agents_dir: Path | None = Field(default=None, alias="PERSAIS_AGENTS_DIR")
     # Refuse to run dynamic agents outside bubblewrap (on in the container image and on Fly).
     require_sandbox: bool = Field(default=False, alias="PERSAIS_REQUIRE_SANDBOX")

@@ -13,11 +13,15 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
+from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
 from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
 
 from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Orchestrator, Outbound
 from app.outbox import Note
+from app.routing import DropDelivery
 from app.settings import Settings
 from app.telegram.keyboards import approval_keyboard, decided_text, link_keyboard
 from app.telegram.retry import RetryAfter
@@ -57,8 +61,18 @@ class TelegramChannel:
         self._next_slot: dict[int, float] = {}
 
     async def feed(self, update: dict[str, Any]) -> None:
-        await self.dispatcher.feed_raw_update(
-            self.bot, update, orchestrator=self.orchestrator, channel=self
+        """Hand an update to the routers; one they cannot read is dropped, not retried."""
+        kinds = [key for key in update if key != "update_id"]
+        if len(kinds) != 1 or kinds[0] not in ALLOWED_UPDATES:
+            raise DropDelivery("unhandled_kind", f"an update of kind {kinds} is not read")
+        try:  # validated apart from the handlers, so that their errors are retried
+            parsed = Update.model_validate(update, context={"bot": self.bot})
+            parsed.event_type  # noqa: B018 -- raises for a kind aiogram does not know
+        except (ValidationError, UpdateTypeLookupError) as exc:
+            first = str(exc).splitlines()[:2]
+            raise DropDelivery("malformed", "unreadable update: " + " ".join(first)) from None
+        await self.dispatcher.feed_update(
+            self.bot, parsed, orchestrator=self.orchestrator, channel=self
         )
 
     async def close(self) -> None:

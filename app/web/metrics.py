@@ -25,6 +25,10 @@ class Metrics:
             "persais_deliveries_refused", "Webhook requests refused, by reason",
             ["source", "reason"], registry=r,
         )  # fmt: skip
+        self.dropped = Counter(
+            "persais_deliveries_dropped", "Deliveries acknowledged and dropped unread, by reason",
+            ["source", "reason"], registry=r,
+        )  # fmt: skip
         self.processed = Counter(
             "persais_deliveries_processed", "Deliveries taken by this process's worker, by outcome",
             ["source", "outcome"], registry=r,

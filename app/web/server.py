@@ -17,6 +17,7 @@ from app.db import migrate
 from app.intake import Intake
 from app.runtime import Runtime
 from app.version import build_info
+from app.web.body import BodyBudget
 from app.web.health import Readiness, health
 from app.web.metrics import TimingMiddleware
 from app.web.webhooks import WebhookIngress
@@ -38,6 +39,7 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
             else None
         ),
         telegram_bot_id=settings.telegram_bot_id,
+        unverified_bodies=BodyBudget(settings.unverified_body_bytes),
     )
     readiness = Readiness(
         pool=runtime.pool,

@@ -6,12 +6,12 @@ import hashlib
 import hmac
 
 
-def github_signature(secret: bytes, body: bytes) -> str:
+def github_signature(secret: bytes, body: bytes | bytearray) -> str:
     """The `X-Hub-Signature-256` value GitHub sends for `body`."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def verify_github(secret: bytes, body: bytes, header: str | None) -> bool:
+def verify_github(secret: bytes, body: bytes | bytearray, header: str | None) -> bool:
     """Constant-time check of `X-Hub-Signature-256` over the raw body."""
     if not secret or not header:
         return False

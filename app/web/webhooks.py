@@ -1,24 +1,28 @@
 """Webhook ingress: verify the sender, store the delivery with its job, answer at once.
 
 Nothing slow happens here. A refused request stores nothing; a repeated delivery id is
-answered as accepted and not queued again.
+answered as accepted and not queued again; a Telegram update of a kind Persais does not
+read is answered and dropped.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.inbox import Delivery
 from app.intake import Intake, Unstorable
 from app.web import signature
+from app.web.body import BodyBudget, read_body
 from app.web.metrics import Metrics
+from app.web.payload import parse_object
+from app.web.refusal import Refusal
+from app.web.telegram_updates import unread_kind
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +32,13 @@ _EVENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DELIVERY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
-class Refusal(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class Dropped(Exception):
+    """Acknowledged and not stored: nothing in Persais reads it."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(kind)
         self.reason = reason
-        self.message = message
+        self.kind = kind
 
 
 @dataclass
@@ -43,6 +48,7 @@ class WebhookIngress:
     github_secret: bytes | None
     telegram_secret: bytes | None
     telegram_bot_id: int | None
+    unverified_bodies: BodyBudget
 
     async def github(self, request: Request) -> Response:
         try:
@@ -56,16 +62,21 @@ class WebhookIngress:
             delivery = await self._telegram_delivery(request)
         except Refusal as refusal:
             return self._refuse("telegram", refusal)
+        except Dropped as dropped:
+            self.metrics.dropped.labels("telegram", dropped.reason).inc()
+            log.debug("dropped a Telegram update of kind %r: nothing reads it", dropped.kind)
+            return JSONResponse({"status": "dropped", "reason": dropped.reason}, status_code=200)
         return await self._store(delivery, accepted=200)
 
     async def _github_delivery(self, request: Request) -> Delivery:
         if not self.github_secret:
             raise Refusal(403, "unconfigured", "GitHub webhooks are off: set GITHUB_WEBHOOK_SECRET")
-        body = await _read_body(request, GITHUB_MAX_BODY)
-        if not signature.verify_github(
-            self.github_secret, body, request.headers.get("x-hub-signature-256")
-        ):
-            raise Refusal(401, "signature", "X-Hub-Signature-256 is missing or does not match")
+        with self.unverified_bodies.hold() as held:
+            body = await read_body(request, GITHUB_MAX_BODY, held)
+            if not signature.verify_github(
+                self.github_secret, body, request.headers.get("x-hub-signature-256")
+            ):
+                raise Refusal(401, "signature", "X-Hub-Signature-256 is missing or does not match")
         event = request.headers.get("x-github-event", "")
         delivery_id = request.headers.get("x-github-delivery", "")
         if not _EVENT_RE.match(event):
@@ -73,7 +84,7 @@ class WebhookIngress:
         if not _DELIVERY_RE.match(delivery_id):
             raise Refusal(400, "headers", "X-GitHub-Delivery is missing or malformed")
         _require_json(request)
-        payload, text = _parse_object(body)
+        payload, text = parse_object(body)
         action = payload.get("action")
         return Delivery(
             source="github",
@@ -94,16 +105,18 @@ class WebhookIngress:
         ):
             raise Refusal(401, "signature", "X-Telegram-Bot-Api-Secret-Token does not match")
         _require_json(request)
-        body = await _read_body(request, TELEGRAM_MAX_BODY)
-        update, text = _parse_object(body)
+        body = await read_body(request, TELEGRAM_MAX_BODY)
+        update, text = parse_object(body)
         update_id = update.get("update_id")
         if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
             raise Refusal(400, "payload", "the update has no integer update_id")
-        kinds = [key for key in update if key != "update_id"]
+        kind = unread_kind(update)
+        if kind is not None:
+            raise Dropped("unhandled_kind", kind)
         return Delivery(
             source="telegram",
             delivery_id=f"{self.telegram_bot_id}:{update_id}",
-            event=kinds[0] if kinds and _EVENT_RE.match(kinds[0]) else "unknown",
+            event=next(key for key in update if key != "update_id"),
             action=None,
             body=text,
             lock=_telegram_chat(update),
@@ -131,24 +144,12 @@ class WebhookIngress:
     def _refuse(self, source: str, refusal: Refusal) -> Response:
         self.metrics.refused.labels(source, refusal.reason).inc()
         log.warning("refused %s webhook (%d): %s", source, refusal.status, refusal.message)
-        return JSONResponse({"error": refusal.message}, status_code=refusal.status)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise Refusal(413, "too_large", f"the body is over {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Refusal(413, "too_large", f"the body is over {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise Refusal(400, "disconnect", "the client went away mid-body") from None
-    return b"".join(chunks)
+        headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
+        return JSONResponse(
+            {"error": refusal.message, "reason": refusal.reason},
+            status_code=refusal.status,
+            headers=headers,
+        )
 
 
 def _telegram_chat(update: dict[str, Any]) -> str | None:
@@ -167,14 +168,3 @@ def _require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
         raise Refusal(415, "content_type", "expected Content-Type: application/json")
-
-
-def _parse_object(body: bytes) -> tuple[dict[str, Any], str]:
-    try:
-        text = body.decode("utf-8")
-        payload = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        raise Refusal(400, "payload", "the body is not valid UTF-8 JSON") from None
-    if not isinstance(payload, dict):
-        raise Refusal(400, "payload", "the body is not a JSON object")
-    return payload, text

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from psycopg_pool import AsyncConnectionPool
 
 from app import inbox
-from app.routing import Context, Event, Router
+from app.routing import Context, DropDelivery, Event, Router
 from app.web.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,16 @@ class Dispatcher:
             if handlers:  # the payload is read only when someone will look at it
                 event = replace(event, payload=await inbox.payload(conn, inbox_id))
 
+        dropped: DropDelivery | None = None
         try:
             for handler in handlers:
                 await handler(event, Context(pool=self.pool, worker=worker))
+        except DropDelivery as exc:
+            dropped = exc
+            log.info(
+                "dropped delivery %s (%s %s): %s",
+                event.delivery_id, event.source, event.name, exc,
+            )  # fmt: skip
         except Exception as exc:  # the worker's outer edge: any handler failure is recorded
             dead = attempt.attempt >= self.max_attempts
             error = "".join(traceback.format_exception_only(exc)).strip()
@@ -66,11 +73,23 @@ class Dispatcher:
                 return outcome
             raise RetryDelivery(error) from exc
 
-        outcome = "processed" if handlers else "ignored"
+        outcome = "processed" if handlers and dropped is None else "ignored"
+        if not handlers:
+            log.debug(
+                "delivery %s (%s %s): no handler reads it",
+                event.delivery_id, event.source, event.name,
+            )  # fmt: skip
+            self._drop(event.source, "unhandled_kind")
+        elif dropped is not None:
+            self._drop(event.source, dropped.reason)
         async with self.pool.connection() as conn:
             await inbox.finish(conn, inbox_id, outcome, worker)
         self._count(event.source, outcome)
         return outcome
+
+    def _drop(self, source: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.dropped.labels(source=source, reason=reason).inc()
 
     def _count(self, source: str, outcome: str) -> None:
         if self.metrics is not None:
