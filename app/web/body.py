@@ -51,9 +51,10 @@ class Held:
         self.size += size
 
 
-async def read_body(request: Request, limit: int, held: Held | None = None) -> bytearray:
-    """The whole body, at most `limit` bytes; with `held`, its bytes count against the budget
-    (all of a declared length at once, before reading; a chunked body chunk by chunk)."""
+async def read_body(request: Request, limit: int, held: Held | None = None) -> list[bytes]:
+    """The body's chunks as they came, at most `limit` bytes in all (kept apart: a growing
+    buffer would copy, and its freed copies stay in the heap). With `held`, the bytes count
+    against the budget: all of a declared length at once before reading, else chunk by chunk."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit():
         if int(declared) > limit:
@@ -61,14 +62,16 @@ async def read_body(request: Request, limit: int, held: Held | None = None) -> b
         if held is not None:
             held.take(int(declared))
             held = None  # h11 holds the body to its declared length
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     try:
         async for chunk in request.stream():
-            if len(body) + len(chunk) > limit:
+            size += len(chunk)
+            if size > limit:
                 raise Refusal(413, "too_large", f"the body is over {limit} bytes")
             if held is not None:
                 held.take(len(chunk))
-            body += chunk
+            chunks.append(chunk)
     except ClientDisconnect:
         raise Refusal(400, "disconnect", "the client went away mid-body") from None
-    return body
+    return chunks

@@ -21,7 +21,7 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
-def parse_object(body: bytes | bytearray) -> tuple[dict[str, Any], str]:
+def parse_object(body: bytes) -> tuple[dict[str, Any], str]:
     """The payload and its text, or a 400 saying why not."""
     try:
         text = body.decode("utf-8")

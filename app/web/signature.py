@@ -6,12 +6,15 @@ import hashlib
 import hmac
 
 
-def github_signature(secret: bytes, body: bytes | bytearray) -> str:
-    """The `X-Hub-Signature-256` value GitHub sends for `body`."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def github_signature(secret: bytes, body: bytes | list[bytes]) -> str:
+    """The `X-Hub-Signature-256` value GitHub sends for `body` (whole, or in its chunks)."""
+    mac = hmac.new(secret, digestmod=hashlib.sha256)
+    for part in [body] if isinstance(body, bytes) else body:
+        mac.update(part)
+    return "sha256=" + mac.hexdigest()
 
 
-def verify_github(secret: bytes, body: bytes | bytearray, header: str | None) -> bool:
+def verify_github(secret: bytes, body: bytes | list[bytes], header: str | None) -> bool:
     """Constant-time check of `X-Hub-Signature-256` over the raw body."""
     if not secret or not header:
         return False

@@ -84,7 +84,7 @@ class WebhookIngress:
         if not _DELIVERY_RE.match(delivery_id):
             raise Refusal(400, "headers", "X-GitHub-Delivery is missing or malformed")
         _require_json(request)
-        payload, text = parse_object(body)
+        payload, text = parse_object(b"".join(body))
         action = payload.get("action")
         return Delivery(
             source="github",
@@ -105,7 +105,7 @@ class WebhookIngress:
         ):
             raise Refusal(401, "signature", "X-Telegram-Bot-Api-Secret-Token does not match")
         _require_json(request)
-        body = await read_body(request, TELEGRAM_MAX_BODY)
+        body = b"".join(await read_body(request, TELEGRAM_MAX_BODY))
         update, text = parse_object(body)
         update_id = update.get("update_id")
         if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
