@@ -12,10 +12,11 @@ import pytest
 
 from app.settings import Settings
 from app.web.payload import MAX_DEPTH, nesting
+from app.web.signature import github_signature
 from tests.support.config import make_settings
 from tests.support.server import client_for, running_server
 from tests.support.waiting import wait_for
-from tests.support.webhooks import TELEGRAM_SECRET, example, github_headers
+from tests.support.webhooks import TELEGRAM_SECRET, example, github_headers, telegram_update
 
 
 @pytest.fixture
@@ -34,6 +35,12 @@ def test_nesting_counts_brackets_outside_strings() -> None:
     assert nesting('{"a": [1, {"b": "[[[{{{"}], "c\\"[[": []}') == 3
     assert nesting('"just a string"') == 0
     assert nesting(deep(5000, "object")) == 5000
+
+
+def test_the_signature_over_chunks_is_the_signature_over_the_body() -> None:
+    body = b'{"zen": "Keep it logically awesome."}' * 1000
+    chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+    assert github_signature(b"secret", chunks) == github_signature(b"secret", body)
 
 
 @pytest.mark.parametrize("kind", ["array", "object"])
@@ -68,6 +75,7 @@ def test_nesting_up_to_the_bound_is_accepted(client: httpx.Client, sql) -> None:
         b'{"update_id": 1, "n": ' + b"1" * 5000 + b"}",  # past int's digit limit
         b'{"update_id": 1, "n": NaN}',
         b'{"update_id": 1, "message": {"text": "a\\u0000b"}}',
+        json.dumps({"action": "a\u0000", **telegram_update(1)}).encode(),  # NUL: jsonb says no
         b'{"update_id": 1, "message": ' + b"[" * 2000,  # unterminated, and deep
         b'{"update_id": 1, "message": "' + b"\\" * 3 + b"}",
         b"",
