@@ -122,6 +122,16 @@ def test_a_mechanic_pull_request_asked_for_in_the_admin_chat_gets_one_deploy(
                 job = await convo.mechanic.job(second)
                 assert job is not None
                 await convo.mechanic.runner._announce(job)
+                # Closed on GitHub by a person: its question closes, saying so; the other
+                # pull request's stays. The App's own merge (a Deploy's) closes nothing.
+                closed = {**pull, "state": "closed", "merged": False}
+                await notices.pull_request("closed", closed, HOME, f"c-{second}", "")
+                async with convo.pool.connection() as conn:
+                    assert len(await approvals.pending_in(conn, admin_chat)) == 2
+                await notices.pull_request("closed", closed, HOME, f"c-{second}", "ada")
+                async with convo.pool.connection() as conn:
+                    (still,) = await approvals.pending_in(conn, admin_chat)
+                assert still.question == f"pr:{first}"
 
         asyncio.run(run())
     jobs = [row[0] for row in sql("SELECT id FROM jobs ORDER BY created_at")]
@@ -131,6 +141,9 @@ def test_a_mechanic_pull_request_asked_for_in_the_admin_chat_gets_one_deploy(
                     admin_chat, f"pr:{job}")  # fmt: skip
         assert asked == [(1,)], job
     # Both messages were said; only one of each pair carries the question.
-    rows = sql("SELECT approval IS NOT NULL FROM outbox WHERE conversation = %s ORDER BY id",
+    rows = sql("SELECT approval IS NOT NULL FROM outbox WHERE conversation = %s"
+               " AND (key IS NULL OR key NOT LIKE 'closed:%%') ORDER BY id",
                admin_chat)  # fmt: skip
     assert sorted(r[0] for r in rows) == [False, False, True, True]
+    (told,) = sql("SELECT text FROM outbox WHERE key LIKE 'closed:%%'")
+    assert "closed by github:ada." in told[0]

@@ -41,7 +41,9 @@ class ChatNotices:
     async def pull_request(
         self, action: str, pull: dict[str, Any], repository: str, key: str, sender: str = "?"
     ) -> None:
-        if action == "closed" and repository == self.settings.home_repo:
+        """`sender`: who acted on GitHub; "" for the App itself (a Deploy's merge: the
+        deploy closes the pull request's questions when it is done, saying "deployed")."""
+        if action == "closed" and repository == self.settings.home_repo and sender:
             # Its open questions ([Deploy] in any chat) close, saying what happened.
             what = "merged" if pull.get("merged") else "closed"
             async with self.pool.connection() as conn:

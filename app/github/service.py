@@ -75,6 +75,8 @@ class GitHubService:
         pull = payload["pull_request"]
         repository = str(payload["repository"]["full_name"])
         sender = str((payload.get("sender") or {}).get("login") or "?")
+        if event.action == "closed" and sender == await self.app.bot_login():
+            sender = ""  # the App merged it for a Deploy, which says what became of it
         await self.notices.pull_request(
             event.action or "", pull, repository, event.delivery_id, sender
         )
