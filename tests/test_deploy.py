@@ -137,7 +137,7 @@ def test_a_smoke_answer_that_differs_from_the_test_fails_the_release(
     asyncio.run(run())
 
 
-def test_rollback_restores_the_previous_agents_and_offers_a_revert(
+def test_rollback_restores_the_previous_agents_and_merges_the_revert(
     settings: Settings, database: str, sql
 ) -> None:
     async def run() -> None:
@@ -160,30 +160,27 @@ def test_rollback_restores_the_previous_agents_and_offers_a_revert(
             result = await outcome(convo)
             assert result.startswith("↩ Rolled back: release 1 (image ")
             assert ") is in service again (was release 2 (" in result
-            assert f"Open a pull request that reverts #{number}?" in result
+            # The local forge has nobody to merge a revert but Persais: it is merged here.
+            assert f"\nThe revert of #{number} is merged as " in result
+            assert result.endswith("(pull request #2).")
             assert (await say(convo, "/echo Hello"))[0].startswith("Unknown command /echo")
-            # The revert pull request, offered with the result.
-            async with convo.pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT approval FROM outbox WHERE key LIKE 'deploy:%%:result'"
-                    " AND approval IS NOT NULL"
-                )
-                (approval,) = await cur.fetchone()
-            await convo.orchestrator.press(approval, "revert", user="cli:ada", admin=True)
-            assert (await outcome(convo)).startswith("↩ Revert pull request #2 opened.")
 
     asyncio.run(run())
     assert sql("SELECT release, status FROM release_events WHERE id > 5 ORDER BY id") == [
         (2, "rolled_back"),
         (1, "live"),
     ]
-    ((branch, state),) = sql("SELECT branch, state FROM pull_requests WHERE number = 2")
-    assert (branch, state) == ("persais/revert-release-2", "open")
+    ((branch, state, merge),) = sql(
+        "SELECT branch, state, merge_sha FROM pull_requests WHERE number = 2"
+    )
+    assert (branch, state) == ("persais/revert-release-2", "merged")
+    ((detail,),) = sql("SELECT detail FROM audit_log WHERE action = 'release.reverted'")
+    assert detail == {"pr": 2, "merge": merge}
     bare = settings.home / "forge" / "persais.git"
     from tests.support.deploys import git
 
-    assert "echo" not in git(bare, "ls-tree", "-r", "--name-only", branch)
-    assert "dynamic/agents/echo/agent.py" in git(bare, "ls-tree", "-r", "--name-only", "main")
+    assert git(bare, "rev-parse", "main") == merge
+    assert "dynamic/agents/echo" not in git(bare, "ls-tree", "-r", "--name-only", "main")
 
 
 def test_a_restart_after_deploy_loads_the_released_set_even_on_a_fresh_disk(

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.agents import grants
 from app.agents.grants import Change, Grants
 from app.agents.manifest import ManifestError, parse_manifest
-from app.deploy import files, ledger
+from app.deploy import files, ledger, reverts
 from app.settings import Settings
 from mechanic.workspace import git
 
@@ -105,6 +105,7 @@ async def card_of_pull(
     they cannot be read (the deploy reads them again, and refuses what it must)."""
     try:
         lines = card(await of_pull(pool, settings, forge, number))
+        lines += await reverts.card(pool, forge, number)
     except Exception as exc:  # the forge or git unreachable: the card still goes out
         log.warning("could not read the grants of pull request #%s: %s", number, exc)
         lines = ["grants: could not be read now; the deploy checks them"]

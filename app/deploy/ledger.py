@@ -99,6 +99,17 @@ async def history(conn: AsyncConnection[Any], limit: int = 10) -> list[Release]:
     return [Release(**row) for row in await cur.fetchall()]
 
 
+async def went_live(conn: AsyncConnection[Any]) -> list[Release]:
+    """Every merge release that was ever in service, oldest first (whatever it is now)."""
+    where = (
+        "WHERE r.source = 'merge' AND EXISTS (SELECT 1 FROM release_events l"
+        " WHERE l.release = r.id AND l.status = 'live') ORDER BY r.id"
+    )
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_SELECT + where)
+    return [Release(**row) for row in await cur.fetchall()]
+
+
 async def previous_good(conn: AsyncConnection[Any], release: Release) -> Release | None:
     """The release to go back to from `release`: along the chain of releases each was cut
     on top of, the first that was in service and was not rolled back or failed."""

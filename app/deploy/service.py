@@ -37,7 +37,7 @@ from app.agents import grants
 from app.agents.base import Choice, Reply
 from app.agents.grants import Change
 from app.agents.registry import Registry
-from app.deploy import files, granting, ledger, verify
+from app.deploy import files, granting, ledger, reverts, verify
 from app.deploy.fly import Handoff
 from app.deploy.here import Running, ThisProcess
 from app.deploy.ledger import Release
@@ -317,6 +317,9 @@ class Deployments:
             merged = pull.merge_sha  # merged by an earlier run of this deploy
         else:
             await self._check(pull, validated, forge)
+            await self._not_held(
+                number, forge, f"refs/heads/{pull.base}", await reverts.touched_by_pull(forge, pull)
+            )
             if not say.admin:  # against the release in service now, before anything merges
                 found = await granting.of_pull(self.pool, self.settings, forge, number)
                 await self._may_grant(number, by, found)
@@ -342,6 +345,8 @@ class Deployments:
                 "deploy workflow (.github/workflows/fly-deploy.yml)."
             )
             return
+        # A base that still held a rolled-back agent (its revert not merged before this).
+        await self._not_held(number, forge, merged, files.agents_touched(paths), merged=True)
         # The release's grants are its manifests' as merged, checked against the release in
         # service at this moment (deploys and rollbacks run one at a time).
         granted = grants.of_folder((await self.here.files(merged)).agents)
@@ -363,6 +368,23 @@ class Deployments:
                 conn, actor=by, action="release.cut", subject=f"release:{release.id}", detail=detail
             )
         await self._load(release, say, paths)
+
+    async def _not_held(
+        self, number: int, forge: Any, ref: str, deploying: set[str] | frozenset[str],
+        *, merged: bool = False,
+    ) -> None:  # fmt: skip
+        """Refuse a release that would serve a rolled-back agent again (its revert is not
+        merged), unless the pull request itself touches that agent."""
+        found = await reverts.held(self.pool, forge, ref, deploying=frozenset(deploying))
+        if not found:
+            return
+        base = (await forge.pull_state(number)).base
+        why = "; ".join(held.line(base) for held in found)
+        async with self.pool.connection() as conn:
+            await audit.record(conn, actor="persais", action="deploy.refused",
+                               subject=f"pr:{number}", detail={"why": why})  # fmt: skip
+        done = f"pull request #{number} is merged, but " if merged else ""
+        raise Refused(f"Not deployed: {done}{why}.")
 
     async def _may_grant(
         self, number: int, by: str, found: list[Change], *, merged: bool = False
@@ -561,6 +583,9 @@ class Deployments:
         if current.pr_number is None or current.sha is None:
             await say.result(text)
             return
+        if self.settings.home_repo is None:  # the local forge: only Persais can merge there
+            await say.result(text + await self._merge_revert(current, by))
+            return
         question = await self._ask(
             say.conversation, "rollback",
             Reply(text + f"\nOpen a pull request that reverts #{current.pr_number}?",
@@ -594,14 +619,47 @@ class Deployments:
             release = await ledger.get(conn, release_id)
         if release is None or release.sha is None or release.pr_number is None:
             raise Refused(f"Release {release_id} has no merge to revert.")
+        try:
+            pull = await self._open_revert(release, by, self.forge())
+        except MergeRefused as exc:
+            raise Refused(f"No revert pull request: {exc}") from None
+        await say.result(
+            f"↩ Revert pull request #{pull.number} opened.", links=[("View PR", pull.url)]
+        )
+
+    async def _merge_revert(self, release: Release, by: str) -> str:
+        """Open the revert of `release`'s merge and merge it (the local forge); what to add
+        to the rollback's result."""
         forge = self.forge()
+        try:
+            pull = await self._open_revert(release, by, forge)
+            merged = await forge.merge(
+                pull.number, sha=pull.head_sha, title=f"Revert #{release.pr_number}"
+            )
+        except MergeRefused as exc:
+            return (
+                f"\n⚠ The revert of #{release.pr_number} was not merged: {exc}. Until it is, "
+                "a deploy is refused while the base still holds the rolled-back agents."
+            )
+        async with self.pool.connection() as conn:
+            await audit.record(conn, actor=by, action="release.reverted",
+                               subject=f"release:{release.id}",
+                               detail={"pr": pull.number, "merge": merged})  # fmt: skip
+        if self.memory is not None:
+            await self.memory.request_index()
+        return (
+            f"\nThe revert of #{release.pr_number} is merged as {merged[:12]} "
+            f"(pull request #{pull.number})."
+        )
+
+    async def _open_revert(self, release: Release, by: str, forge: Any) -> Any:
+        """The revert pull request of `release`'s merge (MergeRefused: it cannot be made)."""
+        assert release.sha is not None
+        assert release.pr_number is not None
         base = (await forge.pull_state(release.pr_number)).base
         branch = f"persais/revert-release-{release.id}"
         title = f"Revert #{release.pr_number} (rolled back {release.label()})"
-        try:
-            head = await forge.revert_branch(release.sha, base, branch, title)
-        except MergeRefused as exc:
-            raise Refused(f"No revert pull request: {exc}") from None
+        head = await forge.revert_branch(release.sha, base, branch, title)
         pull = await forge.publish(
             job_id=f"revert-{release.id}", branch=branch, head_sha=head, base=base, title=title,
             body=f"Reverts {release.sha} (pull request #{release.pr_number}), rolled back by "
@@ -615,9 +673,7 @@ class Deployments:
                 subject=f"release:{release.id}",
                 detail={"pr": pull.number},
             )
-        await say.result(
-            f"↩ Revert pull request #{pull.number} opened.", links=[("View PR", pull.url)]
-        )
+        return pull
 
 
 @dataclass
