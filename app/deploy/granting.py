@@ -105,10 +105,13 @@ async def card_of_pull(
     they cannot be read (the deploy reads them again, and refuses what it must)."""
     try:
         lines = card(await of_pull(pool, settings, forge, number))
-        lines += await reverts.card(pool, forge, number)
     except Exception as exc:  # the forge or git unreachable: the card still goes out
         log.warning("could not read the grants of pull request #%s: %s", number, exc)
         lines = ["grants: could not be read now; the deploy checks them"]
+    try:
+        lines += await reverts.card(pool, forge, number)
+    except Exception as exc:  # as above: the deploy checks it again, and refuses
+        log.warning("could not read what the base of #%s still holds: %s", number, exc)
     return lines + sandbox_warning(settings)
 
 

@@ -78,6 +78,9 @@ async def touched_by_pull(forge: Any, pull: Any) -> frozenset[str]:
 async def card(pool: AsyncConnectionPool, forge: Any, number: int) -> list[str]:
     """The Deploy card's warnings for open pull request `number`: each rolled-back agent its
     base still holds (a deploy is refused until the revert is merged)."""
+    async with pool.connection() as conn:
+        if not any(r.status == "rolled_back" for r in await ledger.went_live(conn)):
+            return []
     pull = await forge.pull_state(number)
     if pull.state != "open":
         return []
