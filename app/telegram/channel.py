@@ -58,7 +58,10 @@ class TelegramChannel:
         )
         self.dispatcher.include_routers(callbacks.build_router(), messages.build_router())
         self.min_interval = 1.0  # Telegram: about one message a second per chat
-        self._next_slot: dict[int, float] = {}
+        # New messages and edits are paced apart: an answer must not wait behind a progress
+        # line's edit (after a deploy's handoff, "is live" and then the progress line's last
+        # edit held the new process's first answer back a steady 2 s).
+        self._next_slot: dict[tuple[int, bool], float] = {}
 
     async def feed(self, update: dict[str, Any]) -> None:
         """Hand an update to the routers; one they cannot read is dropped, not retried."""
@@ -87,12 +90,13 @@ class TelegramChannel:
             if question:
                 await self.send(chat_id, Outbound(note.text, question.agent, question))
                 return None
-            await self._pace(chat_id)
-            if note.key is not None and note.channel_ref:
+            ref = note.channel_ref if note.key is not None else None
+            await self._pace(chat_id, edit=bool(ref))
+            if ref:
                 try:
                     await self.bot.edit_message_text(
                         text=note.text[:4096], chat_id=chat_id,
-                        message_id=note.channel_ref["message_id"],
+                        message_id=ref["message_id"],
                     )  # fmt: skip
                     return None
                 except TelegramBadRequest as exc:
@@ -107,12 +111,13 @@ class TelegramChannel:
             log.info("chat %s blocked the bot; dropping outbox row %s", chat_id, note.id)
             return None
 
-    async def _pace(self, chat_id: int) -> None:
-        """Wait for this chat's next free slot. The slot is taken before sleeping, so
-        concurrent senders (a reply, the outbox) queue up instead of colliding."""
+    async def _pace(self, chat_id: int, *, edit: bool = False) -> None:
+        """Wait for this chat's next free slot for a new message (or, `edit`, for an edit).
+        The slot is taken before sleeping, so concurrent senders (a reply, the outbox)
+        queue up instead of colliding."""
         now = time.monotonic()
-        slot = max(now, self._next_slot.get(chat_id, 0.0))
-        self._next_slot[chat_id] = slot + self.min_interval
+        slot = max(now, self._next_slot.get((chat_id, edit), 0.0))
+        self._next_slot[chat_id, edit] = slot + self.min_interval
         if slot > now:
             await asyncio.sleep(slot - now)
 
