@@ -28,7 +28,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.test_first_evolution import ECHO_REQUEST, ECHO_SCRIPT, green  # noqa: E402
+from tests.e2e.test_first_evolution import (  # noqa: E402
+    ECHO_REQUEST,
+    ECHO_SCRIPT,
+    deploy_offer,
+    green,
+)
 from tests.support.fake_telegram import ADA, press_update, text_update  # noqa: E402
 from tests.support.stack import Stack, pick, stack  # noqa: E402
 
@@ -57,8 +62,8 @@ def one_run() -> dict[str, float]:
             t0 = time.monotonic()
             s.tell(text_update(ADA, f"/mechanic {ECHO_REQUEST}"))
             progress = until(lambda: first_at(s, "🔧 Mechanic job"))
-            (offer,) = until(lambda: s.with_buttons(["Deploy", "Abort", "View PR"]))
             pr = until(lambda: first_at(s, "✅ Pull request"))
+            _, offer = deploy_offer(s)  # on the job's result or the admin notice
             pull = next(p for p in s.github.pulls.values() if p.head.startswith("mechanic/"))
             until(lambda: green(s, pull.head_sha))
             reviewed = time.monotonic()
