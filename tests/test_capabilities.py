@@ -187,12 +187,7 @@ def test_from_inside_a_host_a_granted_host_answers_and_an_unlisted_one_is_refuse
     async def run() -> tuple[int, list[str], int]:
         count: list[int] = []
         async with web(count) as port:
-            folder = write_agent(tmp_path, "fetch", HTTP_AGENT)
-            toml = folder / "agent.toml"
-            toml.write_text(
-                toml.read_text().replace("permissions = []", "")
-                + f'[permissions.http]\nhosts = ["127.0.0.1:{port}"]\n'
-            )
+            write_http_agent(tmp_path, "fetch", HTTP_AGENT, f"127.0.0.1:{port}")
             registry = Registry(tmp_path, [], _context, launcher())
             agents = await registry.reload()
             assert agents.sandboxed
@@ -238,12 +233,7 @@ def test_a_host_gets_a_bounded_number_of_capability_calls_served_at_once(
     async def run() -> tuple[str, int]:
         count: list[int] = []
         async with web(count) as port:
-            folder = write_agent(tmp_path, "flood", FLOOD_AGENT)
-            toml = folder / "agent.toml"
-            toml.write_text(
-                toml.read_text().replace("permissions = []", "")
-                + f'[permissions.http]\nhosts = ["127.0.0.1:{port}"]\n'
-            )
+            write_http_agent(tmp_path, "flood", FLOOD_AGENT, f"127.0.0.1:{port}")
             registry = Registry(tmp_path, [], _context, launcher())
             loaded = (await registry.reload()).agents["flood"]
             message = Message(
@@ -258,6 +248,13 @@ def test_a_host_gets_a_bounded_number_of_capability_calls_served_at_once(
     assert served + busy == 40
     assert 1 <= served <= process.MAX_CALLS_AT_ONCE
     assert connections == served  # the refused ones never reached the server
+
+
+def write_http_agent(root: Path, name: str, code: str, host: str) -> None:
+    """An agent whose manifest grants http to `host` alone."""
+    toml = write_agent(root, name, code) / "agent.toml"
+    grant = f'[permissions.http]\nhosts = ["{host}"]\n'
+    toml.write_text(toml.read_text().replace("permissions = []", "") + grant)
 
 
 def _context(name: str, permissions: frozenset[str]) -> Any:
