@@ -55,7 +55,6 @@ class HostedAgent(Agent):
         self.activated = False
         self.crashes: list[float] = []
         self.quarantine_reason = ""
-        self.restarts = 0
         self.timeout = 30.0  # a call's deadline; the launcher sets it from the settings
         self._starting = asyncio.Lock()
 
@@ -91,7 +90,6 @@ class HostedAgent(Agent):
             since = time.monotonic() - self.crashes[-1] if self.crashes else wait
             if since < wait:
                 raise AgentFailed(f"restarting after a crash; try again in {wait - since:.0f} s")
-            self.restarts += 1
             try:
                 await self.start()
                 if self.activated:

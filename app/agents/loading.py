@@ -70,4 +70,6 @@ def reason(exc: BaseException, activate_timeout: float = 10.0) -> str:
         return f"syntax error in {Path(exc.filename or '?').name} line {exc.lineno}: {exc.msg}"
     if isinstance(exc, TimeoutError):
         return f"activate took longer than {activate_timeout:.0f} s"
+    if isinstance(exc, AgentLoadError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"

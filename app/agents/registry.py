@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.agents.base import Agent, AgentContext, ContextFactory
-from app.agents.loading import AgentLoadError
+from app.agents.loading import reason
 from app.agents.manifest import RESERVED_COMMANDS, Manifest, ManifestError, load_manifest
 
 log = logging.getLogger(__name__)
@@ -261,16 +261,8 @@ class Registry:
                 except Exception:  # its host is stopped regardless
                     log.exception("agent %s failed to stop after a failed load", manifest.name)
             trace = getattr(exc, "trace", "") or "".join(traceback.format_exception(exc))
-            return Quarantined(manifest.name, _reason(exc), trace)
+            return Quarantined(manifest.name, reason(exc, ACTIVATE_TIMEOUT), trace)
         return LoadedAgent(manifest, agent, ctx, digest=digest)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"activate took longer than {ACTIVATE_TIMEOUT:.0f} s"
-    if isinstance(exc, AgentLoadError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _digest(folder: Path) -> str:
