@@ -137,6 +137,29 @@ class Settings(BaseSettings):
     refusal_window_seconds: float = Field(
         default=24 * 3600, alias="PERSAIS_REFUSAL_WINDOW_SECONDS", gt=0, le=30 * 24 * 3600
     )
+    # Retention (app/retention): what is kept, and how often a worker prunes the rest.
+    retention_cron: str = Field(default="17 * * * *", alias="PERSAIS_RETENTION_CRON")
+    retention_inbox_days: float = Field(
+        default=14, alias="PERSAIS_RETENTION_INBOX_DAYS", ge=3, le=3650
+    )
+    retention_jobs_days: float = Field(
+        default=7, alias="PERSAIS_RETENTION_JOBS_DAYS", ge=1, le=3650
+    )
+    retention_outbox_days: float = Field(
+        default=7, alias="PERSAIS_RETENTION_OUTBOX_DAYS", ge=1, le=3650
+    )
+    retention_approvals_days: float = Field(
+        default=30, alias="PERSAIS_RETENTION_APPROVALS_DAYS", ge=1, le=3650
+    )
+    retention_refusals_days: float = Field(
+        default=30, alias="PERSAIS_RETENTION_REFUSALS_DAYS", ge=0, le=3650
+    )
+    retention_agent_state_days: float = Field(
+        default=30, alias="PERSAIS_RETENTION_AGENT_STATE_DAYS", ge=1, le=3650
+    )
+    retention_releases_keep: int = Field(
+        default=5, alias="PERSAIS_RETENTION_RELEASES_KEEP", ge=1, le=1000
+    )
     git_commit: str | None = Field(default=None, alias="PERSAIS_GIT_COMMIT")
     log_level: str = Field(default="INFO", alias="PERSAIS_LOG_LEVEL")
 
@@ -212,6 +235,15 @@ class Settings(BaseSettings):
     def _release(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[0-9a-f]{40}", value):
             raise ValueError("expected a full 40-character commit id (lowercase hex)")
+        return value
+
+    @field_validator("retention_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter  # procrastinate's own cron reader
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"expected a 5-field cron expression like '17 * * * *', got {value!r}")
         return value
 
     @field_validator("log_level")
