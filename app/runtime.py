@@ -76,6 +76,8 @@ class Runtime:
             mechanic=self._run_mechanic_job,
             deploy=self._run_deploy,
             index=self._run_index,
+            retention=self._run_retention,
+            retention_cron=settings.retention_cron,
         )
         self._worker: asyncio.Task[None] | None = None
         self._sidecars: list[asyncio.Task[None]] = []
@@ -179,6 +181,16 @@ class Runtime:
 
     async def _run_index(self, repository: str) -> None:
         await (await self.conversations()).memory.index(repository)
+
+    async def _run_retention(self) -> None:
+        """The periodic prune (`app.retention`), counted in /metrics by what it removed."""
+        from app import retention
+
+        outcomes = await retention.run(
+            self.pool, retention.Policy.from_settings(self.settings),
+            retention.Place.from_settings(self.settings), job_manager=self.queue.app.job_manager,
+        )  # fmt: skip
+        self.metrics.count_retention(outcomes)
 
     async def _run_deploy(self, *args: Any) -> None:
         await (await self.conversations()).deployments.run(*args)

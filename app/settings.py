@@ -240,7 +240,7 @@ class Settings(BaseSettings):
     @field_validator("retention_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from croniter import croniter  # procrastinate's own cron reader
+        from croniter import croniter  # type: ignore[import-untyped]  # procrastinate's
 
         if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError(f"expected a 5-field cron expression like '17 * * * *', got {value!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -42,6 +43,22 @@ class Metrics:
             ["route", "method", "status"], registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )  # fmt: skip
+        self.retention_removed = Counter(
+            "persais_retention_removed", "Rows (release folders) retention removed, by what",
+            ["what"], registry=r,
+        )  # fmt: skip
+        self.retention_failed = Counter(
+            "persais_retention_failed", "Retention steps that failed, by what",
+            ["what"], registry=r,
+        )  # fmt: skip
+
+    def count_retention(self, outcomes: Iterable[Any]) -> None:
+        """Count one retention run (`app.retention.Outcome`s) in this process's registry."""
+        for outcome in outcomes:
+            if outcome.error is not None:
+                self.retention_failed.labels(outcome.step).inc()
+            else:
+                self.retention_removed.labels(outcome.step).inc(outcome.removed)
 
 
 class TimingMiddleware:

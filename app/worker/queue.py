@@ -36,6 +36,8 @@ MECHANIC_LOCK = "mechanic:persais"  # one repository, one job at a time
 DEPLOY_TASK = "persais.deploy"
 DEPLOY_LOCK = "deploy:persais"  # deploys and rollbacks one at a time, beside Mechanic jobs
 INDEX_TASK = "persais.index"  # memory: bring a repository's index to its head
+RETENTION_TASK = "persais.retention"  # periodic: prune what is kept no longer
+RETENTION_LOCK = "retention:persais"  # one run at a time, and at most one waiting
 POLL_SECONDS = 2.0  # LISTEN/NOTIFY wakes workers; polling is only the fallback
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ Processor = Callable[[int, str], Awaitable[Any]]
 JobRunner = Callable[[str], Awaitable[None]]
 DeployRunner = Callable[..., Awaitable[None]]
 IndexRunner = Callable[[str], Awaitable[Any]]
+RetentionRunner = Callable[[], Awaitable[Any]]
 
 
 class DeliveryQueue:
@@ -57,6 +60,8 @@ class DeliveryQueue:
         mechanic: JobRunner | None = None,
         deploy: DeployRunner | None = None,
         index: IndexRunner | None = None,
+        retention: RetentionRunner | None = None,
+        retention_cron: str | None = None,
     ) -> None:
         self.app = App(connector=PsycopgConnector())
         self.stalled_seconds = stalled_seconds
@@ -116,6 +121,22 @@ class DeliveryQueue:
             await self._index(repository)
 
         self._index_task = index_task
+        if retention is not None and retention_cron is not None:
+            self._register_retention(retention, retention_cron)
+
+    def _register_retention(self, retention: RetentionRunner, cron: str) -> None:
+        """A periodic task: every worker's deferrer offers each tick, and the database takes
+        one defer per tick (procrastinate's periodic_defers); the lock runs one at a time
+        and the queueing lock lets no second run wait behind a long one."""
+
+        @self.app.periodic(cron=cron, periodic_id="retention")
+        @self.app.task(
+            name=RETENTION_TASK, queue=QUEUE, lock=RETENTION_LOCK, queueing_lock=RETENTION_LOCK
+        )
+        async def retention_task(timestamp: int) -> None:
+            await retention()
+
+        self._retention_task = retention_task
 
     async def open(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
