@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -394,3 +395,20 @@ def test_defaults_and_bad_retention_settings(tmp_path: Path) -> None:
         with pytest.raises(SettingsError, match=problem) as caught:
             make_settings(tmp_path, None, **{variable: value})
         assert str(caught.value).startswith(f"{variable}: ")
+
+
+def test_the_command_counts_in_a_dry_run_and_prunes_in_a_run(
+    tmp_path: Path, database: str, sql, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from app.cli import main
+
+    delivery(sql, "old", "processed", 30)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database)
+    monkeypatch.setenv("PERSAIS_HOME", str(tmp_path / "home"))
+    for argv, said in [(["retention", "--dry-run"], "would remove"), (["retention"], "removed")]:
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 0
+        assert re.search(rf"^inbox\s+{said}\s+1 ", capsys.readouterr().out, re.M)
+        assert sql("SELECT count(*) FROM inbox") == [(1 if said == "would remove" else 0,)]
