@@ -20,7 +20,7 @@ from app.agents.jail import Jail, Limits, find_bwrap
 from app.agents.registry import AgentSet, Registry
 from app.agents.state import PostgresState
 from app.deploy.service import Deployments
-from app.mechanic_chat import MechanicJobs
+from app.mechanic_jobs.service import MechanicJobs
 from app.memory.service import Memory
 from app.orchestrator import approvals
 from app.orchestrator.orchestrator import Orchestrator

@@ -14,7 +14,7 @@ from app.conversations import Conversations
 from app.deploy import granting
 from app.forge.local import LocalForge
 from app.forge.lock import repository_lock
-from app.mechanic_jobs import template_plan
+from app.mechanic_jobs.composed import template_plan
 from app.settings import CHECKOUT_ROOT, Settings
 from mechanic.aider import AiderModel
 from mechanic.job import JobDeps, run_job

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from app import outbox
 from app.deploy.service import Deployments
-from app.mechanic_chat import MechanicJobs
+from app.mechanic_jobs.service import MechanicJobs
 from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
 from app.orchestrator.orchestrator import Inbound, Orchestrator, Outbound

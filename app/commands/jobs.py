@@ -23,7 +23,7 @@ def register(commands: Any) -> None:
 def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
     import secrets
 
-    from app import mechanic_jobs
+    from app.mechanic_jobs import composed
     from mechanic.job import run_job
     from mechanic.plan import PlanError
     from mechanic.scaffold import ScaffoldError
@@ -33,10 +33,10 @@ def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
         if not args.name:
             raise Exit(2, "--template-only needs --name (and --command, default: the name)")
         try:
-            plan = mechanic_jobs.template_plan(
+            plan = composed.template_plan(
                 args.kind, args.name, args.agent_command or args.name, args.request[:200]
             )
-        except (ValueError, mechanic_jobs.MechanicUnavailable) as exc:
+        except (ValueError, composed.MechanicUnavailable) as exc:
             raise Exit(2, f"mechanic: {str(exc).splitlines()[0]}") from None
 
     async def progress(stage: str) -> None:
@@ -44,13 +44,13 @@ def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
 
     async def body(runtime: Runtime) -> int:
         try:
-            deps = mechanic_jobs.job_deps(
+            deps = composed.job_deps(
                 settings, runtime.pool, progress, use_aider=not args.template_only
             )
-        except mechanic_jobs.MechanicUnavailable as exc:
+        except composed.MechanicUnavailable as exc:
             raise Exit(2, f"mechanic: {exc}") from None
         job_id = secrets.token_hex(4)
-        await mechanic_jobs.record_start(
+        await composed.record_start(
             runtime.pool, job_id, conversation="cli:mechanic", user="cli", request=args.request
         )
         try:
@@ -59,7 +59,7 @@ def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
             from mechanic.job import JobOutcome
 
             outcome = JobOutcome("failed", f"The plan could not be used: {exc}")
-        await mechanic_jobs.record_outcome(runtime.pool, job_id, outcome)
+        await composed.record_outcome(runtime.pool, job_id, outcome)
         print(outcome.message)
         return 0 if outcome.status in ("opened", "question") else 1
 

@@ -65,9 +65,9 @@ class Deployments:
         self._rollbacks = Rollbacks(context)
 
     def forge(self) -> Any:
-        from app import mechanic_jobs
+        from app.mechanic_jobs import composed
 
-        return mechanic_jobs.forge(self.settings, self.pool)
+        return composed.forge(self.settings, self.pool)
 
     # -- the chat side ---------------------------------------------------------------------
 

@@ -80,9 +80,9 @@ class ChatNotices:
             async with self.pool.connection() as conn:
                 await outbox.put(conn, self.conversation, text, links=[("View PR", url)])
             return
-        from app import mechanic_jobs  # the forge: composed here, as the runner does
+        from app.mechanic_jobs import composed  # the forge: composed here, as the runner does
 
-        forge = mechanic_jobs.forge(self.settings, self.pool)
+        forge = composed.forge(self.settings, self.pool)
         grants = await granting.card_of_pull(self.pool, self.settings, forge, int(pull["number"]))
         orchestrator = await self._orchestrator()
         text = f"{text}\nMechanic job {job}.\n" + "\n".join(grants)

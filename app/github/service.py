@@ -40,7 +40,7 @@ class GitHubService:
         *,
         app: GitHubApp | None = None,
     ) -> None:
-        from app.mechanic_jobs import github_app
+        from app.mechanic_jobs.composed import github_app
         from mechanic.llm import ChatModel
 
         self.settings = settings

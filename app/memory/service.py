@@ -68,13 +68,13 @@ class Memory:
         return report
 
     async def _git_dir(self, repository: str) -> Path:
-        from app import mechanic_jobs
+        from app.mechanic_jobs import composed
 
         if repository == self.home:
-            return await mechanic_jobs.forge(self.settings, self.pool).repository()
+            return await composed.forge(self.settings, self.pool).repository()
         from app.forge.github import GitHubForge
 
-        forge = GitHubForge(mechanic_jobs.github_app(self.settings), self.settings.home,
+        forge = GitHubForge(composed.github_app(self.settings), self.settings.home,
                             repository)  # fmt: skip
         return await forge.repository()
 

@@ -1,6 +1,6 @@
 """`/mechanic`: describe a change; the Mechanic builds it as a pull request.
 
-Each request in Mechanic mode becomes a job (see `app/mechanic_chat/`) that a worker
+Each request in Mechanic mode becomes a job (see `app/mechanic_jobs/`) that a worker
 runs; progress and the pull request come back into the conversation through the outbox.
 With no model configured, the Mechanic says so and offers the template alone.
 """
@@ -60,7 +60,7 @@ class MechanicAgent(Agent):
                 "the template alone."
             )
         kind, name = guess
-        from app.mechanic_jobs import template_plan
+        from app.mechanic_jobs.composed import template_plan
 
         plan = template_plan(kind, name, name, _description(request))
         job = await jobs.start(

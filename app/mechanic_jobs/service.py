@@ -11,9 +11,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit, outbox
-from app.mechanic_chat import progress, records
-from app.mechanic_chat.records import Job
-from app.mechanic_chat.runner import Ask, JobRunner
+from app.mechanic_jobs import progress, records
+from app.mechanic_jobs.records import Job
+from app.mechanic_jobs.runner import Ask, JobRunner
 from app.memory import traces
 from app.orchestrator import pull_questions
 from app.settings import Settings
@@ -164,13 +164,13 @@ class MechanicJobs:
 
     async def withdraw(self, job_id: str, *, by: str) -> str:
         """Abort a job whose pull request is open: close it and delete its branch."""
-        from app import mechanic_jobs
+        from app.mechanic_jobs import composed
 
         job = await self.job(job_id)
         if job is None or job.status != "opened":
             state = job.status if job else "unknown"
             return f"Job {job_id} has no open pull request to abort ({state})."
-        forge = mechanic_jobs.forge(self.settings, self.pool)
+        forge = composed.forge(self.settings, self.pool)
         await forge.withdraw(job_id=job_id, branch=job.branch or "")
         text = (
             f"⏹ Job {job_id} aborted: pull request #{job.pr_number} closed and branch "

@@ -18,9 +18,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit, outbox
 from app.agents.base import Choice, Reply
-from app.mechanic_chat import records
-from app.mechanic_chat.progress import ChatProgress
-from app.mechanic_chat.records import Job
+from app.mechanic_jobs import records
+from app.mechanic_jobs.progress import ChatProgress
+from app.mechanic_jobs.records import Job
 from app.orchestrator import pull_questions
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
@@ -46,7 +46,7 @@ class JobRunner:
         self.memory = memory
 
     async def run(self, job_id: str) -> None:
-        from app import mechanic_jobs
+        from app.mechanic_jobs import composed
         from mechanic.job import JobOutcome
 
         async with self.pool.connection() as conn:
@@ -78,7 +78,7 @@ class JobRunner:
         if outcome.status == "aborted":
             await self._record_abort(job, outcome.cost)
         else:
-            await mechanic_jobs.record_outcome(self.pool, job_id, outcome)
+            await composed.record_outcome(self.pool, job_id, outcome)
             async with self.pool.connection() as conn:
                 await audit.record(
                     conn, actor="mechanic", action=f"mechanic.{outcome.status}",
@@ -93,14 +93,14 @@ class JobRunner:
         await self._announce(finished)
 
     async def _execute(self, job: Job, progress: ChatProgress) -> Any:
-        from app import mechanic_jobs
+        from app.mechanic_jobs import composed
         from mechanic.job import JobOutcome
 
         try:
-            deps = mechanic_jobs.job_deps(
+            deps = composed.job_deps(
                 self.settings, self.pool, progress, use_aider=not job.template_only
             )
-        except mechanic_jobs.MechanicUnavailable as exc:
+        except composed.MechanicUnavailable as exc:
             return JobOutcome("failed", f"The Mechanic cannot run here: {exc}")
         work = asyncio.create_task(self._plan_and_build(job, deps))
         aborted = asyncio.Event()
@@ -185,11 +185,11 @@ class JobRunner:
                 return
 
     async def _record_abort(self, job: Job, cost: float) -> None:
-        from app import mechanic_jobs
+        from app.mechanic_jobs import composed
 
         # The worktree is gone (run_job's cleanup ran as the cancel went through it); a pull
         # request opened just before the abort landed is closed here.
-        await mechanic_jobs.forge(self.settings, self.pool).withdraw(job_id=job.id, branch="")
+        await composed.forge(self.settings, self.pool).withdraw(job_id=job.id, branch="")
         async with self.pool.connection() as conn:
             now = await records.get(conn, job.id)
             who = (now.abort_requested_by if now else None) or "request"
@@ -233,12 +233,12 @@ class JobRunner:
     async def _grants(self, job: Job) -> list[str]:
         """What deploying the pull request would add to or widen in the agents' grants,
         against the release in service (the Deploy card says so before anyone presses)."""
-        from app import mechanic_jobs
         from app.deploy import granting
+        from app.mechanic_jobs import composed
 
         if job.pr_number is None:
             return []
-        forge = mechanic_jobs.forge(self.settings, self.pool)
+        forge = composed.forge(self.settings, self.pool)
         return await granting.card_of_pull(self.pool, self.settings, forge, job.pr_number)
 
     async def _ask_about_pull_request(self, job: Job, text: str) -> str | None:
