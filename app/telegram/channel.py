@@ -23,6 +23,7 @@ from app.orchestrator.orchestrator import Orchestrator, Outbound
 from app.outbox import Note
 from app.routing import DropDelivery
 from app.settings import Settings
+from app.telegram.handlers import access, callbacks, messages
 from app.telegram.keyboards import approval_keyboard, decided_text, link_keyboard
 from app.telegram.retry import RetryAfter
 from app.telegram.text import split_message
@@ -43,8 +44,6 @@ class TelegramChannel:
     def __init__(
         self, settings: Settings, pool: AsyncConnectionPool, orchestrator: Orchestrator
     ) -> None:
-        from app.telegram.handlers import access, callbacks, messages
-
         self.bot = make_bot(settings)
         self.orchestrator = orchestrator
         self.dispatcher = Dispatcher()

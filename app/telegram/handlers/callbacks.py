@@ -6,15 +6,15 @@ from aiogram import Router
 from aiogram.types import CallbackQuery
 
 from app.orchestrator.orchestrator import Orchestrator
-from app.telegram.channel import TelegramChannel
 from app.telegram.keyboards import ApprovalButton
+from app.telegram.speaker import Speaker
 
 
 async def on_press(
     query: CallbackQuery,
     callback_data: ApprovalButton,
     orchestrator: Orchestrator,
-    channel: TelegramChannel,
+    channel: Speaker,
     admin: bool,
     user_name: str,
 ) -> None:

@@ -6,13 +6,13 @@ from aiogram import F, Router
 from aiogram.types import Message
 
 from app.orchestrator.orchestrator import Inbound, Orchestrator
-from app.telegram.channel import TelegramChannel
+from app.telegram.speaker import Speaker
 
 
 async def on_text(
     message: Message,
     orchestrator: Orchestrator,
-    channel: TelegramChannel,
+    channel: Speaker,
     admin: bool,
     user_name: str,
 ) -> None:
