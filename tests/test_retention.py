@@ -147,10 +147,17 @@ def test_finished_queue_jobs_older_than_the_window_go_with_their_events(
     sql(
         "UPDATE procrastinate_events SET at = now() - interval '8 days' WHERE job_id = ANY(%s)", old
     )
+    # The periodic task's last defer names its job: the delete lets go of it, not refused.
+    sql(
+        "INSERT INTO procrastinate_periodic_defers (task_name, periodic_id, defer_timestamp,"
+        " job_id) VALUES (%s, 'retention', 1, %s)",
+        RETENTION_TASK, ids[0],
+    )  # fmt: skip
 
     assert run(database, tmp_path, dry_run=True)["queue jobs"].removed == 3
     assert run(database, tmp_path)["queue jobs"].removed == 3
     assert [r[0] for r in sql("SELECT id FROM procrastinate_jobs ORDER BY id")] == ids[3:]
+    assert sql("SELECT job_id FROM procrastinate_periodic_defers") == [(None,)]
     assert sql("SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%s)", old[:3]) == [
         (0,)
     ]

@@ -2,7 +2,8 @@
 (`JobManager.delete_old_jobs`, what its builtin `remove_old_jobs` task runs).
 
 Jobs that succeeded, failed, were cancelled or aborted go `jobs_days` after their last
-event; a failed delivery's story stays in the inbox (dead, replayable). The library's
+event; a failed delivery's story stays in the inbox (dead, replayable). The periodic
+task's last defer names its job: procrastinate's own trigger lets go of it on delete. The library's
 query is one statement: run every hour (the default cron) it removes an hour's jobs.
 """
 
@@ -37,13 +38,6 @@ async def prune(
             row = await cur.fetchone()
         return int(row[0]) if row else 0
     async with pool.connection() as conn:
-        # A periodic task's last defer names its job without ON DELETE (procrastinate's
-        # schema): let go of finished ones first, or the delete below would be refused.
-        # The defer's unique key, not this column, is what stops a second defer.
-        await conn.execute(
-            "UPDATE procrastinate_periodic_defers SET job_id = NULL WHERE job_id IN"  # noqa: S608
-            f" (SELECT id FROM procrastinate_jobs WHERE status IN {FINAL})"
-        )
         before = await _finished(conn)
     await job_manager.delete_old_jobs(
         nb_hours=hours, include_failed=True, include_cancelled=True, include_aborted=True
