@@ -25,7 +25,8 @@ def cmd_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
         raise Exit(2, "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET first")
     if not args.url.startswith("https://") and not args.url.startswith("http://127.0.0.1"):
         raise Exit(2, f"Telegram calls webhooks over https only: {args.url}")
-    from app.telegram.channel import ALLOWED_UPDATES, make_bot
+    from app.telegram.channel import make_bot
+    from app.telegram.kinds import READ_KINDS
 
     async def run() -> None:
         bot = make_bot(settings)
@@ -33,14 +34,14 @@ def cmd_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
             await bot.set_webhook(
                 args.url,
                 secret_token=settings.telegram_webhook_secret.get_secret_value(),  # type: ignore[union-attr]
-                allowed_updates=ALLOWED_UPDATES,
+                allowed_updates=list(READ_KINDS),
                 drop_pending_updates=False,
             )
         finally:
             await bot.session.close()
 
     asyncio.run(run())
-    print(f"webhook set to {args.url} (updates: {', '.join(ALLOWED_UPDATES)})")
+    print(f"webhook set to {args.url} (updates: {', '.join(READ_KINDS)})")
     return 0
 
 

@@ -25,11 +25,11 @@ from app.routing import DropDelivery
 from app.settings import Settings
 from app.telegram.handlers import access, callbacks, messages
 from app.telegram.keyboards import approval_keyboard, decided_text, link_keyboard
+from app.telegram.kinds import READ_KINDS
 from app.telegram.retry import RetryAfter
 from app.telegram.text import split_message
 
 log = logging.getLogger(__name__)
-ALLOWED_UPDATES = ["message", "callback_query"]
 
 
 def make_bot(settings: Settings) -> Bot:
@@ -65,7 +65,7 @@ class TelegramChannel:
     async def feed(self, update: dict[str, Any]) -> None:
         """Hand an update to the routers; one they cannot read is dropped, not retried."""
         kinds = [key for key in update if key != "update_id"]
-        if len(kinds) != 1 or kinds[0] not in ALLOWED_UPDATES:
+        if len(kinds) != 1 or kinds[0] not in READ_KINDS:
             raise DropDelivery("unhandled_kind", f"an update of kind {kinds} is not read")
         try:  # validated apart from the handlers, so that their errors are retried
             parsed = Update.model_validate(update, context={"bot": self.bot})

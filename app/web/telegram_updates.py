@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.telegram.kinds import READ_KINDS
 from app.web.refusal import Refusal
-
-# What the bot asks Telegram for (app.telegram.channel.ALLOWED_UPDATES): kept apart so the
-# web process need not import aiogram.
-READ_KINDS = frozenset({"message", "callback_query"})
 
 
 def unread_kind(update: dict[str, Any]) -> str | None:
