@@ -26,6 +26,7 @@ import random
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ class Load:
         rows = []
         for n in range(self.deliveries):
             event, body = random.choice(self.payloads)
-            rows.append(("github", f"gh-{next(self.ids)}", event, body, start + n * step))
+            rows.append(("github", str(uuid.uuid4()), event, body, start + n * step))
         for n in range(self.messages):
             update = next(self.ids)
             at = start + (self.deliveries + n) * step
@@ -198,11 +199,11 @@ def size_of(conninfo: str, vacuum: bool) -> tuple[int, dict[str, int]]:
         if vacuum:
             conn.execute("VACUUM")
         total = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-        tables = conn.execute(
-            "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r'"
-            " AND relnamespace = 'public'::regnamespace ORDER BY 2 DESC LIMIT 8"
+        relations = conn.execute(
+            "SELECT relname, pg_relation_size(oid) FROM pg_class WHERE relkind IN ('r', 'i', 't')"
+            " AND relnamespace IN ('public'::regnamespace, 'pg_toast'::regnamespace)"
         ).fetchall()
-    return int(total[0]) if total else 0, {name: int(size) for name, size in tables}
+    return int(total[0]) if total else 0, {name: int(size) for name, size in relations}
 
 
 def mb(n: float) -> str:
@@ -227,6 +228,7 @@ async def simulate(conninfo: str, args: argparse.Namespace) -> None:
     base = retention.Policy()
     now = datetime.now(UTC)
     previous = 0
+    full: dict[str, int] = {}
     print(f"{'day':>4} {'stored':>9} {'grew':>9} {'before prune':>13} {'after prune':>12}"
           f" {'prune s':>8}  removed")  # fmt: skip
     for day in range(args.days):
@@ -246,7 +248,14 @@ async def simulate(conninfo: str, args: argparse.Namespace) -> None:
         print(f"{day + 1:>4} {stored:>8.0f}s {mb(after - previous):>9} {mb(before):>13}"
               f" {mb(after):>12} {pruned:>8.1f}  {removed}", flush=True)  # fmt: skip
         previous = after
-    print("largest tables at the end:", ", ".join(f"{k} {mb(v)}" for k, v in tables.items()))
+        if day + 1 == int(base.inbox_days) + 2:  # the window full, and one prune past it
+            full = tables
+    largest = sorted(tables.items(), key=lambda kv: -kv[1])[:6]
+    print("largest relations at the end:", ", ".join(f"{k} {mb(v)}" for k, v in largest))
+    if args.days > base.inbox_days + 2:
+        grew = sorted(((v - full.get(k, 0), k) for k, v in tables.items()), reverse=True)[:4]
+        print(f"grew since day {int(base.inbox_days) + 2}:", ", ".join(
+            f"{k} {n / 1e3:+,.0f} kB" for n, k in grew))  # fmt: skip
     await queue.close()
     await pool.close()
 
