@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -104,6 +104,7 @@ class Stopping:
     def __init__(self) -> None:
         self.requested = False
         self.server: Any = None
+        self.then: Callable[[], object] | None = None  # `persais worker`: wake its loop
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if not self.requested:
@@ -113,6 +114,8 @@ class Stopping:
             timer.start()
         if self.server is not None:
             self.server.handle_exit(signum, frame)
+        if self.then is not None:
+            self.then()
 
 
 def _give_up() -> None:
@@ -159,15 +162,19 @@ def _ready_server(runtime: Runtime, port: int, database_kind: str) -> tuple[Any,
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    stopping = Stopping()  # as `serve`: held from the start, a hard exit past the deadline
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stopping)
     db = open_database(settings)
 
     async def work() -> None:
-        runtime = Runtime(settings, db.conninfo)
-        await runtime.start(worker=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stopping.then = lambda: loop.call_soon_threadsafe(stop.set)
+        if stopping.requested:
+            return
+        runtime = Runtime(settings, db.conninfo)
+        await runtime.start(worker=True)  # a signal meanwhile sets `stop` all the same
         waiter = asyncio.create_task(runtime.wait_worker())
         ready = None
         if args.ready_port is not None:
