@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.github import installations, ping
 from app.routing import Context, Event, Router
 from app.settings import Settings
+from app.warm_up import CONVERSATIONS, GITHUB, TELEGRAM, WarmUp
 from app.web.metrics import Metrics
 from app.worker.dispatch import Dispatcher
 from app.worker.queue import MECHANIC_QUEUE, QUEUE, DeliveryQueue
@@ -89,6 +90,7 @@ class Runtime:
         self._telegram: TelegramChannel | None = None
         self._github: GitHubService | None = None
         self._lazy_lock = asyncio.Lock()
+        self.warm_up = WarmUp()
         self.github_outbox_seconds = 0.5
         self.follow_seconds = 1.0  # cheap: an index on the live events
         if settings.telegram_bot_token is not None:
@@ -103,6 +105,7 @@ class Runtime:
 
     async def conversations(self) -> Conversations:
         """The registry and orchestrator, started on first use (the worker warms them up)."""
+        await self.warm_up.imported()
         async with self._lazy_lock:
             if self._conversations is None:
                 from app.conversations import Conversations
@@ -135,6 +138,7 @@ class Runtime:
 
     async def github(self) -> GitHubService:
         """The GitHub App's handlers, built on first use (githubkit is heavy)."""
+        await self.warm_up.imported()
         async with self._lazy_lock:
             if self._github is None:
                 from app.github.service import GitHubService
@@ -226,13 +230,15 @@ class Runtime:
         return self.settings.telegram_bot_token is not None and QUEUE in self.worker_queues
 
     async def _warm_up(self) -> None:
-        try:
-            if self.serves_telegram:
-                await self.telegram()
-            else:
-                await self.conversations()
-        except Exception:  # a broken agent set must not take the worker down
-            log.exception("starting conversations failed; will retry on first use")
+        """Before /ready: see app/warm_up.py (a failure is logged there, not raised)."""
+        modules = [CONVERSATIONS]
+        if self.serves_telegram:
+            modules.append(TELEGRAM)
+        if self.settings.github_app_id is not None and QUEUE in self.worker_queues:
+            modules.append(GITHUB)
+        await self.warm_up.run(
+            modules, self.telegram if self.serves_telegram else self.conversations
+        )
 
     async def _sweep_approvals(self) -> None:
         while True:

@@ -6,7 +6,12 @@ Measures, on the embedded default (web + worker in one process, as `persais serv
 - time from start to `/ready` with the embedded database already initialised, and idle RSS;
 - a sustained open-loop load of signed `pull_request` deliveries (answer latency p50/p99,
   every answered delivery then checked in the inbox and processed: zero lost);
-- peak throughput with N keep-alive connections, for Persais and for the bare endpoint.
+- peak throughput with N keep-alive connections, for Persais and for the bare endpoint;
+- the first delivery after `/ready` (issue 17): `persais serve` with Telegram and the GitHub
+  App configured, `/ready` polled every 10 ms, a signed delivery sent the moment it is 200
+  and its answer timed; then `/health` asked every 20 ms for 3 s, whose slowest answer is
+  how long the event loop was kept from answering right after ready (`--after-ready-only`
+  runs just this; `--tree PATH` runs another checkout with this virtualenv, for a before).
 Both servers are run the same way (uvicorn, no access log) on this machine in one run.
 """
 
@@ -74,6 +79,48 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def after_ready(env: dict[str, str], tree: Path, body: bytes, runs: int) -> dict[str, object]:
+    """Start `persais serve` `runs` times: the first delivery after /ready, and the loop's lag."""
+    from tests.support.fake_github import app_key_pair
+    from tests.support.webhooks import TELEGRAM_SECRET, TELEGRAM_TOKEN
+
+    private, _ = app_key_pair()
+    env = {**env, "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+           "TELEGRAM_API_URL": "http://127.0.0.1:9", "GITHUB_API_URL": "http://127.0.0.1:9",
+           "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private}  # fmt: skip
+    first, lag, to_ready = [], [], []
+    for n in range(runs):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(port)],
+            env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                to_ready.append(wait_ready(f"http://127.0.0.1:{port}", timeout=120))
+                headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": f"after-ready-{n}",
+                           "X-Hub-Signature-256": github_signature(SECRET.encode(), body),
+                           "Content-Type": "application/json"}  # fmt: skip
+                t0 = time.perf_counter()
+                answer = client.post("/webhooks/github", content=body, headers=headers)
+                first.append(time.perf_counter() - t0)
+                assert answer.status_code == 202, answer.text
+                slowest, until = 0.0, time.perf_counter() + 3
+                while time.perf_counter() < until:
+                    t0 = time.perf_counter()
+                    client.get("/health")
+                    slowest = max(slowest, time.perf_counter() - t0)
+                    time.sleep(0.02)
+                lag.append(slowest)
+        finally:
+            stop(proc)
+            time.sleep(1)
+    ms = [round(t * 1000, 1) for t in first]
+    return {"start_to_ready_s": [round(t, 2) for t in to_ready], "first_delivery_ms": ms,
+            "first_delivery_median_ms": statistics.median(ms),
+            "slowest_health_in_3s_after_ready_ms": [round(t * 1000, 1) for t in lag]}  # fmt: skip
+
+
 def maker(body: bytes, port: int, run: str):  # type: ignore[no-untyped-def]
     headers = {
         "Content-Type": "application/json",
@@ -109,6 +156,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--peak-seconds", type=float, default=10)
+    parser.add_argument("--after-ready-runs", type=int, default=5)
+    parser.add_argument("--after-ready-only", action="store_true")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to run")
     opts = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="persais-bench-"))
@@ -123,6 +173,11 @@ def main() -> None:
     payload = json.loads(EXAMPLES.read_text())["pull_request"][0]
     body = json.dumps(payload).encode()
     report: dict[str, object] = {"body_bytes": len(body), "cores": os.cpu_count()}
+    report["after_ready"] = after_ready(env, opts.tree, body, opts.after_ready_runs)
+    if opts.after_ready_only:
+        db.stop()
+        print(json.dumps(report, indent=2))
+        return
 
     # Start to /ready, and idle RSS (database already initialised).
     ready_times, rss = [], []

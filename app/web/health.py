@@ -27,6 +27,9 @@ class Readiness:
     worker_running: Callable[[], bool] | None  # None: this process runs no worker
     agents: Callable[[], dict[str, object]] | None = None
     release: Callable[[], dict[str, object]] | None = None
+    # The worker's warm-up (app/warm_up.py): 200 only once it finished, so the first
+    # delivery after it is answered at once (a failed one finishes too: the process serves).
+    warm_up: Callable[[], dict[str, object]] | None = None
 
     async def ready(self, request: Request) -> Response:
         report: dict[str, Any] = {"version": self.build.as_dict()}
@@ -52,5 +55,8 @@ class Readiness:
         if self.release is not None:
             report["release"] = self.release()
         ok = database["ok"] and not pending and report["worker"]["ok"]
+        if self.warm_up is not None:
+            report["warm-up"] = self.warm_up()
+            ok = ok and bool(report["warm-up"]["finished"])
         report["ready"] = ok
         return JSONResponse(report, status_code=200 if ok else 503)

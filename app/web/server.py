@@ -49,6 +49,7 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
         worker_running=runtime.worker_running if with_worker else None,
         agents=runtime.agents_summary,
         release=runtime.release_summary,
+        warm_up=runtime.warm_up.summary if with_worker else None,
     )
 
     async def metrics(request: Request) -> Response:
@@ -96,5 +97,6 @@ def readiness_app(runtime: Runtime, *, database_kind: str) -> Starlette:
         worker_running=runtime.worker_running,
         agents=runtime.agents_summary,
         release=runtime.release_summary,
+        warm_up=runtime.warm_up.summary,
     )
     return Starlette(routes=[Route("/health", health), Route("/ready", readiness.ready)])
