@@ -1,6 +1,7 @@
 """Retention under a steady load: does the database stop growing once the window is full?
 
     .venv/bin/python bench/retention.py [--days 21] [--deliveries 20000] [--messages 1000]
+    .venv/bin/python bench/retention.py --calibrate 200   # one chat message, measured
 
 Each simulated day stores `--deliveries` GitHub deliveries (the published octokit example
 payloads, a CI-heavy mix) and `--messages` chat messages (a Telegram update in the inbox,
@@ -260,17 +261,62 @@ async def simulate(conninfo: str, args: argparse.Namespace) -> None:
     await pool.close()
 
 
+CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+
+
+async def calibrate(conninfo: str, messages: int) -> None:
+    """What one chat message costs through the real graph (the shape `Load.chat` copies)."""
+    from tests.support.agents import write_agent
+    from tests.support.config import make_settings
+    from tests.support.conversation import conversations, say
+
+    work = Path(tempfile.mkdtemp(prefix="persais-bench-calibrate"))
+    write_agent(work / "agents", "echo")
+    settings = make_settings(work / "home", conninfo, PERSAIS_AGENTS_DIR=str(work / "agents"))
+
+    def measure() -> tuple[int, list[int]]:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("VACUUM")
+            size = conn.execute(
+                "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) t",
+                (list(CHECKPOINT_TABLES),),
+            ).fetchone()
+            rows = [conn.execute(f"SELECT count(*) FROM {t}").fetchone() for t in CHECKPOINT_TABLES]  # noqa: S608
+        return int(size[0]) if size else 0, [int(r[0]) if r else 0 for r in rows]
+
+    async with conversations(settings, conninfo) as convo:
+        for chat in range(10):
+            await say(convo, "/echo", user=f"cli:u{chat}")
+        size, rows = measure()
+        for n in range(messages):
+            await say(convo, f"message {n}: " + "x" * 60, user=f"cli:u{n % 10}")
+        size2, rows2 = measure()
+    per = [(b - a) / messages for a, b in zip(rows, rows2, strict=True)]
+    print(f"one chat message through the real graph: {(size2 - size) / messages / 1e3:.1f} kB;"
+          f" rows per message (checkpoints, blobs, writes): {per}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=21)
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--messages", type=int, default=1_000)
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only send N messages through the real graph and measure them",
+    )
     args = parser.parse_args()
     random.seed(17)
     work = Path(tempfile.mkdtemp(prefix="persais-bench-retention-pg"))
     pg = TestPostgres(work)
     try:
-        asyncio.run(simulate(pg.fresh_database(), args))
+        if args.calibrate:
+            asyncio.run(calibrate(pg.fresh_database(), args.calibrate))
+        else:
+            asyncio.run(simulate(pg.fresh_database(), args))
     finally:
         pg.stop()
 
