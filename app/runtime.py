@@ -81,6 +81,8 @@ class Runtime:
             retention_cron=settings.retention_cron,
         )
         self._worker: asyncio.Task[None] | None = None
+        self._opening: asyncio.Future[None] | None = None  # the pool, while `start` opens it
+        self.stop_asked = False
         self._sidecars: list[asyncio.Task[None]] = []
         self.worker_restarts = 0
         self.approval_sweep_seconds = 2.0  # cheap: an index on the pending questions
@@ -252,8 +254,26 @@ class Runtime:
             except Exception:  # the sweep must outlive a passing failure
                 log.exception("approval sweep failed")
 
+    def ask_to_stop(self) -> None:
+        """SIGTERM while starting (from the signal handler, on the loop's thread): a pool
+        still opening (a database that does not answer) gives up at once, and `start`
+        returns having started nothing; the caller's shutdown then runs `stop`."""
+        self.stop_asked = True
+        if self._opening is not None:
+            self._opening.get_loop().call_soon_threadsafe(self._opening.cancel)
+
     async def start(self, *, worker: bool) -> None:
-        await self.pool.open(wait=True, timeout=15)
+        self._opening = asyncio.ensure_future(self.pool.open(wait=True, timeout=15))
+        try:
+            await self._opening
+        except asyncio.CancelledError:
+            if not self.stop_asked:
+                raise
+            log.info("stopping: gave up opening the database pool")
+            await self.pool.close(timeout=1)
+            return
+        finally:
+            self._opening = None
         await self.queue.open(self.pool)
         if worker:
             self._worker = asyncio.create_task(self._supervise_worker(), name="persais worker")
@@ -337,5 +357,6 @@ class Runtime:
             await self._telegram.close()
         if self._conversations is not None:
             await self._conversations.stop()
-        await self.queue.close()
-        await self.pool.close()
+        if not self.pool.closed:  # closed: `start` gave up opening it, or never ran
+            await self.queue.close()
+            await self.pool.close()

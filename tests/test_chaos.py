@@ -34,7 +34,7 @@ import psutil
 import pytest
 
 from tests.support.fake_telegram import ADA, press_update, text_update
-from tests.support.mechanic import PLAN, REQUEST, echo_reply
+from tests.support.mechanic import REQUEST, routed_reply
 from tests.support.stack import ADA_LOGIN, HOME_REPO, Stack, pick, stack
 from tests.support.waiting import wait_for
 from tests.support.webhooks import TELEGRAM_SECRET, example, post_github
@@ -42,20 +42,8 @@ from tests.support.webhooks import TELEGRAM_SECRET, example, post_github
 pytestmark = pytest.mark.slow
 
 KILLS = 5
-REVIEW = json.dumps({"summary": "A small, tested agent.", "findings": []})
 DONE = ("processed", "ignored")
 HELP_START = "**Persais** takes these commands"  # how an inbox row ends when it was handled
-
-
-def routed_reply(request: dict[str, Any]) -> str:
-    """The model's answer by who asks (the order of asking changes with every kill): the
-    reviewer, Aider, or the Mechanic's planner."""
-    text = json.dumps(request.get("messages", []))
-    if "You are Persais's code reviewer" in text:
-        return REVIEW
-    if "You are the planner of Persais" in text:
-        return json.dumps(PLAN)
-    return echo_reply('f"Echo: {message.text}"')
 
 
 class Workload:

@@ -62,6 +62,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             if stopping.requested:
                 return 0
             runtime = Runtime(settings, db.conninfo)
+            stopping.then = runtime.ask_to_stop  # a pool still opening gives up at once
             app = create_app(runtime, database_kind=db.kind, with_worker=not args.no_worker)
             config = uvicorn.Config(
                 app,
@@ -170,10 +171,15 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        stopping.then = lambda: loop.call_soon_threadsafe(stop.set)
         if stopping.requested:
             return
         runtime = Runtime(settings, db.conninfo)
+
+        def stop_now() -> None:
+            runtime.ask_to_stop()
+            loop.call_soon_threadsafe(stop.set)
+
+        stopping.then = stop_now
         await runtime.start(worker=True)  # a signal meanwhile sets `stop` all the same
         waiter = asyncio.create_task(runtime.wait_worker())
         ready = None

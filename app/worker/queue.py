@@ -39,6 +39,11 @@ INDEX_TASK = "persais.index"  # memory: bring a repository's index to its head
 RETENTION_TASK = "persais.retention"  # periodic: prune what is kept no longer
 RETENTION_LOCK = "retention:persais"  # one run at a time, and at most one waiting
 POLL_SECONDS = 2.0  # LISTEN/NOTIFY wakes workers; polling is only the fallback
+# On stopping, running jobs get this long to finish before they are cancelled (and retried:
+# a Mechanic job resumes). A process has 25 s to stop in all (SHUTDOWN_DEADLINE, before
+# Fly's SIGKILL at 30); at 20 s a job that would not end left too little for the rest, and
+# a stop took 23 s.
+GRACEFUL_STOP_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +199,7 @@ class DeliveryQueue:
                 update_heartbeat_interval=max(1.0, self.stalled_seconds / 3),
                 stalled_worker_timeout=self.stalled_seconds,
                 fetch_job_polling_interval=POLL_SECONDS,
-                shutdown_graceful_timeout=20.0,
+                shutdown_graceful_timeout=GRACEFUL_STOP_SECONDS,
                 worker_middleware=[self._wake_after_locked_job],
             )
         finally:
