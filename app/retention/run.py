@@ -60,7 +60,7 @@ async def run(
         ("outbox", lambda: tables.outbox(pool, policy, dry_run=dry_run)),
         ("approvals", lambda: tables.approvals(pool, policy, dry_run=dry_run)),
         ("refusals", lambda: tables.refusals(pool, policy, dry_run=dry_run)),
-        ("checkpoints", lambda: checkpoints.prune(pool, dry_run=dry_run)),
+        ("checkpoints", lambda: checkpoints.prune(pool, batch=policy.batch, dry_run=dry_run)),
         ("agent state", agent_state),
         ("release folders", folders),
     ]
