@@ -105,7 +105,7 @@ async def refusals(pool: AsyncConnectionPool, policy: Policy, *, dry_run: bool =
 async def agent_state(
     pool: AsyncConnectionPool, policy: Policy, kept_agents: set[str], *, dry_run: bool = False
 ) -> int:
-    """`kept_agents`: every agent of a kept release and of the image (`steps` finds them)."""
+    """`kept_agents`: every agent of a kept release and of the image (`run` finds them)."""
     candidates = (
         "SELECT agent, key FROM agent_state s WHERE agent <> ALL(%(kept)s)"
         " AND NOT EXISTS (SELECT 1 FROM agent_state r WHERE r.agent = s.agent"
