@@ -42,8 +42,8 @@ from tests.support.webhooks import TELEGRAM_SECRET, example, post_github
 pytestmark = pytest.mark.slow
 
 KILLS = 5
-DONE = ("processed", "ignored")
-HELP_START = "**Persais** takes these commands"  # how an inbox row ends when it was handled
+DONE = ("processed", "ignored")  # how an inbox row ends when it was handled
+HELP_START = "**Persais** takes these commands"
 
 
 class Workload:
@@ -295,17 +295,24 @@ def test_five_sigkills_lose_nothing_acknowledged_and_do_nothing_twice(tmp_path: 
         assert set(twice) <= interrupted, f"replied twice, never interrupted: {twice}"
         assert sum(n - 1 for n in twice.values()) <= KILLS, twice
         print(f"Telegram updates answered twice after a kill: {len(twice)}")
+        # A help comment is claimed, then posted (at most once): a kill between the two
+        # loses it, so one may be missing only where a kill interrupted its delivery.
         help_comments = Counter(
             c["_number"] for c in s.github.issue_comments if c["body"].startswith(HELP_START)
         )
-        acked_guids = {d["guid"] for d in s.github.deliveries if 200 <= d["status_code"] < 300}
-        acked_issues = {
-            d["_payload"]["issue"]["number"] for d in s.github.deliveries
-            if d["guid"] in acked_guids and d["event"] == "issue_comment"
+        assert all(n == 1 for n in help_comments.values()), help_comments
+        asked = {
+            d["guid"]: d["_payload"]["issue"]["number"] for d in s.github.deliveries
+            if 200 <= d["status_code"] < 300 and d["event"] == "issue_comment"
+            and d["_payload"]["comment"]["user"]["login"] == ADA_LOGIN
         }  # fmt: skip
-        wrong = {i: help_comments[i] for i in acked_issues if help_comments[i] != 1}
-        assert wrong == {}, f"issues without exactly one help comment: {wrong}"
-        assert all(n <= 1 for n in help_comments.values()), help_comments
+        assert set(asked.values()) <= set(work.help_issues)
+        retried_ids = "SELECT delivery_id FROM inbox WHERE source = 'github' AND attempts > 1"
+        cut_short = {d for (d,) in s.sql(retried_ids)}
+        unanswered = {guid for guid, issue in asked.items() if help_comments[issue] == 0}
+        assert unanswered <= cut_short, f"/help unanswered, never interrupted: {unanswered}"
+        assert len(unanswered) <= KILLS
+        print(f"GitHub /help comments lost to a kill: {len(unanswered)}")
         assert s.sql("SELECT count(*) FROM inbox WHERE handled_count > 1") == [(0,)]
 
         # No job left running for a dead worker.

@@ -15,7 +15,6 @@ import psutil
 import pytest
 
 from app.commands.service import SHUTDOWN_DEADLINE
-from app.worker.queue import GRACEFUL_STOP_SECONDS
 from tests.support.fake_telegram import ADA, text_update
 from tests.support.mechanic import REQUEST, routed_reply
 from tests.support.processes import free_port, persais, persais_env
@@ -105,8 +104,6 @@ def test_sigterm_during_a_mechanic_job_stops_in_time_and_the_job_runs_again_once
                     if c.name() != "postgres"]  # fmt: skip
         took = _stop(server, s.server.log)
         print(f"stopped {took:.1f} s after SIGTERM with Aider waiting on the model")
-        # The job had GRACEFUL_STOP_SECONDS to end, then was cancelled: not the hard exit.
-        assert took < GRACEFUL_STOP_SECONDS + 8
         orphans = [_command(c) for c in children]
         wait_for(lambda: not _alive(children), 10, f"orphans left running: {orphans}")
         wait_for(lambda: not _postgres_on(s.home / "pgdata"), 15, "postgres stopped")
