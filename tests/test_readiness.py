@@ -118,24 +118,29 @@ def test_the_web_only_process_serves_without_langgraph_aiogram_or_githubkit(
     assert "pydantic" in out["modules"]  # the census is real: the settings' library is in
 
 
-def test_aiogram_types_are_built_on_first_use() -> None:
+def test_aiogram_types_and_methods_are_built_on_first_use() -> None:
+    names = ("Update", "Message", "Sticker", "SendMessage", "SetWebhook")
     code = (
         "import json\n"
         "import app.telegram.channel\n"
         "from app.telegram import lean_types\n"
+        "from aiogram.methods import SetWebhook\n"
         "from aiogram.types import Update\n"
-        "before = [lean_types.deferred(n) for n in ('Update', 'Message', 'Sticker')]\n"
+        f"names = {names!r}\n"
+        "before = [lean_types.deferred(n) for n in names]\n"
         "built = lean_types.build()\n"
         "update = Update.model_validate({'update_id': 1, 'message': {'message_id': 1,"
         " 'date': 1, 'chat': {'id': 5, 'type': 'private'}, 'text': '/echo hi',"
         " 'from': {'id': 2, 'is_bot': False, 'first_name': 'Ada'}}})\n"
-        "after = [lean_types.deferred(n) for n in ('Update', 'Message', 'Sticker')]\n"
+        "after = [lean_types.deferred(n) for n in names]\n"
+        "hook = SetWebhook(url='https://example.org/hook', secret_token='s').model_dump()\n"
         "print(json.dumps([before, built, after, update.message.from_user.first_name,"
-        " update.message.chat.id]))\n"
+        " update.message.chat.id, hook['url'], lean_types.deferred('SetWebhook')]))\n"
     )
-    before, built, after, name, chat = json.loads(run_python(code))
-    assert before == [True, True, True]  # importing aiogram built none of them
+    before, built, after, name, chat, url, webhook_deferred = json.loads(run_python(code))
+    assert before == [True] * 5  # importing aiogram built none of them
     assert built == ["Update", "SendMessage", "EditMessageText", "AnswerCallbackQuery"]
     # Update's validator holds the types it reaches; Sticker is still unbuilt on its own.
-    assert after == [False, True, True]
+    assert after == [False, True, True, False, True]
     assert (name, chat) == ("Ada", 5)
+    assert (url, webhook_deferred) == ("https://example.org/hook", False)  # built on use
