@@ -11,6 +11,7 @@
    serve`, `persais worker --ready-port`. Each is measured `--idle-seconds` after `/ready`
    turned 200 (the warm-up done); the embedded Postgres is apart and not counted.
    `--arena` runs each a second time with MALLOC_ARENA_MAX=2.
+`--tree PATH` measures another checkout with this virtualenv (for a before).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ rows, before = [], memory_kb(os.getpid())
 for name in %r:
     t0 = time.perf_counter()
     if name == "<lean_types.build()>":
-        from app.telegram import lean_types
+        try:
+            from app.telegram import lean_types
+        except ImportError:  # a checkout from before it
+            continue
         lean_types.build()
     else:
         importlib.import_module(name)
@@ -64,10 +68,10 @@ print(json.dumps(rows))
 """
 
 
-def census() -> list[dict[str, object]]:
+def census(tree: Path) -> list[dict[str, object]]:
     out = subprocess.run(
-        [sys.executable, "-c", CENSUS_SCRIPT % (str(ROOT), CENSUS)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", CENSUS_SCRIPT % (str(tree), CENSUS)],
+        cwd=tree, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return [
         {"import": name, "rss_mb": round(rss, 1), "pss_mb": round(pss, 1),
@@ -76,11 +80,11 @@ def census() -> list[dict[str, object]]:
     ]  # fmt: skip
 
 
-def idle(args: list[str], env: dict[str, str], seconds: float) -> dict[str, object]:
+def idle(args: list[str], env: dict[str, str], seconds: float, tree: Path) -> dict[str, object]:
     port = free_port()
     argv = [sys.executable, "-m", "app", *args, *(["--port", str(port)] if args[0] == "serve"
             else ["--ready-port", str(port)])]  # fmt: skip
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, env=env, cwd=tree, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         t0 = time.monotonic()
@@ -110,8 +114,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--idle-seconds", type=float, default=5)
     parser.add_argument("--arena", action="store_true", help="also with MALLOC_ARENA_MAX=2")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to measure")
     opts = parser.parse_args()
-    report: dict[str, object] = {"cpu_pressure_avg10": cpu_pressure(), "census": census()}
+    report: dict[str, object] = {"cpu_pressure_avg10": cpu_pressure(), "census": census(opts.tree)}
 
     private, _ = app_key_pair()
     home = Path(tempfile.mkdtemp(prefix="persais-footprint-"))
@@ -124,10 +129,11 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True,
                    capture_output=True)  # fmt: skip
     kinds = (["serve", "--no-worker"], ["serve"], ["worker"])
-    runs = [idle(kind, env, opts.idle_seconds) for kind in kinds]
+    runs = [idle(kind, env, opts.idle_seconds, opts.tree) for kind in kinds]
     if opts.arena:
         arena = {**env, "MALLOC_ARENA_MAX": "2"}
-        runs += [{**idle(kind, arena, opts.idle_seconds), "MALLOC_ARENA_MAX": 2} for kind in kinds]
+        runs += [{**idle(kind, arena, opts.idle_seconds, opts.tree), "MALLOC_ARENA_MAX": 2}
+                 for kind in kinds]  # fmt: skip
     report["idle"] = runs
     print(json.dumps(report, indent=2))
 

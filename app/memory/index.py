@@ -168,12 +168,12 @@ class Indexer:
         changed = sorted(p for p, blob in at_commit.items() if known.get(p) != blob)
         removed = sorted(set(known) - set(at_commit))
         contents = await source.read(sorted({at_commit[p] for p in changed}))
-        chunks: list[Chunk] = []
-        for path in changed:
-            text = contents[at_commit[path]].decode("utf-8", errors="replace")
-            clean = redaction.redact(text, self.secrets)  # before it is stored or sent
-            report.redacted += clean != text
-            chunks += chunk(path, clean)
+        # Seconds of CPU on a first index (a whole repository): in a thread, so the event
+        # loop keeps answering webhooks meanwhile (issue 17, defect 4).
+        chunks, rows, redacted = await asyncio.to_thread(
+            self._chunk, [(path, contents[at_commit[path]]) for path in changed]
+        )
+        report.redacted += redacted
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "DELETE FROM memory_files WHERE repository = %s AND path = ANY(%s)",
@@ -191,8 +191,8 @@ class Indexer:
                     " (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
                     " setweight(to_tsvector(%s, %s), 'A') || setweight(to_tsvector(%s, %s), 'B'))",
                     [(repository, c.path, c.start_line, c.end_line, c.kind, c.symbol, commit,
-                      c.content_hash, c.content, CONFIG, searchable(f"{c.path} {c.symbol}"),
-                      CONFIG, searchable(c.content)) for c in chunks],
+                      c.content_hash, c.content, CONFIG, title, CONFIG, body)
+                     for c, (title, body) in zip(chunks, rows, strict=True)],
                 )  # fmt: skip
             if changed or removed or report.files == 0:
                 await _count_terms(conn, repository)
@@ -208,6 +208,21 @@ class Indexer:
             )
         report.files, report.read, report.removed = len(at_commit), len(changed), len(removed)
         report.written = len(chunks)
+
+    def _chunk(
+        self, files: list[tuple[str, bytes]]
+    ) -> tuple[list[Chunk], list[tuple[str, str]], int]:
+        """The files' chunks, secrets cut out first; each chunk's searchable title and body;
+        how many files held a secret."""
+        chunks: list[Chunk] = []
+        redacted = 0
+        for path, content in files:
+            text = content.decode("utf-8", errors="replace")
+            clean = redaction.redact(text, self.secrets)  # before it is stored or sent
+            redacted += clean != text
+            chunks += chunk(path, clean)
+        rows = [(searchable(f"{c.path} {c.symbol}"), searchable(c.content)) for c in chunks]
+        return chunks, rows, redacted
 
     async def embed(self, repository: str) -> int:
         """Embed the repository's chunks that have no vector yet; how many were sent."""
