@@ -419,3 +419,31 @@ def test_the_command_counts_in_a_dry_run_and_prunes_in_a_run(
         assert stopped.value.code == 0
         assert re.search(rf"^inbox\s+{said}\s+1 ", capsys.readouterr().out, re.M)
         assert sql("SELECT count(*) FROM inbox") == [(1 if said == "would remove" else 0,)]
+
+
+def test_a_runtime_runs_the_queued_retention_task_and_counts_it(
+    tmp_path: Path, database: str, sql
+) -> None:
+    delivery(sql, "old", "processed", 30)
+    delivery(sql, "new", "processed", 1)
+    settings = make_settings(tmp_path / "home", database)
+
+    async def tick() -> float | None:
+        runtime = Runtime(settings, database)
+        await runtime.start(worker=False)
+        try:
+            await runtime.queue.app.configure_task(RETENTION_TASK).defer_async(timestamp=0)
+            await runtime.queue.app.run_worker_async(
+                queues=[QUEUE], wait=False, install_signal_handlers=False
+            )
+            return runtime.metrics.registry.get_sample_value(
+                "persais_retention_removed_total", {"what": "inbox"}
+            )
+        finally:
+            await runtime.stop()
+
+    assert asyncio.run(tick()) == 1
+    assert sql("SELECT delivery_id FROM inbox") == [("new",)]
+    assert sql(
+        "SELECT status::text FROM procrastinate_jobs WHERE task_name = %s", RETENTION_TASK
+    ) == [("succeeded",)]
