@@ -36,7 +36,10 @@ COPY --chown=persais:persais dynamic /app/dynamic
 COPY --chown=persais:persais templates /app/templates
 
 ARG GIT_COMMIT=unknown
-ENV PATH=/opt/persais/bin:$PATH \
+# MALLOC_ARENA_MAX=2: `persais serve` idles 8 MB lower with two glibc malloc arenas than
+# with the default (3 runs of bench/footprint.py --arena; docs/benchmarks.md).
+ENV MALLOC_ARENA_MAX=2 \
+    PATH=/opt/persais/bin:$PATH \
     AIDER_BIN=/opt/aider/bin/aider \
     PERSAIS_HOME=/data \
     PERSAIS_REQUIRE_SANDBOX=true \
