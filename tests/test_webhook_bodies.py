@@ -4,15 +4,18 @@ and more unverified bytes in flight than the budget allows."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from app.settings import Settings
-from app.web.payload import MAX_DEPTH, nesting
+from app.web.payload import MAX_DEPTH, deeper_than_bound
 from app.web.signature import github_signature
+from app.web.webhooks import GITHUB_MAX_BODY
 from tests.support.config import make_settings
 from tests.support.server import client_for, running_server
 from tests.support.waiting import wait_for
@@ -31,10 +34,60 @@ def deep(levels: int, kind: str) -> str:
     return '{"a":' * levels + "1" + "}" * levels
 
 
-def test_nesting_counts_brackets_outside_strings() -> None:
-    assert nesting('{"a": [1, {"b": "[[[{{{"}], "c\\"[[": []}') == 3
-    assert nesting('"just a string"') == 0
-    assert nesting(deep(5000, "object")) == 5000
+AT_BOUND = deep(MAX_DEPTH - 1, "array")  # inside one more: at the bound
+
+
+@pytest.mark.parametrize(
+    ("text", "too_deep"),
+    [
+        (deep(MAX_DEPTH, "array"), False),
+        (deep(MAX_DEPTH + 1, "object"), True),
+        ("[" + ",".join([AT_BOUND] * 3) + "]", False),  # siblings at the bound
+        ("[" + ",".join([AT_BOUND] * 3 + [deep(MAX_DEPTH, "object")]) + "]", True),
+        ('{"a": "' + "[" * 100 + '"}', False),  # brackets in a string
+        ('{"a": "\\"' + "[" * 100 + '"}', False),  # after an escaped quote
+        ('{"a\\"[[": "\\\\", "b": ' + AT_BOUND + "}", False),
+        ('{"a": "\\\\", "b": ' + deep(MAX_DEPTH, "array") + "}", True),
+        ('{"a": "\\u005b\\u007b", "b": "\\\\\\""}', False),
+        ("]" * 10 + deep(100, "array"), False),  # not JSON before it is deep: the parser stops
+        ("[" * 5000, True),  # unterminated, and deep
+        ('["' + "[" * 5000, False),  # a string that never ends
+        ("", False),
+    ],
+)
+def test_the_depth_bound_is_exact_and_strings_do_not_count(text: str, too_deep: bool) -> None:
+    assert deeper_than_bound(text.encode()) is too_deep
+
+
+def test_the_depth_bound_agrees_with_the_parsed_depth() -> None:
+    """Random documents around the bound, keys and strings full of brackets, quotes and
+    backslashes, against the depth of what `json.loads` makes of them."""
+    rng = random.Random(17)
+    awkward = ["[", "]{", '"', "\\", '\\"', '""', "\\\\", "é[", "\\u005b", ""]
+
+    def make(levels: int) -> Any:
+        if levels == 0 or rng.random() < 0.2:
+            return rng.choice([1, None, *awkward])
+        if rng.random() < 0.5:
+            return [make(levels - 1) for _ in range(rng.randint(0, 2))]
+        return {rng.choice(awkward) + str(n): make(levels - 1) for n in range(rng.randint(0, 2))}
+
+    def depth(value: Any) -> int:
+        if isinstance(value, dict | list):
+            children = value.values() if isinstance(value, dict) else value
+            return 1 + max(map(depth, children), default=0)
+        return 0
+
+    seen = set()
+    for _ in range(400):
+        value = make(rng.randint(1, 20))
+        for _ in range(rng.randint(MAX_DEPTH - 25, MAX_DEPTH + 5)):
+            value = [value] if rng.random() < 0.5 else {"w": value}
+        text = json.dumps(value, ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 1]))
+        too_deep = depth(json.loads(text)) > MAX_DEPTH
+        assert deeper_than_bound(text.encode()) is too_deep, text[:200]
+        seen.add(too_deep)
+    assert seen == {False, True}
 
 
 def test_the_signature_over_chunks_is_the_signature_over_the_body() -> None:
@@ -56,6 +109,17 @@ def test_a_deeply_nested_body_is_refused_with_a_reason_on_both_webhooks(
         assert response.status_code == 400, response.text
         assert response.json()["reason"] == "too_deep"
         assert "deeper than" in response.json()["error"]
+    assert sql("SELECT count(*) FROM inbox") == [(0,)]
+
+
+def test_a_signed_body_of_25_mb_of_brackets_gets_its_400(client: httpx.Client, sql) -> None:
+    """The most a signed delivery may carry, nested all the way (bench/payload_depth.py times
+    the measure, which runs on the event loop)."""
+    levels = (GITHUB_MAX_BODY - 100) // 2
+    body = b'{"action": "opened", "deep": ' + b"[" * levels + b"]" * levels + b"}"
+    response = client.post("/webhooks/github", content=body, headers=github_headers("ping", body))
+    assert response.status_code == 400, response.text
+    assert response.json()["reason"] == "too_deep"
     assert sql("SELECT count(*) FROM inbox") == [(0,)]
 
 
