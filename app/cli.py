@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.commands import conversation, deliveries, jobs, retention, service, telegram
+from app.commands import conversation, deliveries, jobs, retention, service, setup, telegram
 from app.commands.running import Exit
 from app.settings import SettingsError, load_settings
 
@@ -38,6 +38,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="persais", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for topic in (service, conversation, jobs, telegram, deliveries, retention):
+    for topic in (service, conversation, jobs, telegram, deliveries, retention, setup):
         topic.register(commands)
     return parser

@@ -16,6 +16,8 @@ What it imitates:
   file contents, branch deletion, and the App's webhook deliveries (cursor pagination,
   redelivery);
 - git over smart HTTP on the same server (`fake_git_http`), with `x-access-token:<token>`;
+- the App manifest flow: the "new App" form and the code's conversion
+  (`fake_github_manifests`, in `manifest_apps`);
 - webhook payloads for tests that post deliveries to the app, and, when `hook_url` is set,
   the App's webhooks delivered there as GitHub delivers them (`deliver`): signed, in the
   background after the answer that caused them, in order, once, each listed in the hook's
@@ -63,6 +65,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support import fake_github_objects as objects
 from tests.support.fake_git_http import http_backend
+from tests.support.fake_github_manifests import ManifestApps, add_manifest_routes
 from tests.support.fake_github_objects import BOT_LOGIN, Json, Pull, Repo, now
 from tests.support.fake_github_repos import BareRepo, CommitInfo, DiffLine, FileChange
 from tests.support.loopback import serve
@@ -162,6 +165,7 @@ class FakeGitHub:
     merges: list[Json] = field(default_factory=list)
     deliveries: list[Json] = field(default_factory=list)
     redelivered: list[int] = field(default_factory=list)
+    manifest_apps: ManifestApps = field(default_factory=ManifestApps)
     # The App's webhook: deliveries go there when set (see `deliver`), none when None.
     hook_url: str | None = None
     hook_secret: str = GITHUB_SECRET
@@ -1657,6 +1661,7 @@ def _routes(fake: FakeGitHub) -> web.Application:
     r.add_post(f"{repo}/check-runs", fake.create_check_run)
     r.add_patch(f"{repo}/check-runs/{{run_id:\\d+}}", fake.update_check_run)
     r.add_get(f"{repo}/commits/{{ref:.+}}/check-runs", fake.list_check_runs)
+    add_manifest_routes(r, fake.manifest_apps)
     r.add_route("*", "/{owner}/{name:[^/]+\\.git}/{tail:.+}", fake.git_http)
     return app
 
