@@ -10,7 +10,8 @@ Measures, on the embedded default (web + worker in one process, as `persais serv
 - the first delivery after `/ready` (issue 17): `persais serve` with Telegram and the GitHub
   App configured, `/ready` polled every 10 ms, a signed delivery sent the moment it is 200
   and its answer timed; then `/health` asked every 20 ms for 3 s, whose slowest answer is
-  how long the event loop was kept from answering right after ready (`--after-ready-only`
+  how long the event loop was kept from answering right after ready; then 5 deliveries
+  more, what any delivery takes on this machine at the time (`--after-ready-only`
   runs just this; `--tree PATH` runs another checkout with this virtualenv, for a before).
 Both servers are run the same way (uvicorn, no access log) on this machine in one run.
 """
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from app.db.embedded import start_embedded  # noqa: E402
 from app.web.signature import github_signature  # noqa: E402
 from bench.loadgen import Results, closed_loop, open_loop, request_bytes  # noqa: E402
+from bench.procfs import cpu_pressure  # noqa: E402
 
 SECRET = "bench-secret"
 EXAMPLES = ROOT / "tests" / "fixtures" / "octokit-webhooks-examples" / "api.github.com.json"
@@ -88,7 +90,7 @@ def after_ready(env: dict[str, str], tree: Path, body: bytes, runs: int) -> dict
     env = {**env, "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
            "TELEGRAM_API_URL": "http://127.0.0.1:9", "GITHUB_API_URL": "http://127.0.0.1:9",
            "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private}  # fmt: skip
-    first, lag, to_ready = [], [], []
+    first, lag, to_ready, settled = [], [], [], []
     for n in range(runs):
         port = free_port()
         proc = subprocess.Popen(
@@ -112,12 +114,18 @@ def after_ready(env: dict[str, str], tree: Path, body: bytes, runs: int) -> dict
                     slowest = max(slowest, time.perf_counter() - t0)
                     time.sleep(0.02)
                 lag.append(slowest)
+                for k in range(5):  # the same, settled: what this machine gives any delivery
+                    headers["X-GitHub-Delivery"] = f"after-ready-{n}-{k}"
+                    t0 = time.perf_counter()
+                    client.post("/webhooks/github", content=body, headers=headers)
+                    settled.append(time.perf_counter() - t0)
         finally:
             stop(proc)
             time.sleep(1)
     ms = [round(t * 1000, 1) for t in first]
     return {"start_to_ready_s": [round(t, 2) for t in to_ready], "first_delivery_ms": ms,
             "first_delivery_median_ms": statistics.median(ms),
+            "settled_delivery_median_ms": round(statistics.median(settled) * 1000, 1),
             "slowest_health_in_3s_after_ready_ms": [round(t * 1000, 1) for t in lag]}  # fmt: skip
 
 
@@ -173,6 +181,7 @@ def main() -> None:
     payload = json.loads(EXAMPLES.read_text())["pull_request"][0]
     body = json.dumps(payload).encode()
     report: dict[str, object] = {"body_bytes": len(body), "cores": os.cpu_count()}
+    report["cpu_pressure_avg10"] = cpu_pressure()  # how noisy the machine was
     report["after_ready"] = after_ready(env, opts.tree, body, opts.after_ready_runs)
     if opts.after_ready_only:
         db.stop()
