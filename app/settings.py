@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
     github_webhook_secret: SecretStr | None = Field(default=None, alias="GITHUB_WEBHOOK_SECRET")
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
+    # The App's OAuth client (`persais setup github` writes them); unused so far.
+    github_client_id: str | None = Field(default=None, alias="GITHUB_CLIENT_ID")
+    github_client_secret: SecretStr | None = Field(default=None, alias="GITHUB_CLIENT_SECRET")
     home_repo: str | None = Field(default=None, alias="PERSAIS_HOME_REPO")
 
     telegram_bot_token: SecretStr | None = Field(default=None, alias="TELEGRAM_BOT_TOKEN")

@@ -169,6 +169,9 @@ def test_the_manifest_asks_for_exactly_what_persais_needs(
     assert f"GITHUB_CLIENT_ID={app['client_id']}\n" in text
     assert f"GITHUB_CLIENT_SECRET={app['client_secret']}\n" in text
     assert f"GITHUB_API_URL={base}\n" in text
+    assert settings.github_client_id == app["client_id"]
+    assert settings.github_client_secret is not None
+    assert settings.github_client_secret.get_secret_value() == app["client_secret"]
     assert not list(tmp_path.glob(".env.bak*"))  # there was no .env to keep
 
 
