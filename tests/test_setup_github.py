@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -373,4 +374,29 @@ def test_without_a_webhook_url_or_a_terminal_the_command_says_what_to_give(tmp_p
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == "persais: give --webhook-url https://<your host>/webhooks/github\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_stops_the_page_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    # Python keeps SIGINT ignored when it starts so (a background job of a script): undo it.
+    persais = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from app.cli import main; main(sys.argv[1:])"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", persais, "setup", "github", "--webhook-url", HOOK],
+        cwd=tmp_path, env=persais_env(tmp_path / "home"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "Open http://127.0.0.1:" in proc.stdout.readline() + proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert err == "persais: setup github: interrupted\n"
     assert list(tmp_path.iterdir()) == []

@@ -64,6 +64,8 @@ def cmd_github(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(run(settings, request, say=print, ready=_ready(args.open)))
     except SetupError as exc:
         raise Exit(1, str(exc)) from None
+    except KeyboardInterrupt:  # uvicorn hands Ctrl-C on once the page has stopped
+        raise Exit(130, "setup github: interrupted") from None
 
 
 def _ask_webhook_url() -> str:

@@ -83,10 +83,11 @@ async def run(
     outcome = await serve_until_traded(
         page, port=request.port, seconds=request.timeout, ready=ready
     )
+    if outcome is None and page.interrupted:
+        raise SetupError("interrupted before GitHub answered; nothing was written")
     if outcome is None:
         raise SetupError(
-            f"no answer from GitHub within {request.timeout / 60:g} minutes (or interrupted); "
-            "nothing was written"
+            f"no answer from GitHub within {request.timeout / 60:g} minutes; nothing was written"
         )
     if outcome.error is not None:
         raise SetupError(outcome.error)

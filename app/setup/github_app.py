@@ -154,8 +154,8 @@ async def trade(api_url: str, code: str) -> CreatedApp:
     except RequestFailed as exc:
         status = exc.response.status_code
         raise SetupError(
-            f"GitHub refused the code ({status} {_message(exc)}): it expires after an hour "
-            "and works once; press the button again. Nothing was written"
+            f"GitHub refused the code ({status} {_message(exc)}): a code works once, within "
+            "an hour; run the command again. Nothing was written"
         ) from None
     except GitHubException as exc:
         raise SetupError(f"cannot reach GitHub at {api_url}: {exc}; nothing was written") from None

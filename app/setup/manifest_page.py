@@ -52,6 +52,7 @@ class ManifestPage:
         self.base_url = ""  # http://127.0.0.1:<port>, once bound
         self.outcome: Outcome | None = None
         self.done = asyncio.Event()
+        self.interrupted = False  # the server stopped (Ctrl-C) before any answer
         self._busy = False
 
     def routes(self) -> Starlette:
@@ -118,6 +119,7 @@ async def serve_until_traded(
     try:
         ready(page.base_url + "/")
         await asyncio.wait({serving, waiting}, timeout=seconds, return_when="FIRST_COMPLETED")
+        page.interrupted = serving.done() and not waiting.done()
     finally:
         server.should_exit = True
         waiting.cancel()
