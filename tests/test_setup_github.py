@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from app.settings import load_settings
+from app.setup import env_file
 from app.setup.flow import Request, run
 from app.setup.github_app import (
     DEFAULT_API_URL,
@@ -400,3 +401,15 @@ def test_ctrl_c_stops_the_page_with_one_line_and_writes_nothing(tmp_path: Path) 
     assert proc.returncode == 130
     assert err == "persais: setup github: interrupted\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_env_file_that_cannot_be_merged_faithfully_is_left_as_it_is(tmp_path: Path) -> None:
+    """An unclosed quote: python-dotenv skips the line, a line-by-line merge would swallow
+    the next ones. The merge is checked by parsing, so the file is refused, not damaged."""
+    env = tmp_path / ".env"
+    old = 'GITHUB_APP_ID="1\nLLM_API_KEY=sk-mine\n'
+    env.write_text(old)
+    with pytest.raises(env_file.EnvFileError, match="left as it is"):
+        env_file.merge(env, {"GITHUB_APP_ID": "2"})
+    assert env.read_text() == old
+    assert list(tmp_path.iterdir()) == [env]
