@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.commands import conversation, deliveries, jobs, retention, service, setup, telegram
+from app.commands import (
+    conversation,
+    deliveries,
+    forge,
+    jobs,
+    pulls,
+    retention,
+    service,
+    setup,
+    telegram,
+)
 from app.commands.running import Exit
 from app.settings import SettingsError, load_settings
 
@@ -38,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="persais", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for topic in (service, conversation, jobs, telegram, deliveries, retention, setup):
+    topics = (service, conversation, jobs, pulls, forge, telegram, deliveries, retention, setup)
+    for topic in topics:
         topic.register(commands)
     return parser

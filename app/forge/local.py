@@ -12,6 +12,7 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
+from app.forge.pull_links import pull_link
 from mechanic.forge import MergeRefused, PullRequest, PullState
 from mechanic.sandbox import search_path
 from mechanic.workspace import git
@@ -25,9 +26,16 @@ MERGER = {
 
 class LocalForge:
     def __init__(
-        self, pool: AsyncConnectionPool, home: Path, source: Path, name: str = "persais"
+        self,
+        pool: AsyncConnectionPool,
+        home: Path,
+        source: Path,
+        name: str = "persais",
+        *,
+        console: str | None = None,
     ) -> None:
         self.pool = pool
+        self.console = console  # the console's base URL, once it runs: [View PR] opens it
         self.bare = home / "forge" / f"{name}.git"
         self.source = source  # the checkout the forge starts from (Persais's own)
         self.name = name
@@ -49,7 +57,7 @@ class LocalForge:
         return self.bare
 
     def url(self, number: int) -> str:
-        return f"local://{self.name}/pull/{number}"
+        return pull_link(number, self.console)
 
     async def publish(
         self, *, job_id: str, branch: str, head_sha: str, base: str, title: str, body: str

@@ -1,0 +1,111 @@
+"""Reading the local forge's pull requests: the list, one with its body, files and checks,
+and its diff. GitHub has pages for this; the local forge has these, for `persais pr` (and
+the console's pages once it runs). Nothing here writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.forge.local import LocalForge
+from mechanic.workspace import git
+
+
+@dataclass(frozen=True)
+class PullSummary:
+    number: int
+    state: str  # "open" | "closed" | "merged"
+    title: str
+    branch: str
+    base: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PullDetail:
+    summary: PullSummary
+    body: str
+    head_sha: str
+    merge_sha: str | None
+    job_id: str | None
+    files: list[tuple[str, str]]  # (git's status letter, path)
+    shortstat: str
+    checks: list[str]
+
+
+async def listing(
+    forge: LocalForge, *, state: str | None = None, limit: int = 50
+) -> list[PullSummary]:
+    """The newest first."""
+    async with forge.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT number, state, title, branch, base, updated_at FROM pull_requests"
+            " WHERE repository = %s AND (%s::text IS NULL OR state = %s)"
+            " ORDER BY number DESC LIMIT %s",
+            (forge.name, state, state, limit),
+        )
+        return [PullSummary(*row) for row in await cur.fetchall()]
+
+
+async def detail(forge: LocalForge, number: int) -> PullDetail:
+    async with forge.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT p.number, p.state, p.title, p.branch, p.base, p.updated_at, p.body,"
+            " p.head_sha, p.merge_sha, p.job_id, j.status, j.rounds"
+            " FROM pull_requests p LEFT JOIN jobs j ON j.id = p.job_id"
+            " WHERE p.repository = %s AND p.number = %s",
+            (forge.name, number),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise LookupError(f"there is no pull request #{number}")
+    summary = PullSummary(*row[:6])
+    body, head_sha, merge_sha, job_id, job_status, rounds = row[6:]
+    old, new = await _range(forge, summary, head_sha, merge_sha)
+    repo = forge.bare
+    status = await git("diff", "--name-status", "--no-renames", old, new, cwd=repo)
+    files = [
+        (parts[0], parts[1]) for parts in (line.split("\t", 1) for line in status.splitlines())
+    ]
+    stat = (await git("diff", "--shortstat", old, new, cwd=repo)).strip()
+    return PullDetail(
+        summary, body, head_sha, merge_sha, job_id, files, stat,
+        _checks(job_id, job_status, rounds),
+    )  # fmt: skip
+
+
+async def diff(forge: LocalForge, number: int, *, color: bool) -> str:
+    """The change as a patch; with `color`, git's ANSI colours."""
+    pull = await detail(forge, number)
+    old, new = await _range(forge, pull.summary, pull.head_sha, pull.merge_sha)
+    colour = "--color=always" if color else "--color=never"
+    return await git("diff", colour, "--no-renames", old, new, cwd=forge.bare)
+
+
+def _checks(job_id: str | None, status: str | None, rounds: int | None) -> list[str]:
+    """The local forge runs no CI: the check is the Mechanic's validation, which a job
+    passes before it opens its pull request."""
+    if job_id is None or status is None:
+        return ["no checks: the local forge runs no CI, and no Mechanic job opened this"]
+    repairs = f"{rounds} repair round{'' if rounds == 1 else 's'}"
+    return [f"Mechanic validation: passed (job {job_id}, {repairs}; the job is {status})"]
+
+
+async def _range(
+    forge: LocalForge, pull: PullSummary, head_sha: str, merge_sha: str | None
+) -> tuple[str, str]:
+    """The two commits whose difference is the pull request: a merged one is its squash
+    commit against its parent; an open or closed one is its head against where it left the
+    base (the branch may have been deleted: the recorded head then)."""
+    repo = await forge.repository()
+    if pull.state == "merged" and merge_sha:
+        return f"{merge_sha}^", merge_sha
+    head = head_sha
+    if pull.state == "open":
+        tip = await git("rev-parse", "-q", "--verify", f"refs/heads/{pull.branch}", cwd=repo,
+                        check=False)  # fmt: skip
+        head = tip.strip() or head_sha
+    if not (await git("cat-file", "-t", head, cwd=repo, check=False)).strip():
+        raise LookupError(f"the commits of #{pull.number} are no longer in the forge")
+    fork = await git("merge-base", f"refs/heads/{pull.base}", head, cwd=repo, check=False)
+    return (fork.strip() or f"{head}^"), head
