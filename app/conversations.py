@@ -20,11 +20,13 @@ from app.agents.jail import Jail, Limits, find_bwrap
 from app.agents.registry import AgentSet, Registry
 from app.agents.state import PostgresState
 from app.deploy.service import Deployments
+from app.forge import drift
+from app.forge.local import LocalForge
 from app.mechanic_jobs.service import MechanicJobs
 from app.memory.service import Memory
 from app.orchestrator import approvals
 from app.orchestrator.orchestrator import Orchestrator
-from app.settings import Settings
+from app.settings import CHECKOUT_ROOT, Settings
 from app.version import BuildInfo
 from app.worker.queue import DeliveryQueue
 
@@ -42,6 +44,10 @@ class Conversations:
         self.pool = pool
         self.build = build
         self._queued = queue is not None
+        # The local forge's repository, whose drift from the checkout /status shows.
+        self.local_forge = (
+            None if settings.home_repo else LocalForge(pool, settings.home, CHECKOUT_ROOT).bare
+        )
         self.jail = Jail(find_bwrap(), limits=Limits(memory_mb=settings.agent_memory_mb))
         state = PostgresState(pool)
         launcher = HostLauncher(
@@ -138,4 +144,9 @@ class Conversations:
                 "recent": recent,
                 "inbox": await inbox.open_counts(conn),
                 "pending_approvals": await approvals.pending_count(conn),
+                "forge": (
+                    await drift.status_line(CHECKOUT_ROOT, self.local_forge)
+                    if self.local_forge
+                    else None
+                ),
             }

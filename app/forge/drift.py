@@ -106,3 +106,19 @@ async def sync(checkout: Path, bare: Path, base: str = "main") -> Synced:
         f"({_commits(drift.ahead)} from the checkout's {drift.branch})",
         True,
     )
+
+
+async def status_line(checkout: Path, bare: Path) -> str:
+    """One line for /status: the drift, and what closes it."""
+    if not (bare / "HEAD").exists():
+        return "local, not made yet (the first Mechanic job makes it)"
+    if not (checkout / ".git").exists():
+        return "local; no git checkout here to compare it with"
+    try:
+        drift = await measure(checkout, bare)
+    except (GitError, LookupError) as exc:
+        return f"local; drift unknown: {str(exc).splitlines()[0][:200]}"
+    if drift.state == "in step":
+        return f"local, {drift.describe()}"
+    advice = "merge by hand" if drift.state == "diverged" else "run persais forge sync"
+    return f"local, drifted: {drift.describe()} ({advice})"

@@ -1,4 +1,5 @@
-"""`/status`: the service at a glance — version, agents, conversations, the inbox."""
+"""`/status`: the service at a glance — version, agents, conversations, the inbox, the
+local forge's drift from the checkout."""
 
 from __future__ import annotations
 
@@ -25,4 +26,6 @@ class StatusAgent(Agent):
             f"Inbox: {inbox['received']} waiting, {inbox['failed']} retrying, {inbox['dead']} dead"
         )
         lines.append(f"Pending approvals: {report['pending_approvals']}")
+        if report.get("forge"):  # the local forge: how far it and the checkout drifted
+            lines.append(f"Forge: {report['forge']}")
         return "\n".join(lines)
