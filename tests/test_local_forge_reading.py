@@ -19,6 +19,8 @@ from tests.support.local_pulls import open_pull
 from tests.support.pools import open_pool
 from tests.support.processes import persais_env
 
+pytestmark = pytest.mark.slow  # each command is a process of its own (about 2 s)
+
 BODY = "Adds /echo.\n\nMechanic job j1"
 COLOURED = "\x1b[32m+\x1b[m\x1b[32mprint('echo')"  # git's green for an added line
 
