@@ -76,7 +76,7 @@ def test_persais_chat_takes_the_echo_request_to_a_pull_request_with_its_buttons(
     for stage in ("plan", "scaffold", "code", "validate (round 1/4)"):
         assert f"⏳ {stage}" in first or f"✓ {stage}" in first, first
     assert "✓ pull request" in first
-    assert "✅ Pull request #1 is open: local://persais/pull/1" in first
+    assert "✅ Pull request #1 is open: persais pr show 1" in first
     assert "[1] Deploy  [2] Abort  [3] View PR" in first
     ((job, status, branch, attempts),) = sql("SELECT id, status, branch, attempts FROM jobs")
     assert (status, attempts) == ("opened", 1)
@@ -89,7 +89,7 @@ def test_persais_chat_takes_the_echo_request_to_a_pull_request_with_its_buttons(
     # releases and loads Echo (the chat waits for the deploy before it leaves).
     second = chat(env, ["3", "1"])
     assert "[1] Deploy  [2] Abort  [3] View PR" in second
-    assert "local://persais/pull/1" in second
+    assert "persais pr show 1" in second
     assert "🚀 Deploying pull request #1…" in second
     ((sha,),) = sql("SELECT sha FROM releases WHERE source = 'merge'")
     assert f"✅ release 2 ({sha[:12]}, PR #1) is live: /echo answering." in second, second
@@ -197,7 +197,7 @@ def test_telegram_edits_one_progress_message_and_ends_with_deploy_abort_view(
             (final,) = wait_for(lambda: with_buttons(fake), 240, "the pull request's buttons")
             labels = [b["text"] for b in buttons(final)]
             assert labels == ["Deploy", "Abort", "View PR"]
-            assert final["text"].startswith("✅ Pull request #1 is open: local://persais/pull/1")
+            assert final["text"].startswith("✅ Pull request #1 is open: persais pr show 1")
 
             # The progress message was sent once and edited, paced, through the stages (its
             # last edit may follow the result: new messages go first).
@@ -216,7 +216,7 @@ def test_telegram_edits_one_progress_message_and_ends_with_deploy_abort_view(
             view = next(b for b in buttons(final) if b["text"] == "View PR")
             send(client, press_update(ADA, view["callback_data"], message_id=1))
             wait_for(lambda: fake.sent("answerCallbackQuery"), 30)
-            assert fake.sent("answerCallbackQuery")[0]["text"] == "local://persais/pull/1"
+            assert fake.sent("answerCallbackQuery")[0]["text"] == "persais pr show 1"
 
             abort = next(b for b in buttons(final) if b["text"] == "Abort")
             send(client, press_update(ADA, abort["callback_data"], message_id=1))

@@ -38,7 +38,7 @@ def test_a_request_ends_in_a_pull_request_and_a_job_record(
         done = mechanic(env, REQUEST)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "… plan" in done.stdout
-    assert "Pull request #1 is open: local://persais/pull/1" in done.stdout
+    assert "Pull request #1 is open: persais pr show 1" in done.stdout
     ((status, branch, pr),) = sql("SELECT status, branch, pr_number FROM jobs")
     assert status == "opened"
     assert branch.startswith("mechanic/echo-")
