@@ -37,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         code = args.func(settings, args)
     except SettingsError as exc:
+        # `persais doctor` runs anyway: a half-done configuration is when it is needed.
+        despite = getattr(args, "despite_bad_settings", None)
+        if despite is not None:
+            sys.exit(despite(env_file, args))
         print(f"persais: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exit as exc:

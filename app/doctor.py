@@ -1,37 +1,44 @@
 """`persais doctor`: what is configured, whether it works, and how to fix what does not.
 
-Each check is a small function returning a `Check`. "missing" is not a failure (that part
-of Persais is simply off); "broken" is, and makes the exit code 1.
+Each check is a small function returning a `Check`. Online (the default), each configured
+service is asked (`app.doctor_asks`); `--offline` only looks at the configuration and this
+machine. Variables that do not parse are each listed and their part is broken; the rest is
+still checked, since a half-done configuration is when the doctor is needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from app import doctor_asks
 from app.agents.jail import Jail, find_bwrap
 from app.agents.probe import probe
 from app.db import migrate
 from app.db.database import DatabaseError, connect
 from app.db.embedded import EmbeddedDatabaseError
+from app.doctor_check import BROKEN, MISSING, OK, Check
 from app.settings import Settings
+from app.settings_problems import Problem
 
-OK, MISSING, BROKEN = "ok", "missing", "broken"
+TIMEOUT = 5.0  # seconds for each service's answer
 
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{self.name:<10} {self.status:<8} {self.detail}"
-        return f"{text} — {self.fix}" if self.fix else text
+# Which part a variable configures (by prefix): a bad variable makes its part broken.
+PARTS: dict[str, tuple[str, ...]] = {
+    "database": ("DATABASE_URL", "PERSAIS_HOME"),
+    "aider": ("AIDER_BIN",),
+    "sandbox": ("PERSAIS_REQUIRE_SANDBOX", "PERSAIS_AGENT_"),
+    "github": ("GITHUB_", "PERSAIS_HOME_REPO"),
+    "telegram": ("TELEGRAM_", "PERSAIS_TELEGRAM_"),
+    "fly": ("FLY_", "PERSAIS_FLY_"),
+    "model": ("LLM_",),
+    "embeddings": ("EMBEDDINGS_",),
+}
 
 
 def check_database(settings: Settings) -> Check:
@@ -175,23 +182,95 @@ def check_model(settings: Settings) -> Check:
     return Check("model", OK, f"{settings.llm_model} at {settings.llm_api_base}")
 
 
-CHECKS: tuple[Callable[[Settings], Check], ...] = (
-    check_database,
-    check_git,
-    check_aider,
-    check_sandbox,
-    check_github,
-    check_telegram,
-    check_fly,
-    check_model,
-)
+def check_embeddings(settings: Settings) -> Check:
+    if settings.embeddings_model is None:
+        return Check(
+            "embeddings", MISSING, "no EMBEDDINGS_MODEL; memory searches full text only",
+            "set EMBEDDINGS_MODEL",
+        )  # fmt: skip
+    return Check("embeddings", OK, f"{settings.embeddings_model} (not asked: --offline)")
 
 
-def run(settings: Settings, print_line: Callable[[str], None] = print) -> int:
-    print_line(Check("settings", OK, "every variable parses").line())
-    broken = False
-    for check in CHECKS:
-        result = check(settings)
+def _asked(
+    offline: Callable[[Settings], Check],
+    ask: Callable[[Settings, float], Coroutine[Any, Any, Check]],
+    timeout: float,
+) -> Callable[[Settings], Check]:
+    """The offline check first (is it configured, does the key parse?); when that passes,
+    the service is asked. Each request has `timeout`; the whole exchange (two requests, a
+    TLS handshake on a busy machine) is cut off at `guard`."""
+    guard = timeout * 4 + 2
+
+    def check(settings: Settings) -> Check:
+        first = offline(settings)
+        # Telegram's offline check calls a missing webhook secret broken; asking Telegram
+        # tells whether it is (webhook mode) or not (polling).
+        if first.status == MISSING or (first.status == BROKEN and first.name != "telegram"):
+            return first
+        try:
+            return asyncio.run(asyncio.wait_for(ask(settings, timeout), guard))
+        except TimeoutError:
+            return Check(first.name, BROKEN, f"no answer within {guard:g} s")
+
+    return check
+
+
+def checks(offline: bool, timeout: float = TIMEOUT) -> dict[str, Callable[[Settings], Check]]:
+    """Each part's check, in the order they are printed."""
+    local: dict[str, Callable[[Settings], Check]] = {
+        "database": check_database, "git": check_git, "aider": check_aider,
+        "sandbox": check_sandbox,
+    }  # fmt: skip
+    if offline:
+        return local | {"github": check_github, "telegram": check_telegram, "fly": check_fly,
+                        "model": check_model, "embeddings": check_embeddings}  # fmt: skip
+    return local | {
+        "github": _asked(check_github, doctor_asks.ask_github, timeout),
+        "telegram": _asked(check_telegram, doctor_asks.ask_telegram, timeout),
+        "fly": _asked(check_fly, doctor_asks.ask_fly, timeout),
+        "model": _asked(check_model, doctor_asks.ask_model, timeout),
+        "embeddings": _asked(check_embeddings, doctor_asks.ask_embeddings, timeout),
+    }
+
+
+def part_of(variable: str) -> str | None:
+    for part, prefixes in PARTS.items():
+        if variable.startswith(prefixes):
+            return part
+    return None
+
+
+def run(
+    settings: Settings,
+    print_line: Callable[[str], None] = print,
+    *,
+    problems: tuple[Problem, ...] = (),
+    offline: bool = False,
+    timeout: float = TIMEOUT,
+) -> int:
+    """One line per bad variable, then one per part in a fixed order; the checks run at
+    the same time (the slow ones, the sandbox probe and the services, overlap). 1 when a
+    variable, or a configured part, is broken."""
+    if not problems:
+        print_line(Check("settings", OK, "every variable parses").line())
+    spoiled: dict[str, list[str]] = {}
+    for problem in problems:
+        print_line(Check("settings", BROKEN, problem.message).line())
+        for variable in problem.variables:
+            part = part_of(variable)
+            if part is not None and variable not in spoiled.setdefault(part, []):
+                spoiled[part].append(variable)
+    # A part with a bad variable is not asked: its default (another host, say) is not
+    # what was meant, and a key must not go where it was not sent.
+    todo = {name: check for name, check in checks(offline, timeout).items() if name not in spoiled}
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        running = {name: pool.submit(check, settings) for name, check in todo.items()}
+        found = {name: future.result() for name, future in running.items()}
+    broken = bool(problems)
+    for name in checks(offline, timeout):
+        result = found.get(name) or Check(
+            name, BROKEN, f"{', '.join(spoiled[name])} not usable (see settings above)"
+        )
         broken = broken or result.status == BROKEN
         print_line(result.line())
     return 1 if broken else 0

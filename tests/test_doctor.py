@@ -1,4 +1,4 @@
-"""`persais doctor`: one line per check, and exit 0 only when what is configured works."""
+"""`persais doctor --offline`: one line per check, and exit 0 only when what is configured works."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from tests.support.processes import persais_env
 
 
 def doctor(env: dict[str, str], cwd: Path) -> tuple[int, dict[str, str]]:
+    """`persais doctor --offline` (tests/test_doctor_asks.py asks the fakes)."""
     done = subprocess.run(
-        [sys.executable, "-m", "app", "doctor"],
+        [sys.executable, "-m", "app", "doctor", "--offline"],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
@@ -44,10 +45,12 @@ def test_a_configured_machine_is_all_ok(tmp_path: Path, database: str) -> None:
         FLY_API_TOKEN="fo1_test",
         FLY_APP_NAME="persais-test",
         LLM_API_KEY="sk-test",
+        EMBEDDINGS_MODEL="text-embedding-3-small",
     )
     code, lines = doctor(env, tmp_path)
     assert set(lines) == {
         "settings", "database", "git", "aider", "sandbox", "github", "telegram", "fly", "model",
+        "embeddings",
     }  # fmt: skip
     sandbox = "ok" if shutil.which("bwrap") else "missing"  # missing is allowed, not broken
     for name, line in lines.items():

@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -39,8 +40,18 @@ def register(commands: Any) -> None:
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=cmd_migrate)
 
-    doctor = commands.add_parser("doctor", help="check what is configured and whether it works")
-    doctor.set_defaults(func=cmd_doctor)
+    doctor = commands.add_parser(
+        "doctor", help="check what is configured and whether it works (asks each service)"
+    )
+    doctor.add_argument(
+        "--offline", action="store_true",
+        help="do not ask GitHub, Telegram, the model, embeddings or Fly; look at the settings",
+    )  # fmt: skip
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS",
+        help="how long each service may take to answer (default 5)",
+    )  # fmt: skip
+    doctor.set_defaults(func=cmd_doctor, despite_bad_settings=cmd_doctor_despite)
 
 
 # fly.toml's kill_timeout is 30 s: a stop that outlasts this is cut short before Fly's SIGKILL.
@@ -216,4 +227,20 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from app import doctor
 
-    return doctor.run(settings)
+    return doctor.run(settings, offline=args.offline, timeout=args.timeout)
+
+
+def cmd_doctor_despite(env_file: Path | None, args: argparse.Namespace) -> int:
+    """The doctor on settings that do not load: every bad variable listed, the rest checked."""
+    from app import doctor
+    from app.settings import SettingsError
+    from app.settings_problems import lenient_settings
+
+    try:
+        settings, problems = lenient_settings(env_file)
+    except SettingsError as exc:
+        print(f"persais: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return doctor.run(
+        settings, problems=tuple(problems), offline=args.offline, timeout=args.timeout
+    )

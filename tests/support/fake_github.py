@@ -813,6 +813,19 @@ class FakeGitHub:
             status=201,
         )
 
+    async def list_installations(self, request: web.Request) -> web.Response:
+        """`GET /app/installations`: one per installation id, on its first repository's owner."""
+        self._jwt(request)
+        self._record(request, "jwt")
+        owners: dict[int, str] = {}
+        for full, installation_id in self.installations.items():
+            owners.setdefault(installation_id, full.split("/")[0])
+        return web.json_response([
+            {"id": i, "app_id": self.app_id, "app_slug": "persais",
+             "account": self._user(owner), "repository_selection": "selected"}
+            for i, owner in owners.items()
+        ])  # fmt: skip
+
     async def repo_installation(self, request: web.Request) -> web.Response:
         self._jwt(request)
         self._record(request, "jwt")
@@ -1631,6 +1644,7 @@ def _routes(fake: FakeGitHub) -> web.Application:
     app.on_cleanup.append(fake._stop_hooks)
     r, repo, pulls = app.router, "/repos/{owner}/{repo}", "/repos/{owner}/{repo}/pulls"
     r.add_get("/app", fake.app)
+    r.add_get("/app/installations", fake.list_installations)
     r.add_post("/app/installations/{id}/access_tokens", fake.access_token)
     r.add_get("/app/hook/deliveries", fake.hook_deliveries)
     r.add_get("/app/hook/deliveries/{delivery_id:\\d+}", fake.hook_delivery)

@@ -70,6 +70,8 @@ class FakeTelegram:
     flood: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to give
     retry_after: int = 1
     webhook: dict[str, Any] = field(default_factory=dict)
+    # What getWebhookInfo reports as the last failed delivery (Telegram keeps the last one).
+    last_error: tuple[int, str] = (1763719000, "Connection refused")
     _next_id: int = 100
 
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
@@ -88,6 +90,10 @@ class FakeTelegram:
         else:
             params = {k: _decode(v) for k, v in (await request.post()).items()}
         self.calls.append(Call(method, params, time.monotonic()))
+        if request.match_info["token"].split(":")[0] != str(self.bot_id):
+            return web.json_response(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+            )
         if self.flood.get(method, 0) > 0:
             self.flood[method] -= 1
             return web.json_response(
@@ -116,8 +122,8 @@ class FakeTelegram:
         if method == "getWebhookInfo":
             return {
                 "url": self.webhook.get("url", ""), "has_custom_certificate": False,
-                "pending_update_count": 3, "last_error_date": 1763719000,
-                "last_error_message": "Connection refused",
+                "pending_update_count": 3, "last_error_date": self.last_error[0],
+                "last_error_message": self.last_error[1],
                 "allowed_updates": self.webhook.get("allowed_updates", []),
             }  # fmt: skip
         return True
