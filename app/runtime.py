@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # imported on first use: LangGraph, aiogram and githubkit are
     from app.conversations import Conversations
     from app.github.service import GitHubService
     from app.telegram.channel import TelegramChannel
+    from app.web.telegram_polling import TelegramPoller
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Runtime:
         self._opening: asyncio.Future[None] | None = None  # the pool, while `start` opens it
         self.stop_asked = False
         self._sidecars: list[asyncio.Task[None]] = []
+        self.poller: TelegramPoller | None = None  # Telegram without a webhook
         self.worker_restarts = 0
         self.approval_sweep_seconds = 2.0  # cheap: an index on the pending questions
         self.outbox_seconds = 0.2  # cheap: a partial index on what is not yet shown
@@ -297,6 +299,12 @@ class Runtime:
                     self._sidecars.append(
                         asyncio.create_task(self._sweep_redeliveries(), name="redelivery sweep")
                     )
+        from app.intake import Intake
+        from app.web.telegram_polling import poller
+
+        self.poller = poller(self.settings, self.conninfo, Intake(self.pool, self.queue))
+        if self.poller is not None:  # every process may poll; a lock lets one do it
+            self._sidecars.append(asyncio.create_task(self.poller.run(), name="telegram poller"))
 
     async def _supervise_worker(self) -> None:
         """Keep the worker running: a crash (a lost database, a library error) is logged and

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     )
     # Where GitHub news goes (new pull requests, reviews, merges); unset: the first admin.
     telegram_admin_chat: int | None = Field(default=None, alias="PERSAIS_TELEGRAM_ADMIN_CHAT")
+    # How updates arrive: unset, by polling when Telegram knows no webhook for the bot and by
+    # the webhook when one is set; "polling" or "webhook" forces one (app/web/telegram_polling).
+    telegram_mode: str | None = Field(default=None, alias="PERSAIS_TELEGRAM_MODE")
     github_redelivery_minutes: float = Field(
         default=10, alias="PERSAIS_GITHUB_REDELIVERY_MINUTES", ge=0, le=24 * 60
     )
@@ -223,6 +226,13 @@ class Settings(BaseSettings):
                 "expected 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"
             )
         return value
+
+    @field_validator("telegram_mode")
+    @classmethod
+    def _telegram_mode(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in {"polling", "webhook"}:
+            raise ValueError(f"expected polling or webhook (or unset: ask Telegram), got {value!r}")
+        return None if value is None else value.lower()
 
     @field_validator("fly_app_name")
     @classmethod

@@ -1,4 +1,6 @@
-"""`telegram set-webhook` and `telegram info`: the bot's webhook at Telegram."""
+"""`telegram set-webhook`, `delete-webhook` and `info`: the bot's webhook at Telegram, which
+also decides how a running Persais takes updates (PERSAIS_TELEGRAM_MODE unset: by the
+webhook when one is set, else by long polling)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,10 @@ def register(commands: Any) -> None:
     set_webhook = telegram_commands.add_parser("set-webhook", help="point Telegram at URL")
     set_webhook.add_argument("url", help="https://<your host>/webhooks/telegram")
     set_webhook.set_defaults(func=cmd_set_webhook)
+    delete_webhook = telegram_commands.add_parser(
+        "delete-webhook", help="remove the webhook: Persais takes updates by long polling"
+    )
+    delete_webhook.set_defaults(func=cmd_delete_webhook)
     info = telegram_commands.add_parser("info", help="getWebhookInfo: pending updates, errors")
     info.set_defaults(func=cmd_info)
 
@@ -42,6 +48,31 @@ def cmd_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     print(f"webhook set to {args.url} (updates: {', '.join(READ_KINDS)})")
+    if settings.telegram_mode == "polling":
+        print("but PERSAIS_TELEGRAM_MODE=polling: a running Persais deletes this webhook again")
+    else:
+        print("mode: webhook — a running Persais stops polling at its next request")
+    return 0
+
+
+def cmd_delete_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.telegram_bot_token is None:
+        raise Exit(2, "set TELEGRAM_BOT_TOKEN first")
+    from app.telegram.channel import make_bot
+
+    async def run() -> None:
+        bot = make_bot(settings)
+        try:
+            await bot.delete_webhook(drop_pending_updates=False)
+        finally:
+            await bot.session.close()
+
+    asyncio.run(run())
+    print("webhook deleted (updates not yet fetched are kept)")
+    if settings.telegram_mode == "webhook":
+        print("but PERSAIS_TELEGRAM_MODE=webhook: nothing polls; unset it to poll")
+    else:
+        print("mode: polling — a running Persais starts polling within 30 s")
     return 0
 
 

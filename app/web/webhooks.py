@@ -119,7 +119,7 @@ class WebhookIngress:
             event=next(key for key in update if key != "update_id"),
             action=None,
             body=text,
-            lock=_telegram_chat(update),
+            lock=telegram_chat(update),
         )
 
     async def _store(self, delivery: Delivery, *, accepted: int) -> Response:
@@ -152,7 +152,7 @@ class WebhookIngress:
         )
 
 
-def _telegram_chat(update: dict[str, Any]) -> str | None:
+def telegram_chat(update: dict[str, Any]) -> str | None:
     """The chat an update belongs to: its updates must be handled in order, one at a time."""
     for kind in ("message", "edited_message", "callback_query"):
         event = update.get(kind)

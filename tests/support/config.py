@@ -15,6 +15,7 @@ def make_settings(home: Path, database: str | None, **values: Any) -> Settings:
         "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
         "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
         "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+        "PERSAIS_TELEGRAM_MODE": "webhook",  # tests post updates; polling has its own
         "PERSAIS_WORKER_RETRY_BASE_SECONDS": 0,
         "PERSAIS_WORKER_MAX_ATTEMPTS": 3,
     }

@@ -4,6 +4,7 @@ updates Telegram posts to our webhook, built as Telegram builds them."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -73,6 +74,18 @@ class FakeTelegram:
     # What getWebhookInfo reports as the last failed delivery (Telegram keeps the last one).
     last_error: tuple[int, str] = (1763719000, "Connection refused")
     _next_id: int = 100
+    # getUpdates: what waits to be fetched (confirmed when asked with a higher offset, as
+    # Telegram does), whether calls are held before they confirm, and how many overlapped.
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    hold_polls: bool = False
+    handed: list[int] = field(default_factory=list)  # update ids getUpdates answered with
+    closing: bool = False  # the server is stopping: waiting polls answer at once
+    polls_in_flight: int = 0
+    most_polls_in_flight: int = 0
+
+    def push(self, update: dict[str, Any]) -> None:
+        """An update for the bot, to be fetched by getUpdates (from any thread)."""
+        self.pending.append(update)
 
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
         return [c.params for c in self.calls if c.method == method]
@@ -94,6 +107,8 @@ class FakeTelegram:
             return web.json_response(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
+        if method == "getUpdates":
+            return await self._get_updates(params, request)
         if self.flood.get(method, 0) > 0:
             self.flood[method] -= 1
             return web.json_response(
@@ -119,6 +134,11 @@ class FakeTelegram:
         if method == "setWebhook":
             self.webhook = params
             return True
+        if method == "deleteWebhook":
+            self.webhook = {}
+            if str(params.get("drop_pending_updates")).lower() == "true":
+                self.pending.clear()
+            return True
         if method == "getWebhookInfo":
             return {
                 "url": self.webhook.get("url", ""), "has_custom_certificate": False,
@@ -127,6 +147,38 @@ class FakeTelegram:
                 "allowed_updates": self.webhook.get("allowed_updates", []),
             }  # fmt: skip
         return True
+
+    async def _get_updates(self, params: dict[str, Any], request: web.Request) -> web.Response:
+        if self.webhook.get("url"):
+            return web.json_response(
+                {"ok": False, "error_code": 409, "description": "Conflict: can't use getUpdates"
+                 " method while webhook is active; use deleteWebhook to delete the webhook first"},
+                status=409,
+            )  # fmt: skip
+        self.polls_in_flight += 1
+        self.most_polls_in_flight = max(self.most_polls_in_flight, self.polls_in_flight)
+        try:
+            for _ in itertools.count():  # set from the test's thread: no Event to share
+                if not self.hold_polls:
+                    break
+                await asyncio.sleep(0.01)
+            offset = int(params.get("offset", 0))
+            if offset > 0:
+                self.pending[:] = [u for u in self.pending if u["update_id"] >= offset]
+            allowed = params.get("allowed_updates") or []
+            deadline = time.monotonic() + float(params.get("timeout", 0))
+            while not self.webhook.get("url"):  # setWebhook ends a waiting poll with a 409
+                found = [u for u in self.pending if not allowed or set(u) & set(allowed)]
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=499)  # the poller hung up: it gets nothing
+                if found or time.monotonic() >= deadline or self.closing:
+                    found = found[: int(params.get("limit", 100))]
+                    self.handed.extend(u["update_id"] for u in found)
+                    return web.json_response({"ok": True, "result": found})
+                await asyncio.sleep(0.002)
+            return await self._get_updates(params, request)
+        finally:
+            self.polls_in_flight -= 1
 
 
 def _decode(value: Any) -> Any:
@@ -143,5 +195,5 @@ def fake_telegram(bot_id: int) -> Iterator[tuple[str, FakeTelegram]]:
     fake = FakeTelegram(bot_id)
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", fake.handle)
-    with serve(app) as port:
+    with serve(app, before_stop=lambda: setattr(fake, "closing", True)) as port:
         yield f"http://127.0.0.1:{port}", fake

@@ -26,6 +26,7 @@ def persais_env(home: Path, database: str | None = None, **extra: str) -> dict[s
         GITHUB_WEBHOOK_SECRET=GITHUB_SECRET,
         TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
         TELEGRAM_WEBHOOK_SECRET=TELEGRAM_SECRET,
+        PERSAIS_TELEGRAM_MODE="webhook",  # tests post updates; polling has its own
         PERSAIS_LOG_LEVEL="WARNING",
     )
     if database is not None:

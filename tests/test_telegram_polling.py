@@ -1,0 +1,172 @@
+"""Telegram by long polling (no public URL): updates reach the same inbox as the webhook's,
+Telegram is told to forget one only after it is stored, one process polls per database, and
+a webhook set at Telegram (or PERSAIS_TELEGRAM_MODE) decides the mode."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings, SettingsError, load_settings
+from app.web import telegram_polling
+from tests.support.agents import write_agent
+from tests.support.config import make_settings
+from tests.support.fake_telegram import ADA, BOT_ID, FakeTelegram, fake_telegram, text_update
+from tests.support.processes import persais_env
+from tests.support.server import client_for, running_server
+from tests.support.waiting import wait_for
+from tests.support.webhooks import post_telegram
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[str, FakeTelegram]]:
+    with fake_telegram(BOT_ID) as (url, fake):
+        yield url, fake
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ask Telegram about its webhook, and another process's lock, every 0.2 s."""
+    monkeypatch.setattr(telegram_polling, "WEBHOOK_RECHECK_SECONDS", 0.2)
+    monkeypatch.setattr(telegram_polling, "STANDBY_SECONDS", 0.2)
+
+
+def polling_settings(tmp_path: Path, database: str, api: str, **values: str | None) -> Settings:
+    agents = tmp_path / "agents"
+    write_agent(agents, "echo")
+    return make_settings(
+        tmp_path / "home", database,
+        TELEGRAM_API_URL=api, PERSAIS_AGENTS_DIR=str(agents),
+        PERSAIS_TELEGRAM_ALLOWED_USERS=str(ADA), **{"PERSAIS_TELEGRAM_MODE": None, **values},
+    )  # fmt: skip
+
+
+def offsets(fake: FakeTelegram) -> list[int | None]:
+    return [c.params.get("offset") for c in fake.calls if c.method == "getUpdates"]
+
+
+def test_polled_updates_go_through_the_inbox_in_order_and_are_answered(
+    tmp_path: Path, database: str, telegram, sql
+) -> None:
+    api, fake = telegram
+    first, second = text_update(ADA, "/echo"), text_update(ADA, "hello")
+    with running_server(polling_settings(tmp_path, database, api), database):
+        wait_for(lambda: offsets(fake), 30, "a getUpdates call")
+        fake.push(first)
+        fake.push(second)
+        wait_for(lambda: len(fake.texts(ADA)) >= 2, 60, "two replies")
+        wait_for(lambda: offsets(fake)[-1] == second["update_id"] + 1, 10, "the offset")
+    assert "now talking to echo" in fake.texts(ADA)[0], fake.texts(ADA)
+    assert fake.texts(ADA)[1] == "Echo: hello"
+    assert sql("SELECT delivery_id, event, status, handled_count FROM inbox ORDER BY id") == [
+        (f"{BOT_ID}:{first['update_id']}", "message", "processed", 1),
+        (f"{BOT_ID}:{second['update_id']}", "message", "processed", 1),
+    ]
+    asked = [c.params for c in fake.calls if c.method == "getUpdates"]
+    assert all(p["allowed_updates"] == ["message", "callback_query"] for p in asked)
+    assert fake.pending == []  # confirmed: Telegram would not send them again
+
+
+def test_a_restart_asks_from_the_highest_stored_update(
+    tmp_path: Path, database: str, telegram
+) -> None:
+    api, fake = telegram
+    update = text_update(ADA, "/echo")
+    settings = polling_settings(tmp_path, database, api)
+    with running_server(settings, database):
+        fake.push(update)
+        wait_for(lambda: fake.texts(ADA), 60, "a reply")
+    before = len(fake.calls)
+    with running_server(settings, database):
+        wait_for(lambda: [c for c in fake.calls[before:] if c.method == "getUpdates"], 30, "a poll")
+    restarted = [c.params for c in fake.calls[before:] if c.method == "getUpdates"]
+    assert restarted[0]["offset"] == update["update_id"] + 1
+
+
+def test_one_process_polls_per_database_and_another_takes_over(
+    tmp_path: Path, database: str, telegram, quick
+) -> None:
+    api, fake = telegram
+    settings = polling_settings(tmp_path, database, api)
+    with ExitStack() as second, ExitStack() as first:
+        _, one = first.enter_context(running_server(settings, database))
+        wait_for(lambda: one.poller is not None and one.poller.state == "polling", 30)
+        _, two = second.enter_context(running_server(settings, database))
+        wait_for(lambda: two.poller is not None and two.poller.state == "standby", 30)
+        fake.push(text_update(ADA, "/echo"))
+        wait_for(lambda: fake.texts(ADA), 60, "a reply")
+        assert one.poller is not None
+        assert one.poller.state == "polling"
+        first.close()  # the polling process stops: the other takes the lock and the updates
+        wait_for(lambda: two.poller is not None and two.poller.state == "polling", 30)
+        fake.push(text_update(ADA, "taken over"))
+        wait_for(lambda: "Echo: taken over" in fake.texts(ADA), 60, "a reply from the second")
+    assert fake.most_polls_in_flight == 1
+
+
+def test_a_webhook_set_at_telegram_means_no_polling_until_it_is_deleted(
+    tmp_path: Path, database: str, telegram, quick, sql
+) -> None:
+    api, fake = telegram
+    fake.webhook = {"url": "https://persais.example/webhooks/telegram"}
+    with running_server(polling_settings(tmp_path, database, api), database) as (url, runtime):
+        assert runtime.poller is not None
+        wait_for(lambda: runtime.poller.state == "webhook", 30, "webhook mode")
+        with client_for(url) as client:  # the webhook route takes the update
+            assert post_telegram(client, text_update(ADA, "/echo")).status_code == 200
+        wait_for(lambda: fake.texts(ADA), 60, "a reply to the webhook's update")
+        assert offsets(fake) == []
+        fake.webhook = {}  # `persais telegram delete-webhook`
+        wait_for(lambda: runtime.poller.state == "polling", 30, "polling")
+        fake.push(text_update(ADA, "polled"))
+        wait_for(lambda: "Echo: polled" in fake.texts(ADA), 60, "a reply to the polled update")
+        fake.webhook = {"url": "https://persais.example/webhooks/telegram"}  # set again
+        wait_for(lambda: runtime.poller.state == "webhook", 30, "back to the webhook")
+    assert sql("SELECT count(*) FROM inbox") == [(2,)]
+
+
+def test_forced_modes(tmp_path: Path, database: str, telegram, quick) -> None:
+    api, fake = telegram
+    hook = {"url": "https://persais.example/webhooks/telegram"}
+    fake.webhook = dict(hook)
+    forced = polling_settings(tmp_path, database, api, PERSAIS_TELEGRAM_MODE="polling")
+    with running_server(forced, database) as (_, runtime):
+        wait_for(lambda: runtime.poller is not None and runtime.poller.state == "polling", 30)
+    assert fake.sent("deleteWebhook") == [{"drop_pending_updates": False}]
+    fake.calls.clear()
+    webhook_only = polling_settings(tmp_path, database, api, PERSAIS_TELEGRAM_MODE="Webhook")
+    with running_server(webhook_only, database) as (_, runtime):
+        assert runtime.poller is None
+    assert [c.method for c in fake.calls if c.method in ("getUpdates", "getWebhookInfo")] == []
+    with pytest.raises(SettingsError, match="PERSAIS_TELEGRAM_MODE: expected polling or webhook"):
+        load_settings(None, PERSAIS_TELEGRAM_MODE="sometimes")
+
+
+def test_the_cli_switches_modes_and_says_so(tmp_path: Path, telegram) -> None:
+    api, fake = telegram
+
+    def persais(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", "telegram", *args],
+            env=persais_env(tmp_path / "cli", TELEGRAM_API_URL=api,
+                            **{"PERSAIS_TELEGRAM_MODE": "", **env}),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    hook = persais("set-webhook", "https://persais.example/webhooks/telegram")
+    assert hook.returncode == 0, hook.stderr
+    assert "mode: webhook" in hook.stdout
+    assert fake.webhook["url"] == "https://persais.example/webhooks/telegram"
+    deleted = persais("delete-webhook")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "webhook deleted" in deleted.stdout
+    assert "mode: polling" in deleted.stdout
+    assert fake.webhook == {}
+    assert fake.sent("deleteWebhook")[-1]["drop_pending_updates"] in (False, "false")
+    forced = persais("delete-webhook", PERSAIS_TELEGRAM_MODE="webhook")
+    assert "PERSAIS_TELEGRAM_MODE=webhook: nothing polls" in forced.stdout
