@@ -175,3 +175,11 @@ def test_status_shows_the_drift_from_persais_own_checkout(
     # /status says too.
     assert "Forge: local, drifted: " in second
     assert "the forge's main has 1 commit the checkout's" in second
+
+
+def test_a_forge_without_main_is_one_line(sides: Sides) -> None:
+    git(sides.checkout, "branch", "-q", "-m", "main", "trunk")
+    done = sides.persais("status")
+    assert done.returncode == 1
+    assert done.stderr == f"persais: forge: the forge ({sides.bare}) has no branch main\n"
+    assert "Traceback" not in done.stderr

@@ -29,6 +29,7 @@ def register(commands: Any) -> None:
 
 def _with_forge(settings: Settings, checkout: Path, act: Any) -> Any:
     from app.forge.local import LocalForge
+    from mechanic.workspace import GitError
 
     if settings.home_repo is not None:
         raise Exit(
@@ -42,7 +43,10 @@ def _with_forge(settings: Settings, checkout: Path, act: Any) -> Any:
 
     async def body(runtime: Runtime) -> Any:
         forge = LocalForge(runtime.pool, settings.home, checkout)
-        return await act(checkout, await forge.repository())
+        try:
+            return await act(checkout, await forge.repository())
+        except (GitError, LookupError) as exc:  # a forge with no main, say: one line
+            raise Exit(1, f"forge: {str(exc).splitlines()[0]}") from None
 
     return with_runtime(settings, body)
 

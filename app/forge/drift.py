@@ -55,7 +55,10 @@ async def measure(checkout: Path, bare: Path, base: str = "main") -> Drift:
     head = (await git("rev-parse", "HEAD", cwd=checkout)).strip()
     ref = (await git("symbolic-ref", "-q", "HEAD", cwd=checkout, check=False)).strip()
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
-    forge = (await git("rev-parse", f"refs/heads/{base}", cwd=bare)).strip()
+    forge = (await git("rev-parse", "-q", "--verify", f"refs/heads/{base}", cwd=bare,
+                       check=False)).strip()  # fmt: skip
+    if not forge:
+        raise LookupError(f"the forge ({bare}) has no branch {base}")
     if head != forge:
         await git("fetch", "-q", "--no-write-fetch-head", "--no-tags", str(checkout), ref or head,
                   cwd=bare)  # fmt: skip
