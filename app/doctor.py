@@ -156,10 +156,15 @@ def check_github(settings: Settings) -> Check:
 def check_telegram(settings: Settings) -> Check:
     if settings.telegram_bot_token is None:
         return Check("telegram", MISSING, "no bot", "set TELEGRAM_BOT_TOKEN from @BotFather")
-    if settings.telegram_webhook_secret is None:
+    if settings.telegram_webhook_secret is None and settings.telegram_mode == "webhook":
         return Check(
             "telegram", BROKEN, f"bot {settings.telegram_bot_id} has no webhook secret",
             "set TELEGRAM_WEBHOOK_SECRET (updates are refused without it)",
+        )  # fmt: skip
+    if settings.telegram_webhook_secret is None and settings.telegram_mode is None:
+        return Check(
+            "telegram", OK, f"bot {settings.telegram_bot_id}, polling unless a webhook is set",
+            "a webhook needs TELEGRAM_WEBHOOK_SECRET (offline: Telegram not asked)",
         )  # fmt: skip
     if not settings.telegram_allowed_users:
         return Check(
@@ -203,9 +208,7 @@ def _asked(
 
     def check(settings: Settings) -> Check:
         first = offline(settings)
-        # Telegram's offline check calls a missing webhook secret broken; asking Telegram
-        # tells whether it is (webhook mode) or not (polling).
-        if first.status == MISSING or (first.status == BROKEN and first.name != "telegram"):
+        if first.status in (MISSING, BROKEN):
             return first
         try:
             return asyncio.run(asyncio.wait_for(ask(settings, timeout), guard))

@@ -122,10 +122,8 @@ async def ask_telegram(settings: Settings, wait: float) -> Check:
 def _telegram_verdict(settings: Settings, bot: str, info: dict[str, Any]) -> Check:
     url = info.get("url") or ""
     # PERSAIS_TELEGRAM_MODE (polling or webhook) forces a mode; unset, Persais polls when
-    # Telegram has no webhook for the bot. Read by name: it may not exist in this version.
-    forced = getattr(settings, "telegram_mode", None)
-    polls = "telegram_mode" in Settings.model_fields
-    mode = forced or ("webhook" if url or not polls else "polling")
+    # Telegram has no webhook for the bot (app/web/telegram_polling.py).
+    mode = settings.telegram_mode or ("webhook" if url else "polling")
     people = len(settings.telegram_allowed_users)
     who = f"{people} allowed user(s)" if people else "nobody allowed yet"
     who_fix = "" if people else "set PERSAIS_TELEGRAM_ALLOWED_USERS"

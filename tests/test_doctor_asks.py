@@ -11,9 +11,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from app.settings import Settings
 from tests.support.fake_fly import FLY_TOKEN, FakeFly, fake_fly
 from tests.support.fake_github import APP_ID, FakeGitHub, app_key_pair, fake_github
 from tests.support.fake_telegram import BOT_ID, FakeTelegram, fake_telegram
@@ -191,9 +188,6 @@ def test_a_webhook_without_its_secret_is_broken(tmp_path: Path, database: str) -
     assert "TELEGRAM_WEBHOOK_SECRET" in said.part("telegram")
 
 
-@pytest.mark.skipif(
-    "telegram_mode" not in Settings.model_fields, reason="PERSAIS_TELEGRAM_MODE not built yet"
-)
 def test_polling_needs_no_webhook_secret_and_no_webhook(tmp_path: Path, database: str) -> None:
     with outside(tmp_path, database) as out:
         out.telegram.webhook = {}
