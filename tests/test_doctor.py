@@ -95,3 +95,27 @@ def test_an_unreachable_database_is_broken(tmp_path: Path) -> None:
     assert code == 1
     assert lines["database"].split()[1] == "broken"
     assert "cannot connect" in lines["database"]
+
+
+def test_a_bad_dotenv_is_listed_variable_by_variable(tmp_path: Path, database: str) -> None:
+    """The `.env` in the working directory, as `persais` reads it: every bad line is named,
+    the parts it spoils are broken, the rest is checked, and no value is echoed."""
+    env = persais_env(tmp_path / "home", database)
+    env.pop("TELEGRAM_WEBHOOK_SECRET")
+    env.pop("TELEGRAM_BOT_TOKEN")
+    (tmp_path / ".env").write_text(
+        "TELEGRAM_BOT_TOKEN=not-a-token\nPERSAIS_AGENT_MEMORY_MB=12\nGITHUB_APP_ID=77\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "doctor", "--offline"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    bad = [line.split()[2] for line in lines if line.startswith("settings   broken")]
+    assert bad == ["TELEGRAM_BOT_TOKEN:", "PERSAIS_AGENT_MEMORY_MB:", "GITHUB_PRIVATE_KEY:"]
+    status = {line.split()[0]: line.split()[1] for line in lines if line.strip()}
+    assert (status["telegram"], status["sandbox"], status["github"]) == ("broken",) * 3
+    assert status["database"] == "ok"
+    assert "not-a-token" not in done.stdout + done.stderr
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
