@@ -160,3 +160,18 @@ def test_view_pr_names_the_command_until_a_console_is_given(tmp_path: Path, data
             return (await plain.pull_state(number)).url, (await console.pull_state(number)).url
 
     assert asyncio.run(run()) == ("persais pr show 1", "http://127.0.0.1:8001/pulls/1")
+
+
+def test_a_mechanic_jobs_pull_request_reads_back(tmp_path: Path, database: str) -> None:
+    """The whole path: `persais mechanic` opens #1 and names the command; it shows the job's
+    files and its validation."""
+    env = persais_env(tmp_path / "home", database)
+    opened = persais(env, "mechanic", "Say hello", "--template-only", "--name", "greeter")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert "Pull request #1 is open: persais pr show 1" in opened.stdout
+    shown = persais(env, "pr", "show", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "  A  dynamic/agents/greeter/agent.py" in shown.stdout
+    assert "Mechanic validation: passed (job " in shown.stdout
+    assert "0 repair rounds; the job is opened)" in shown.stdout
+    assert "+class Greeter(" in persais(env, "pr", "diff", "1").stdout
