@@ -62,7 +62,8 @@ def _problem(error: Any) -> Problem:
         name = location[0]
         field = Settings.model_fields.get(name)
         variable = field.alias if field is not None and field.alias else name
-        return Problem((variable,), f"{variable}: {message}")
+        known = (variable,) if variable in _ALIASES else ()  # else it cannot be dropped
+        return Problem(known, f"{variable}: {message}")
     # A rule across variables ("X: required when Y is set"): it names them all.
     named = tuple(dict.fromkeys(v for v in _VARIABLE.findall(message) if v in _ALIASES))
     return Problem(named, message)
