@@ -9,7 +9,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential git \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /src
+WORKDIR /app
 
 # Aider first: its pin changes rarely, so this layer stays cached across code changes.
 COPY mechanic/aider_version.py mechanic/aider_version.py
@@ -20,7 +20,11 @@ RUN python -m venv /opt/aider \
 COPY pyproject.toml README.md ./
 COPY app app
 COPY mechanic mechanic
-RUN python -m venv /opt/persais && /opt/persais/bin/pip install .
+# Editable from /app, the path the runtime stage keeps: the code finds templates/ and
+# dynamic/ beside itself (CHECKOUT_ROOT in app/settings.py), as in a checkout. Installed
+# into site-packages instead, it looked for them there and found neither.
+RUN python -m venv /opt/persais && /opt/persais/bin/pip install -e . \
+ && python -m compileall -q app mechanic
 
 # --- runtime: slim, git for the Mechanic, a non-root user -------------------------------
 FROM python:${PYTHON_VERSION}-slim
@@ -32,6 +36,8 @@ RUN apt-get update \
 
 COPY --from=build /opt/aider /opt/aider
 COPY --from=build /opt/persais /opt/persais
+COPY --from=build /app/app /app/app
+COPY --from=build /app/mechanic /app/mechanic
 COPY --chown=persais:persais dynamic /app/dynamic
 COPY --chown=persais:persais templates /app/templates
 

@@ -13,15 +13,32 @@ from app.settings import Settings
 def register(commands: Any) -> None:
     mechanic = commands.add_parser("mechanic", help="run one Mechanic job from here")
     mechanic.add_argument("request", help='what to build, e.g. "Create an agent Echo ..."')
-    mechanic.add_argument("--template-only", action="store_true", help="no model: the template")
-    mechanic.add_argument("--kind", default="agent", choices=["agent", "tool"])
-    mechanic.add_argument("--name", help="with --template-only: the agent's name")
-    mechanic.add_argument("--command", dest="agent_command", help="with --template-only")
+    mechanic.add_argument(
+        "--template-only", action="store_true",
+        help="no model: scaffold from the template alone (name and kind read from the request)",
+    )  # fmt: skip
+    mechanic.add_argument(
+        "--kind", choices=["agent", "tool"],
+        help="with --template-only: what to scaffold (default: from the request, else agent)",
+    )  # fmt: skip
+    mechanic.add_argument(
+        "--name", help="with --template-only: the name (default: from the request, as the chat)"
+    )
+    mechanic.add_argument(
+        "--command", dest="agent_command",
+        help="with --template-only: the slash command (default: the name)",
+    )  # fmt: skip
     mechanic.set_defaults(func=cmd_mechanic)
 
 
 def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
     import secrets
+
+    from app.mechanic_jobs import home_repository
+
+    # Before the database starts: the image has no checkout, so no local forge.
+    if (no_home := home_repository.missing(settings)) is not None:
+        raise Exit(2, f"mechanic: {no_home}")
 
     from app.mechanic_jobs import composed
     from mechanic.job import run_job
@@ -30,11 +47,10 @@ def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
 
     plan = None
     if args.template_only:
-        if not args.name:
-            raise Exit(2, "--template-only needs --name (and --command, default: the name)")
+        kind, name = _template_target(args)
         try:
             plan = composed.template_plan(
-                args.kind, args.name, args.agent_command or args.name, args.request[:200]
+                kind, name, args.agent_command or name, args.request[:200]
             )
         except (ValueError, composed.MechanicUnavailable) as exc:
             raise Exit(2, f"mechanic: {str(exc).splitlines()[0]}") from None
@@ -64,3 +80,18 @@ def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
         return 0 if outcome.status in ("opened", "question") else 1
 
     return with_runtime(settings, body)
+
+
+def _template_target(args: argparse.Namespace) -> tuple[str, str]:
+    """(kind, name) as the chat reads them from "Create an agent Echo ...", unless given."""
+    from app.agents.builtin.mechanic import template_guess
+
+    guess = template_guess(args.request)
+    name = args.name or (guess[1] if guess else None)
+    if name is None:
+        raise Exit(
+            2,
+            '--template-only: name what to build ("Create an agent Echo ...") or pass --name',
+        )
+    kind = args.kind or (guess[0] if guess and not args.name else "agent")
+    return kind, name

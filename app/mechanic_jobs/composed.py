@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.deploy import granting
 from app.forge.local import LocalForge
 from app.forge.lock import repository_lock
+from app.mechanic_jobs import home_repository
 from app.settings import CHECKOUT_ROOT, Settings
 from mechanic.aider import AiderModel
 from mechanic.job import JobDeps, JobOutcome, Progress
@@ -56,10 +57,8 @@ def forge(settings: Settings, pool: AsyncConnectionPool) -> LocalForge | GitHubF
 def job_deps(
     settings: Settings, pool: AsyncConnectionPool, progress: Progress, *, use_aider: bool = True
 ) -> JobDeps:
-    if settings.home_repo is None and not (CHECKOUT_ROOT / ".git").exists():
-        raise MechanicUnavailable(
-            f"the local forge starts from a git checkout; {CHECKOUT_ROOT} is not one"
-        )
+    if (no_home := home_repository.missing(settings)) is not None:
+        raise MechanicUnavailable(no_home)
     aider = settings.resolved_aider_bin()
     if use_aider and (aider is None or settings.llm_api_key is None):
         raise MechanicUnavailable(
