@@ -10,15 +10,17 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import CHECKOUT_ROOT, Settings, SettingsError, load_settings
 from app.web import telegram_polling
 from tests.support.agents import write_agent
 from tests.support.config import make_settings
 from tests.support.fake_telegram import ADA, BOT_ID, FakeTelegram, fake_telegram, text_update
-from tests.support.processes import persais_env
+from tests.support.processes import free_port, persais_env
 from tests.support.server import client_for, running_server
+from tests.support.stack import PersaisProcess
 from tests.support.waiting import wait_for
 from tests.support.webhooks import post_telegram
 
@@ -135,12 +137,13 @@ def test_forced_modes(tmp_path: Path, database: str, telegram, quick) -> None:
     hook = {"url": "https://persais.example/webhooks/telegram"}
     fake.webhook = dict(hook)
     forced = polling_settings(tmp_path, database, api, PERSAIS_TELEGRAM_MODE="polling")
-    with running_server(forced, database) as (_, runtime):
+    # No worker: stopping while the worker warms up leaks an agent host (its own issue).
+    with running_server(forced, database, worker=False) as (_, runtime):
         wait_for(lambda: runtime.poller is not None and runtime.poller.state == "polling", 30)
     assert fake.sent("deleteWebhook") == [{"drop_pending_updates": False}]
     fake.calls.clear()
     webhook_only = polling_settings(tmp_path, database, api, PERSAIS_TELEGRAM_MODE="Webhook")
-    with running_server(webhook_only, database) as (_, runtime):
+    with running_server(webhook_only, database, worker=False) as (_, runtime):
         assert runtime.poller is None
     assert [c.method for c in fake.calls if c.method in ("getUpdates", "getWebhookInfo")] == []
     with pytest.raises(SettingsError, match="PERSAIS_TELEGRAM_MODE: expected polling or webhook"):
@@ -170,3 +173,66 @@ def test_the_cli_switches_modes_and_says_so(tmp_path: Path, telegram) -> None:
     assert fake.sent("deleteWebhook")[-1]["drop_pending_updates"] in (False, "false")
     forced = persais("delete-webhook", PERSAIS_TELEGRAM_MODE="webhook")
     assert "PERSAIS_TELEGRAM_MODE=webhook: nothing polls" in forced.stdout
+
+
+STORE_WAITING = (
+    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    " AND query LIKE 'INSERT INTO inbox%%'"
+)
+
+
+@pytest.mark.slow
+def test_a_kill_between_getupdates_and_the_store_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, database: str, telegram, sql
+) -> None:
+    """`persais serve` as a real process, SIGKILLed (1) after Telegram handed it an update
+    and before its row committed, and (2) after the row committed and before Telegram heard
+    the next offset. Each update is stored once and answered once."""
+    api, fake = telegram
+    agents = tmp_path / "agents"
+    write_agent(agents, "echo")
+    env = persais_env(
+        tmp_path / "home", database, TELEGRAM_API_URL=api, PERSAIS_TELEGRAM_MODE="",
+        PERSAIS_AGENTS_DIR=str(agents), PERSAIS_TELEGRAM_ALLOWED_USERS=str(ADA),
+    )  # fmt: skip
+    server = PersaisProcess(env, "127.0.0.1", free_port(), CHECKOUT_ROOT, tmp_path / "serve.log")
+    first, second = text_update(ADA, "/echo"), text_update(ADA, "hello")
+    try:
+        server.start()
+        server.wait_ready()
+        wait_for(lambda: fake.polls_in_flight == 1, 30, "a waiting poll")
+        with psycopg.connect(database) as blocker:  # holds the inbox while the kill lands
+            blocker.execute("LOCK TABLE inbox IN SHARE ROW EXCLUSIVE MODE")
+            fake.push(first)
+            wait_for(lambda: first["update_id"] in fake.handed, 30, "getUpdates to hand it")
+            wait_for(lambda: sql(STORE_WAITING), 30, "the store to wait for the inbox")
+            server.kill()
+            blocker.rollback()
+        assert sql("SELECT count(*) FROM inbox") == [(0,)]
+        assert [u["update_id"] for u in fake.pending] == [first["update_id"]]  # unconfirmed
+        server.start()
+        wait_for(lambda: fake.texts(ADA), 120, "the reply after the restart")
+
+        wait_for(lambda: fake.polls_in_flight == 1, 30, "a waiting poll")
+        fake.hold_polls = True  # the poll after this one is held before it confirms
+        fake.push(second)
+        wait_for(lambda: "Echo: hello" in fake.texts(ADA), 60, "the reply to the second")
+        server.kill()
+        before = len(fake.calls)
+        fake.hold_polls = False
+        server.start()
+        wait_for(lambda: offsets_since(fake, before), 120, "a poll after the restart")
+        assert offsets_since(fake, before)[0] == second["update_id"] + 1
+        server.wait_ready()
+    finally:
+        server.stop()
+    assert fake.texts(ADA)[1:] == ["Echo: hello"]
+    assert "now talking to echo" in fake.texts(ADA)[0]
+    assert sql("SELECT delivery_id, status, handled_count FROM inbox ORDER BY id") == [
+        (f"{BOT_ID}:{first['update_id']}", "processed", 1),
+        (f"{BOT_ID}:{second['update_id']}", "processed", 1),
+    ]
+
+
+def offsets_since(fake: FakeTelegram, start: int) -> list[int | None]:
+    return [c.params.get("offset") for c in fake.calls[start:] if c.method == "getUpdates"]
