@@ -272,7 +272,7 @@ def run(
     broken = bool(problems)
     for name in checks(offline, timeout):
         result = found.get(name) or Check(
-            name, BROKEN, f"{', '.join(spoiled[name])} not usable (see settings above)"
+            name, BROKEN, f"not checked: see the settings lines above ({', '.join(spoiled[name])})"
         )
         broken = broken or result.status == BROKEN
         print_line(result.line())

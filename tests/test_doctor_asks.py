@@ -153,6 +153,8 @@ def test_a_half_done_configuration_lists_every_bad_variable_and_checks_the_rest(
     assert "made-up" not in "\n".join(said.lines)
     for part in ("telegram", "model", "fly"):
         assert said.status(part) == "broken", said.part(part)
+    assert "not checked: see the settings lines above" in said.part("fly")
+    assert "FLY_API_TOKEN" in said.part("fly")
     assert said.status("github") == "ok"  # the rest is still asked
     assert said.status("database") == "ok"
     assert said.code == 1
