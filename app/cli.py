@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.cli_parser import PersaisParser, VersionAction, print_short_help
 from app.commands import (
     conversation,
     deliveries,
@@ -26,14 +27,24 @@ from app.commands import (
 from app.commands.running import Exit
 from app.settings import SettingsError, load_settings
 
+# These log at PERSAIS_LOG_LEVEL; every other command at WARNING unless `-v`, so its own
+# output is not buried under INFO lines.
+LONG_RUNNING = frozenset({"serve", "worker"})
+
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        sys.exit(print_short_help(parser))
     try:
-        env_file = Path(".env") if Path(".env").is_file() else None
+        env_file = _env_file()
         settings = load_settings(env_file=env_file)
+        quiet = args.command not in LONG_RUNNING and not args.verbose
         logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            level="WARNING" if quiet else settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
         )
         code = args.func(settings, args)
     except SettingsError as exc:
@@ -49,9 +60,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
+def _env_file() -> Path | None:
+    return Path(".env") if Path(".env").is_file() else None
+
+
+def _version() -> str:
+    from app.version import build_info
+
+    try:
+        commit = load_settings(env_file=_env_file()).git_commit
+    except SettingsError:
+        commit = None  # a broken configuration still has a version
+    build = build_info(commit)
+    return f"persais {build.package} (commit {build.commit})"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="persais", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = PersaisParser(
+        prog="persais",
+        description="Persais: a GitHub App and Telegram bot that changes its own code.",
+    )
+    parser.add_argument(
+        "--version", action=VersionAction, describe=_version,
+        help="show the version and the git commit it was built from",
+    )  # fmt: skip
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="log at PERSAIS_LOG_LEVEL (one-shot commands log only warnings by default)",
+    )  # fmt: skip
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     topics = (service, conversation, jobs, pulls, forge, telegram, deliveries, retention, setup)
     for topic in topics:
         topic.register(commands)

@@ -58,3 +58,14 @@ def test_without_a_model_it_says_so_and_the_template_alone_works(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Pull request #1 is open" in done.stdout
     assert sql("SELECT status FROM jobs") == [("opened",)]
+
+
+def test_template_only_reads_the_name_from_the_request_as_the_chat_does(
+    tmp_path: Path, database: str, sql
+) -> None:
+    env = persais_env(tmp_path / "home", database)
+    done = mechanic(env, "Create an agent Greeter that says hello", "--template-only")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Pull request #1 is open" in done.stdout
+    ((branch,),) = sql("SELECT branch FROM jobs")
+    assert branch.startswith("mechanic/greeter-")

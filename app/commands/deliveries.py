@@ -16,8 +16,10 @@ def register(commands: Any) -> None:
     inbox_commands = parser.add_subparsers(dest="inbox_command", required=True)
     listing = inbox_commands.add_parser("list", help="recent deliveries")
     listing.add_argument("--dead", action="store_true", help="only deliveries that gave up")
-    listing.add_argument("--status", choices=list(inbox.STATUSES))
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument(
+        "--status", choices=list(inbox.STATUSES), help="only deliveries in this state"
+    )
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.set_defaults(func=cmd_list)
     replay = inbox_commands.add_parser("replay", help="process a delivery again")
     replay.add_argument("id", type=int, help="the inbox id (first column of `inbox list`)")

@@ -24,10 +24,12 @@ from app.settings import Settings
 
 def register(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the web server (and a worker, by default)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
     serve.add_argument("--no-worker", action="store_true", help="web only; run `persais worker`")
-    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
     serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser("worker", help="process deliveries (no web server)")
