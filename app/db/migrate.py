@@ -120,7 +120,14 @@ def _apply_pending(conn: psycopg.Connection, migrations: list[Migration]) -> lis
                     "add a new migration instead of editing an applied one"
                 )
             continue
-        conn.execute(migration.sql.encode())
+        try:
+            conn.execute(migration.sql.encode())
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # Most often `CREATE EXTENSION vector` by a role that may not (docs/postgres.md).
+            raise MigrationError(
+                f"migration {migration.name}: {str(exc).splitlines()[0]} — as a superuser, run"
+                " the statement once in this database (CREATE EXTENSION vector), then migrate"
+            ) from None
         conn.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
             (migration.version, migration.name, migration.checksum),
