@@ -302,7 +302,8 @@ class Runtime:
         from app.intake import Intake
         from app.web.telegram_polling import poller
 
-        self.poller = poller(self.settings, self.conninfo, Intake(self.pool, self.queue))
+        intake = Intake(self.pool, self.queue)
+        self.poller = poller(self.settings, self.conninfo, intake, self.metrics)
         if self.poller is not None:  # every process may poll; a lock lets one do it
             self._sidecars.append(asyncio.create_task(self.poller.run(), name="telegram poller"))
 

@@ -57,12 +57,15 @@ def test_polled_updates_go_through_the_inbox_in_order_and_are_answered(
 ) -> None:
     api, fake = telegram
     first, second = text_update(ADA, "/echo"), text_update(ADA, "hello")
-    with running_server(polling_settings(tmp_path, database, api), database):
+    with running_server(polling_settings(tmp_path, database, api), database) as (url, _):
         wait_for(lambda: offsets(fake), 30, "a getUpdates call")
         fake.push(first)
         fake.push(second)
         wait_for(lambda: len(fake.texts(ADA)) >= 2, 60, "two replies")
         wait_for(lambda: offsets(fake)[-1] == second["update_id"] + 1, 10, "the offset")
+        with client_for(url) as client:
+            metrics = client.get("/metrics").text
+    assert 'persais_deliveries_received_total{source="telegram"} 2.0' in metrics
     assert "now talking to echo" in fake.texts(ADA)[0], fake.texts(ADA)
     assert fake.texts(ADA)[1] == "Echo: hello"
     assert sql("SELECT delivery_id, event, status, handled_count FROM inbox ORDER BY id") == [
@@ -165,11 +168,13 @@ def test_the_cli_switches_modes_and_says_so(tmp_path: Path, telegram) -> None:
     assert hook.returncode == 0, hook.stderr
     assert "mode: webhook" in hook.stdout
     assert fake.webhook["url"] == "https://persais.example/webhooks/telegram"
+    assert "persais takes:    the webhook" in persais("info").stdout
     deleted = persais("delete-webhook")
     assert deleted.returncode == 0, deleted.stderr
     assert "webhook deleted" in deleted.stdout
     assert "mode: polling" in deleted.stdout
     assert fake.webhook == {}
+    assert "persais takes:    long polling (no webhook set)" in persais("info").stdout
     assert fake.sent("deleteWebhook")[-1]["drop_pending_updates"] in (False, "false")
     forced = persais("delete-webhook", PERSAIS_TELEGRAM_MODE="webhook")
     assert "PERSAIS_TELEGRAM_MODE=webhook: nothing polls" in forced.stdout

@@ -90,6 +90,7 @@ def cmd_info(settings: Settings, args: argparse.Namespace) -> int:
 
     info: Any = asyncio.run(run())
     print(f"url:              {info.url or '(none)'}")
+    print(f"persais takes:    {_mode(settings.telegram_mode, info.url or '')}")
     print(f"pending updates:  {info.pending_update_count}")
     if info.last_error_message:
         print(
@@ -97,3 +98,11 @@ def cmd_info(settings: Settings, args: argparse.Namespace) -> int:
         )
     print(f"allowed updates:  {', '.join(info.allowed_updates or []) or '(all)'}")
     return 0
+
+
+def _mode(forced: str | None, url: str) -> str:
+    from app.web.telegram_polling import wants_polling
+
+    if forced:
+        return f"{'long polling' if forced == 'polling' else 'the webhook'} (PERSAIS_TELEGRAM_MODE)"
+    return "the webhook" if not wants_polling(forced, url) else "long polling (no webhook set)"

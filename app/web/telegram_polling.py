@@ -27,6 +27,7 @@ from app.inbox import Delivery
 from app.intake import Intake, Unstorable
 from app.settings import Settings
 from app.telegram.kinds import READ_KINDS
+from app.web.metrics import Metrics
 from app.web.refusal import Refusal
 from app.web.telegram_updates import unread_kind
 from app.web.webhooks import telegram_chat
@@ -88,11 +89,14 @@ class TelegramPoller:
     conninfo: str
     intake: Intake
     forced: str | None  # PERSAIS_TELEGRAM_MODE: None (ask Telegram) or "polling"
+    metrics: Metrics | None = None  # counted as the webhook counts (received, duplicate)
     long_poll_seconds: int = 25
     state: str = "starting"  # then "polling", "webhook", "standby" or "failing"
 
     @classmethod
-    def from_settings(cls, settings: Settings, conninfo: str, intake: Intake) -> TelegramPoller:
+    def from_settings(
+        cls, settings: Settings, conninfo: str, intake: Intake, metrics: Metrics | None = None
+    ) -> TelegramPoller:
         assert settings.telegram_bot_token is not None
         assert settings.telegram_bot_id is not None
         return cls(
@@ -102,6 +106,7 @@ class TelegramPoller:
             conninfo=conninfo,
             intake=intake,
             forced=settings.telegram_mode,
+            metrics=metrics,
         )
 
     async def run(self) -> None:
@@ -174,9 +179,13 @@ class TelegramPoller:
             row = delivery(self.bot_id, update)
             if row is not None:
                 try:
-                    await self.intake.store(row)
+                    inbox_id = await self.intake.store(row)
                 except Unstorable as exc:
                     log.warning("dropped polled Telegram update %s: %s", row.delivery_id, exc)
+                else:
+                    if self.metrics is not None:
+                        counter = self.metrics.received if inbox_id else self.metrics.duplicates
+                        counter.labels("telegram").inc()
             offset = max(offset or 0, int(update["update_id"]) + 1)
         return offset
 
@@ -206,8 +215,10 @@ def _say(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def poller(settings: Settings, conninfo: str, intake: Intake) -> TelegramPoller | None:
+def poller(
+    settings: Settings, conninfo: str, intake: Intake, metrics: Metrics | None = None
+) -> TelegramPoller | None:
     """The poller this process runs, or None (no bot, or PERSAIS_TELEGRAM_MODE=webhook)."""
     if settings.telegram_bot_token is None or settings.telegram_mode == "webhook":
         return None
-    return TelegramPoller.from_settings(settings, conninfo, intake)
+    return TelegramPoller.from_settings(settings, conninfo, intake, metrics)
