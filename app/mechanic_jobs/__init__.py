@@ -12,6 +12,8 @@ worker, told back. (The Mechanic itself, the library that writes the code, is th
 - `records.py` — the `jobs` rows both sides read.
 - `composed.py` — the Mechanic composed from settings (forge, model, Aider, repository
   lock), and the `jobs` rows `persais mechanic` writes.
+- `home_repository.py` — whether the Mechanic has somewhere to commit (no checkout, as in the
+  image, and no `PERSAIS_HOME_REPO`: one line, before anything starts).
 
 Importing the package loads none of them: the modules that need one import it (the
 composition pulls in the Mechanic library, which the web process never needs).
