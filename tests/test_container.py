@@ -274,3 +274,23 @@ def test_the_worker_has_room_for_aider_beside_it() -> None:
     idle, _ = measured_idle_rss()["worker"]
     (vm,) = [vm for vm in FLY["vm"] if "worker" in vm["processes"]]
     assert idle + 170 <= int(vm["memory"].removesuffix("mb")) * 0.75
+
+
+def test_a_stopping_process_finishes_before_fly_kills_it() -> None:
+    """Fly sends SIGKILL `kill_timeout` seconds after SIGTERM: the process's own deadline,
+    and the running jobs' grace inside it, must come first."""
+    from app.commands.service import SHUTDOWN_DEADLINE
+    from app.worker.queue import GRACEFUL_STOP_SECONDS
+
+    assert FLY["kill_signal"] == "SIGTERM"
+    assert GRACEFUL_STOP_SECONDS < SHUTDOWN_DEADLINE < FLY["kill_timeout"]
+
+
+def test_the_image_runs_as_a_user_who_owns_persais_home() -> None:
+    home = image_env()["PERSAIS_HOME"]
+    assert FLY["env"]["PERSAIS_HOME"] == home
+    (user,) = of("USER", stage=1)
+    (setup,) = [r for r in of("RUN", stage=1) if "useradd" in r]
+    assert f"mkdir -p {home}" in setup
+    assert f"chown {user}:{user} {home}" in setup
+    assert image_env()["PERSAIS_REQUIRE_SANDBOX"] == FLY["env"]["PERSAIS_REQUIRE_SANDBOX"]
