@@ -18,6 +18,7 @@ from typing import Any
 
 from app.commands.running import Exit, open_database
 from app.db.migrate import Migration
+from app.next_step import persais_command, serve_banner
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -85,7 +86,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=20,
             )
-            server = _uvicorn_server()(config)
+            server = _uvicorn_server(serve_banner(args.host, args.port, persais_command()))(config)
             stopping.server = server
             if not stopping.requested:
                 server.run(sockets=[sock])
@@ -139,10 +140,16 @@ def _give_up() -> None:
     os._exit(1)
 
 
-def _uvicorn_server() -> type:
+def _uvicorn_server(banner: str | None = None) -> type:
+    """`banner` is printed once the app has started (a newcomer's next step)."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if banner is not None and self.started and not self.should_exit:
+                print(banner, flush=True)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             # `Stopping` already holds SIGTERM/SIGINT and hands them on; uvicorn's own

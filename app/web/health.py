@@ -32,6 +32,11 @@ class Readiness:
     warm_up: Callable[[], dict[str, object]] | None = None
 
     async def ready(self, request: Request) -> Response:
+        report = await self.report()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    async def report(self) -> dict[str, Any]:
+        """Each part's state and `ready`; `/` shows the same report to a person."""
         report: dict[str, Any] = {"version": self.build.as_dict()}
         database: dict[str, Any] = {"kind": self.database_kind}
         applied: list[int] = []
@@ -59,4 +64,4 @@ class Readiness:
             report["warm-up"] = self.warm_up()
             ok = ok and bool(report["warm-up"]["finished"])
         report["ready"] = ok
-        return JSONResponse(report, status_code=200 if ok else 503)
+        return report

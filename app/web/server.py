@@ -15,9 +15,11 @@ from starlette.routing import Route
 from app import inbox
 from app.db import migrate
 from app.intake import Intake
+from app.next_step import persais_command
 from app.runtime import Runtime
 from app.version import build_info
 from app.web.body import BodyBudget
+from app.web.front_page import FrontPage
 from app.web.health import Readiness, health
 from app.web.metrics import TimingMiddleware
 from app.web.webhooks import WebhookIngress
@@ -67,6 +69,7 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
             await runtime.stop()
 
     routes = [
+        Route("/", FrontPage(readiness, persais=persais_command()).page, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", readiness.ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
