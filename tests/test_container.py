@@ -18,8 +18,12 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from app.cli import _parser
 from app.settings import AIDER_CANDIDATES, Settings
@@ -149,15 +153,19 @@ def stage_image(root: Path) -> Path:
     return app
 
 
-def run_in_image(root: Path, app: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+def run_in_image(
+    root: Path, app: Path, *argv: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    given = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERSAIS_", "GITHUB_"))}
+    env.pop("DATABASE_URL", None)
     env.update(image_env())
     env.pop("AIDER_BIN")  # not installed here
-    env.update(PYTHONPATH=str(app), PERSAIS_HOME=str(root / "data"), HOME=str(root))
-    env.pop("DATABASE_URL", None)
+    env.update(PYTHONPATH=str(app), PERSAIS_HOME=str(root / "data"), HOME=str(root), **given)
     return subprocess.run(
-        [sys.executable, *argv], cwd=app, env=env, capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, *argv],
+        cwd=app, env=env, input=stdin, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 def test_in_the_image_persais_finds_its_templates_and_agents(tmp_path: Path) -> None:
@@ -294,3 +302,20 @@ def test_the_image_runs_as_a_user_who_owns_persais_home() -> None:
     assert f"mkdir -p {home}" in setup
     assert f"chown {user}:{user} {home}" in setup
     assert image_env()["PERSAIS_REQUIRE_SANDBOX"] == FLY["env"]["PERSAIS_REQUIRE_SANDBOX"]
+
+
+@pytest.mark.slow
+def test_in_the_image_the_chats_mechanic_refuses_before_any_job(
+    tmp_path: Path, database: str, sql: Callable[..., list[tuple[Any, ...]]]
+) -> None:
+    app = stage_image(tmp_path)
+    env = {"DATABASE_URL": database, "LLM_API_KEY": "sk-test"}
+    done = run_in_image(
+        tmp_path, app, "-m", "app", "chat", "--name", "ada",
+        stdin="/mechanic\nCreate an agent Echo that repeats my messages\n", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if "The Mechanic cannot run here" in x]
+    assert "PERSAIS_HOME_REPO is not set" in line
+    assert "On it" not in done.stdout
+    assert sql("SELECT count(*) FROM jobs") == [(0,)]

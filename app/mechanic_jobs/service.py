@@ -46,6 +46,13 @@ class MechanicJobs:
     def model_configured(self) -> bool:
         return self.settings.llm_api_key is not None
 
+    @property
+    def nowhere_to_commit(self) -> str | None:
+        """Why no job can run here (no checkout and no PERSAIS_HOME_REPO), or None."""
+        from app.mechanic_jobs import home_repository
+
+        return home_repository.missing(self.settings)
+
     async def run(self, job_id: str) -> None:
         """The queue's task body (in a worker)."""
         await self.runner.run(job_id)

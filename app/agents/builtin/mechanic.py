@@ -47,6 +47,8 @@ class MechanicAgent(Agent):
                 "Mechanic mode. Describe the agent you want, for example: "
                 "Create an agent Echo that repeats my messages"
             )
+        if (nowhere := jobs.nowhere_to_commit) is not None:  # the image: before any job
+            return f"The Mechanic cannot run here: {nowhere}."
         if jobs.model_configured:
             job = await jobs.start(
                 conversation=message.conversation, user=message.user, request=said
