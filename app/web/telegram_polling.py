@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 POLL_LOCK_KEY = 0x7467_706F_6C6C
 WEBHOOK_RECHECK_SECONDS = 30.0  # a webhook is set: ask Telegram again this often
 STANDBY_SECONDS = 5.0  # another process polls: try its lock this often
+CONFLICT_PAUSE_SECONDS = 1.0  # getUpdates answered 409: wait this long before asking again
 
 
 class WebhookActive(Exception):
@@ -167,7 +168,10 @@ class TelegramPoller:
             try:
                 updates = await self._call(http, "getUpdates", params)
             except WebhookActive as exc:
-                log.info("Telegram: stopped polling (%s)", exc)
+                # A webhook was set (the next turn sees it), or another program polls this
+                # bot outside this database: then the pause keeps the two from spinning.
+                log.warning("Telegram: stopped polling (%s)", exc)
+                await asyncio.sleep(CONFLICT_PAUSE_SECONDS)
                 return
             offset = await self._store(updates, offset)
 
