@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+_UNRECOGNIZED = "unrecognized arguments: "
 _INVALID_CHOICE = re.compile(r"invalid choice: '(?P<given>[^']*)' \(choose from (?P<choices>.*)\)")
 
 
@@ -21,6 +22,8 @@ class PersaisParser(argparse.ArgumentParser):
     """Subparsers are made of this class too, so `persais pr shwo` is answered the same way."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith(_UNRECOGNIZED):
+            self.exit(2, f"{self._unknown_options(message)}\n{self._see_help()}\n")
         found = _INVALID_CHOICE.search(message)
         if found is None:
             self.exit(2, f"{self.prog}: {message}\n{self._see_help()}\n")
@@ -30,6 +33,23 @@ class PersaisParser(argparse.ArgumentParser):
         what = "command" if set(choices) <= self._command_names() else "choice"
         hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
         self.exit(2, f"{self.prog}: unknown {what} '{given}'{hint}\n{self._see_help()}\n")
+
+    def _unknown_options(self, message: str) -> str:
+        """argparse reports these at the top, so every command's options are candidates."""
+        given = message.removeprefix(_UNRECOGNIZED).split()
+        flags = [word for word in given if word.startswith("-")]
+        if not flags:
+            return f"{self.prog}: {message}"
+        known = sorted(_option_strings(self))
+        said = []
+        for flag in flags:
+            name = flag.split("=", 1)[0]
+            nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            said.append(
+                f"{self.prog}: unknown option '{name}'"
+                + (f"; did you mean '{nearest[0]}'?" if nearest else "")
+            )
+        return "\n".join(said)
 
     def _command_names(self) -> set[str]:
         return {
@@ -41,6 +61,16 @@ class PersaisParser(argparse.ArgumentParser):
 
     def _see_help(self) -> str:
         return f"'{self.prog} -h' lists what it takes"
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(option for option in action.option_strings if option.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
 
 
 def short_help(parser: argparse.ArgumentParser) -> str:

@@ -74,6 +74,16 @@ def test_a_typo_gets_the_nearest_command_in_two_lines(tmp_path: Path) -> None:
     assert "unknown choice 'agnet'; did you mean 'agent'?" in choice.stderr
 
 
+def test_a_mistyped_option_gets_the_nearest_option(tmp_path: Path) -> None:
+    done = persais(tmp_path, "mechanic", "x", "--tempalte-only")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == (
+        "persais: unknown option '--tempalte-only'; did you mean '--template-only'?"
+    )
+    stray = persais(tmp_path, "pr", "list", "extra")
+    assert stray.stderr.splitlines()[0] == "persais: unrecognized arguments: extra"
+
+
 def test_nothing_near_a_typo_is_said_plainly(tmp_path: Path) -> None:
     done = persais(tmp_path, "xyzzy")
     assert done.returncode == 2
