@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -133,6 +134,21 @@ def test_a_webhook_set_at_telegram_means_no_polling_until_it_is_deleted(
         fake.webhook = {"url": "https://persais.example/webhooks/telegram"}  # set again
         wait_for(lambda: runtime.poller.state == "webhook", 30, "back to the webhook")
     assert sql("SELECT count(*) FROM inbox") == [(2,)]
+
+
+def test_another_program_polling_the_bot_is_waited_out_without_spinning(
+    tmp_path: Path, database: str, telegram
+) -> None:
+    api, fake = telegram
+    fake.other_poller = True
+    with running_server(polling_settings(tmp_path, database, api), database):
+        wait_for(lambda: offsets(fake), 30, "a getUpdates call")
+        time.sleep(3)
+        asked = len(offsets(fake))
+        assert asked <= 10  # about one a second (CONFLICT_PAUSE_SECONDS); a spin asks hundreds
+        fake.other_poller = False  # the other program stopped
+        fake.push(text_update(ADA, "/echo"))
+        wait_for(lambda: fake.texts(ADA), 60, "a reply once it is alone")
 
 
 def test_forced_modes(tmp_path: Path, database: str, telegram, quick) -> None:

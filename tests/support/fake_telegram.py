@@ -80,6 +80,7 @@ class FakeTelegram:
     hold_polls: bool = False
     handed: list[int] = field(default_factory=list)  # update ids getUpdates answered with
     closing: bool = False  # the server is stopping: waiting polls answer at once
+    other_poller: bool = False  # another program polls this bot: getUpdates answers 409
     polls_in_flight: int = 0
     most_polls_in_flight: int = 0
 
@@ -153,6 +154,12 @@ class FakeTelegram:
             return web.json_response(
                 {"ok": False, "error_code": 409, "description": "Conflict: can't use getUpdates"
                  " method while webhook is active; use deleteWebhook to delete the webhook first"},
+                status=409,
+            )  # fmt: skip
+        if self.other_poller:
+            return web.json_response(
+                {"ok": False, "error_code": 409, "description": "Conflict: terminated by other"
+                 " getUpdates request; make sure that only one bot instance is running"},
                 status=409,
             )  # fmt: skip
         self.polls_in_flight += 1
