@@ -124,9 +124,17 @@ def check_sandbox(settings: Settings) -> Check:
 
 
 def check_github(settings: Settings) -> Check:
+    from app.mechanic_jobs import home_repository
+
+    nowhere = home_repository.missing(settings)  # no checkout (the image), no home repository
     if settings.github_app_id is None:
+        mechanic = (
+            "the Mechanic cannot run (no git checkout here for a local forge)"
+            if nowhere
+            else "the Mechanic uses the local forge"
+        )
         return Check(
-            "github", MISSING, "no GitHub App; the Mechanic uses the local forge",
+            "github", MISSING, f"no GitHub App; {mechanic}",
             "set GITHUB_APP_ID, GITHUB_PRIVATE_KEY(_PATH), GITHUB_WEBHOOK_SECRET",
         )  # fmt: skip
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -148,6 +156,13 @@ def check_github(settings: Settings) -> Check:
         return Check(
             "github", BROKEN, f"App {settings.github_app_id} has no webhook secret",
             "set GITHUB_WEBHOOK_SECRET to the App's webhook secret",
+        )  # fmt: skip
+    if nowhere is not None:
+        return Check(
+            "github", BROKEN,
+            f"App {settings.github_app_id}, key parses, but PERSAIS_HOME_REPO is unset and"
+            " there is no git checkout here for a local forge: the Mechanic cannot run",
+            "set PERSAIS_HOME_REPO=owner/name",
         )  # fmt: skip
     repo = settings.home_repo or "the local forge"
     return Check("github", OK, f"App {settings.github_app_id}, key parses, home: {repo}")

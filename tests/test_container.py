@@ -319,3 +319,37 @@ def test_in_the_image_the_chats_mechanic_refuses_before_any_job(
     assert "PERSAIS_HOME_REPO is not set" in line
     assert "On it" not in done.stdout
     assert sql("SELECT count(*) FROM jobs") == [(0,)]
+
+
+@pytest.mark.slow
+def test_in_the_image_the_doctor_says_the_mechanic_needs_a_home_repository(
+    tmp_path: Path, database: str
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    app = stage_image(tmp_path)
+    env = {"DATABASE_URL": database}
+    alone = run_in_image(tmp_path, app, "-m", "app", "doctor", "--offline", env=env)
+    (line,) = [x for x in alone.stdout.splitlines() if x.startswith("github ")]
+    assert line.split()[1] == "missing"
+    assert "the Mechanic cannot run (no git checkout here for a local forge)" in line
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    env |= {"GITHUB_APP_ID": "7", "GITHUB_PRIVATE_KEY": key.decode(), "GITHUB_WEBHOOK_SECRET": "s"}
+    app_only = run_in_image(tmp_path, app, "-m", "app", "doctor", "--offline", env=env)
+    assert app_only.returncode == 1
+    (line,) = [x for x in app_only.stdout.splitlines() if x.startswith("github ")]
+    assert line.split()[1] == "broken"
+    assert "PERSAIS_HOME_REPO is unset" in line
+    assert line.endswith("set PERSAIS_HOME_REPO=owner/name")
+
+    env |= {"PERSAIS_HOME_REPO": "acme/persais"}
+    named = run_in_image(tmp_path, app, "-m", "app", "doctor", "--offline", env=env)
+    (line,) = [x for x in named.stdout.splitlines() if x.startswith("github ")]
+    assert line.split()[1] == "ok", line
+    assert line.endswith("home: acme/persais")
