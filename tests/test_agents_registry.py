@@ -158,3 +158,48 @@ def _host(agents: AgentSet) -> object:
     agent = agents.agents["echo"].agent
     assert isinstance(agent, HostedAgent)
     return agent.host
+
+
+def _hosts_of(folder: Path) -> list[int]:
+    """Live processes whose command line names `folder` (bwrap and the host it starts)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone meanwhile
+            continue
+        if str(folder).encode() in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize("moment", ["importing", "activating"])
+def test_a_start_cancelled_by_a_stop_leaves_no_host_running(tmp_path: Path, moment: str) -> None:
+    """A stop while the agent set starts (the worker's warm-up cancelled by SIGTERM) used to
+    leave the hosts it had started running: nothing held them any more."""
+    slow_import = "import time\ntime.sleep(30)\n" + ECHO
+    slow_activate = ECHO + "\n    async def activate(self, ctx):\n        await asyncio.sleep(30)\n"
+    code = slow_import if moment == "importing" else "import asyncio\n" + slow_activate
+    write_agent(tmp_path, "slow", code)
+    write_agent(tmp_path, "quick")
+
+    async def run() -> list[int]:
+        registry = Registry(tmp_path, builtin_agents(), context, launcher(), commit="abc")
+        start = asyncio.create_task(registry.reload())
+        for _ in range(200):  # until both hosts run (the slow one is then importing)
+            await asyncio.sleep(0.05)
+            if len(_hosts_of(tmp_path)) >= 2:
+                break
+        await asyncio.sleep(0.5)
+        assert _hosts_of(tmp_path), "no host started: the test proves nothing"
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+        await registry.close()
+        await asyncio.sleep(0.2)  # the kernel reaps what was killed
+        return _hosts_of(tmp_path)
+
+    assert asyncio.run(run()) == []

@@ -75,6 +75,9 @@ class HostedAgent(Agent):
         except HostError as exc:
             await host.stop()
             raise AgentLoadError(str(exc), exc.trace) from None
+        except BaseException:  # cancelled (a stop during the start) or broken: no host left
+            host.kill("its start was interrupted")
+            raise
 
     async def _ready(self) -> HostProcess:
         """The host, started again (after a backoff) if the last one died."""

@@ -90,6 +90,9 @@ class HostProcess:
             raise AgentFailed(self.death) from None
         except AgentFailed:
             raise
+        except BaseException:  # cancelled (a stop during the start): no host left behind
+            self.kill("its start was interrupted")
+            raise
         self.facts = HostFacts(
             int(hello.get("pid", 0)), self.jail.sandboxed, dict(hello.get("sandbox") or {})
         )

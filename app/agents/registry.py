@@ -238,7 +238,12 @@ class Registry:
             else:
                 agents[manifest.name] = loaded
 
-        await asyncio.gather(*(start(m, f) for m, f in chosen))
+        try:
+            await asyncio.gather(*(start(m, f) for m, f in chosen))
+        except BaseException:  # a stop cancelled this start: stop the hosts it started
+            new.idle.set()  # nothing was served by this set
+            await self._retire(new, keep=self.current)
+            raise
         if chosen:
             new.sandboxed = self.sandboxed
         new.idle.set()
@@ -254,6 +259,10 @@ class Registry:
         try:
             agent = await self.launch(manifest, folder, self._quarantine)
             await asyncio.wait_for(agent.activate(ctx), ACTIVATE_TIMEOUT)
+        except asyncio.CancelledError:  # a stop during the start: leave no host behind
+            if agent is not None:
+                await _stop_quietly(agent, manifest.name)
+            raise
         except Exception as exc:  # the agent sandbox's edge: whatever it raised
             if agent is not None:
                 try:
@@ -263,6 +272,13 @@ class Registry:
             trace = getattr(exc, "trace", "") or "".join(traceback.format_exception(exc))
             return Quarantined(manifest.name, reason(exc, ACTIVATE_TIMEOUT), trace)
         return LoadedAgent(manifest, agent, ctx, digest=digest)
+
+
+async def _stop_quietly(agent: Agent, name: str) -> None:
+    try:
+        await asyncio.wait_for(agent.deactivate(), ACTIVATE_TIMEOUT)
+    except Exception:  # its host is stopped regardless (the host's own deadline kills it)
+        log.exception("agent %s failed to stop after an interrupted start", name)
 
 
 def _digest(folder: Path) -> str:
