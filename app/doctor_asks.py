@@ -129,10 +129,10 @@ def _telegram_verdict(settings: Settings, bot: str, info: dict[str, Any]) -> Che
     who_fix = "" if people else "set PERSAIS_TELEGRAM_ALLOWED_USERS"
     pending = info.get("pending_update_count") or 0
     if mode == "polling":
-        if url:
+        if url:  # only when forced: Persais deletes the webhook as it starts polling
             return Check(
-                "telegram", BROKEN, f"{bot}: polling, but a webhook is set ({url})",
-                "run `persais telegram delete-webhook`",
+                "telegram", OK, f"{bot}, polling (forced): the webhook set at Telegram ({url})"
+                " is deleted when Persais starts", "or run `persais telegram delete-webhook`",
             )  # fmt: skip
         return Check("telegram", OK, f"{bot}, polling, {pending} update(s) waiting, {who}", who_fix)
     if settings.telegram_webhook_secret is None:

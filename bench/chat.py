@@ -192,6 +192,7 @@ def main() -> None:
         env = {
             **os.environ, "PERSAIS_HOME": str(work / "home"), "PERSAIS_AGENTS_DIR": str(agents),
             "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+            "PERSAIS_TELEGRAM_MODE": "webhook",  # as the webhook bench it is: no polling
             "TELEGRAM_API_URL": api, "PERSAIS_TELEGRAM_ALLOWED_USERS": str(USER),
             "PERSAIS_TELEGRAM_ADMINS": str(ADMIN), "PERSAIS_LOG_LEVEL": "WARNING",
             "PERSAIS_WORKER_CONCURRENCY": "8",

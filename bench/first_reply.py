@@ -77,6 +77,7 @@ def main() -> None:
             **os.environ, "PERSAIS_HOME": str(work / "home"),
             "PERSAIS_AGENTS_DIR": str(work / "agents"),
             "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+            "PERSAIS_TELEGRAM_MODE": "webhook",  # as the webhook bench it is: no polling
             "TELEGRAM_API_URL": api, "PERSAIS_TELEGRAM_ALLOWED_USERS": str(USER),
             "PERSAIS_TELEGRAM_ADMINS": str(ADMIN),
             "PERSAIS_LOG_LEVEL": os.environ.get("PERSAIS_LOG_LEVEL", "WARNING"),

@@ -124,6 +124,7 @@ def main() -> None:
            "GITHUB_WEBHOOK_SECRET": "footprint", "GITHUB_APP_ID": "1",
            "GITHUB_PRIVATE_KEY": private, "GITHUB_API_URL": "http://127.0.0.1:9",
            "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+           "PERSAIS_TELEGRAM_MODE": "webhook",  # as the webhook bench it is: no polling
            "TELEGRAM_API_URL": "http://127.0.0.1:9"}  # fmt: skip
     env.pop("DATABASE_URL", None)
     subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True,

@@ -88,6 +88,7 @@ def after_ready(env: dict[str, str], tree: Path, body: bytes, runs: int) -> dict
 
     private, _ = app_key_pair()
     env = {**env, "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+           "PERSAIS_TELEGRAM_MODE": "webhook",  # as the webhook bench it is: no polling
            "TELEGRAM_API_URL": "http://127.0.0.1:9", "GITHUB_API_URL": "http://127.0.0.1:9",
            "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private}  # fmt: skip
     first, lag, to_ready, settled = [], [], [], []
