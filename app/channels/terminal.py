@@ -8,7 +8,9 @@ What workers say later (a Mechanic job's progress and its pull request) arrives 
 the outbox: a progress message edited in place shows here as one line per stage. A turn
 (what was typed, its answer, and the notes it caused, such as a new job's progress
 message) prints whole: the outbox poll waits for it. At the end of input the chat waits
-for this conversation's running jobs before it leaves.
+for this conversation's running jobs before it leaves; Ctrl-C leaves at once, with one line.
+
+How a line is read (editing, history, the prompt under later output) is terminal_input's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from app import outbox
+from app.channels.terminal_input import Interrupted
 from app.deploy.service import Deployments
 from app.mechanic_jobs.service import MechanicJobs
 from app.orchestrator import approvals
@@ -40,7 +43,9 @@ class TerminalChat:
         jobs: MechanicJobs | None = None,
         deployments: Deployments | None = None,
         poll_seconds: float = 0.2,
+        prompt: str | None = "> ",
     ) -> None:
+        self.prompt = prompt  # None: the line reader draws its own
         self.orchestrator = orchestrator
         self.jobs = jobs
         self.deployments = deployments
@@ -49,6 +54,7 @@ class TerminalChat:
         self.user = f"cli:{name}"
         self.out = out
         self.numbers: dict[str, tuple[str, str]] = {}  # "1" -> (approval id, choice key)
+        self.labels: dict[str, str] = {}  # "1" -> "Ship it"
         self.offered: set[str] = set()  # approval ids whose choices are numbered
         self._numbering = itertools.count(1)
         self._turn = asyncio.Lock()  # the poll prints nothing in the middle of a turn
@@ -73,11 +79,16 @@ class TerminalChat:
 
     async def _converse(self, read: Reader) -> None:
         while True:
-            self.out.write("> ")
-            self.out.flush()
-            line = await read()
+            if self.prompt is not None:
+                self.out.write(self.prompt)
+                self.out.flush()
+            try:
+                line = await read()
+            except Interrupted:
+                self.say(LEFT)
+                return
             if not line:
-                self.say("")
+                self.say("" if self.prompt is not None else "Bye.")
                 await self._wait_for_jobs()
                 return
             text = line.strip()
@@ -106,6 +117,7 @@ class TerminalChat:
             for key, label, *_ in reply.approval.choices:
                 number = str(next(self._numbering))  # never reused within a session
                 self.numbers[number] = (reply.approval.id, key)
+                self.labels[number] = label
                 buttons.append(f"[{number}] {label}")
             self.say("  " + "  ".join(buttons))
 
@@ -119,6 +131,10 @@ class TerminalChat:
                 del self.numbers[number]
         for reply in press.outbound:
             self._show(reply)
+
+    def open_choices(self) -> list[tuple[str, str]]:
+        """The buttons that can be pressed now, by number: for a line editor's menu."""
+        return [(number, self.labels.get(number, "")) for number in self.numbers]
 
     async def _poll(self) -> None:
         while True:
@@ -169,6 +185,9 @@ class TerminalChat:
     async def _open_questions(self) -> list[Approval]:
         async with self.orchestrator.pool.connection() as conn:
             return await approvals.pending_in(conn, self.user)
+
+
+LEFT = "Left the chat."
 
 
 async def stdin_reader() -> str:

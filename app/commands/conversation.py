@@ -24,7 +24,8 @@ def register(commands: Any) -> None:
 
 
 def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
-    from app.channels.terminal import TerminalChat, stdin_reader
+    from app.channels.terminal import LEFT, TerminalChat
+    from app.channels.terminal_input import line_reader
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", args.name):
         raise Exit(2, "--name: letters, digits, _ . - (at most 32)")
@@ -33,15 +34,23 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from app.worker.queue import MECHANIC_QUEUE
 
     async def body(conversations: Conversations) -> int:
-        chat = TerminalChat(
-            conversations.orchestrator, args.name, jobs=conversations.mechanic,
-            deployments=conversations.deployments,
-        )  # fmt: skip
-        await chat.run(stdin_reader)
+        history = settings.home / "chat_history"
+        choices: list[TerminalChat] = []  # the menu asks the chat made below
+        with line_reader(history, lambda: choices[0].open_choices() if choices else []) as lines:
+            chat = TerminalChat(
+                conversations.orchestrator, args.name, lines.out, jobs=conversations.mechanic,
+                deployments=conversations.deployments, prompt=lines.prompt,
+            )  # fmt: skip
+            choices.append(chat)
+            await chat.run(lines.read)
         return 0
 
     # Mechanic jobs asked for here run here too (a running `persais serve` may take them).
-    return with_conversations(settings, body, worker_queues=(MECHANIC_QUEUE,))
+    try:
+        return with_conversations(settings, body, worker_queues=(MECHANIC_QUEUE,))
+    except KeyboardInterrupt:  # Ctrl-C during a turn or while waiting for jobs: one line
+        print(f"\n{LEFT}", flush=True)
+        return 130
 
 
 def cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
