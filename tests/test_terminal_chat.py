@@ -183,8 +183,8 @@ def test_ctrl_c_during_a_turn_leaves_with_one_line(chat_env: dict[str, str]) -> 
         term.close()
 
 
-def test_without_prompt_toolkit_readline_edits_and_keeps_history(
-    tmp_path: Path, chat_env: dict[str, str]
+def test_without_prompt_toolkit_readline_edits_keeps_history_and_redraws(
+    tmp_path: Path, chat_env: dict[str, str], sql
 ) -> None:
     no_toolkit = ["-c", "import sys; sys.modules['prompt_toolkit'] = None; "
                   "from app.cli import main; main()"]  # fmt: skip
@@ -202,8 +202,29 @@ def test_without_prompt_toolkit_readline_edits_and_keeps_history(
         term.expect(">", after=at)
         term.type("ctrl-d")
         assert term.wait() == 0
+        assert term.screen[at:].strip().endswith("Bye.")
         assert "[D" not in term.screen
         assert "Traceback" not in term.screen
     finally:
         term.close()
     assert "hello world" in (tmp_path / "home" / "chat_history").read_text()
+
+    again = tty_chat(chat_env, *no_toolkit)  # history kept; output redraws the line
+    try:
+        at = again.expect(">", after=again.expect("Ctrl-D leaves."))
+        again.type("up", "enter")
+        at = again.expect("Echo: hello world", after=at)
+        again.expect(">", after=at)
+        again.type("half typed")
+        sql(
+            "INSERT INTO outbox (conversation, text) VALUES (%s, %s)",
+            "cli:ada",
+            "Job 7: tests pass",
+        )
+        at = again.expect("> half typed", after=again.expect("Job 7: tests pass", after=at))
+        again.type("ctrl-c")
+        assert again.wait() == 130
+        assert again.screen[at:].count("Left the chat.") == 1
+        assert "Traceback" not in again.screen
+    finally:
+        again.close()
