@@ -80,7 +80,7 @@ class Terminal:
                 raise AssertionError(
                     f"exited {self.proc.returncode} before {text!r}:\n{self.screen}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise AssertionError(f"{text!r} not shown in {timeout}s:\n{self.screen}")
 
     def type(self, *keys: str) -> None:
