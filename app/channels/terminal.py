@@ -188,7 +188,3 @@ class TerminalChat:
 
 
 LEFT = "Left the chat."
-
-
-async def stdin_reader() -> str:
-    return await asyncio.to_thread(sys.stdin.readline)
