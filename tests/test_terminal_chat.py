@@ -66,7 +66,6 @@ from app.agents.base import Agent, AgentContext, Message, Reply
 
 class Slow(Agent):
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
-        print("slow: started", flush=True)
         await asyncio.sleep(60)
         return "slow: done"
 """
