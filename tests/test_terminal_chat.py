@@ -107,6 +107,7 @@ def test_a_terminal_edits_the_line_keeps_history_and_leaves_on_ctrl_d_and_ctrl_c
     finally:
         term.close()
     history = (tmp_path / "home" / "chat_history").read_text()
+    assert (tmp_path / "home" / "chat_history").stat().st_mode & 0o777 == 0o600
     assert "+hello world" in history
     assert "+/echo" in history
 

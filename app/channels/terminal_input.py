@@ -44,6 +44,7 @@ def line_reader(history: Path, choices: Choices) -> Iterator[LineReader]:
         yield PlainReader()
         return
     history.parent.mkdir(parents=True, exist_ok=True)
+    history.touch(mode=0o600, exist_ok=True)  # what was typed is the person's: theirs alone
     try:
         import prompt_toolkit  # noqa: F401
     except ImportError:
