@@ -27,11 +27,22 @@ from tests.support.pools import open_pool
 
 
 @asynccontextmanager
-async def web(count: list[int]) -> AsyncIterator[int]:
-    """A small HTTP/1.1 server on loopback: /ok, /redirect, /big. Counts connections."""
+async def web(count: list[int], peak: list[int] | None = None) -> AsyncIterator[int]:
+    """A small HTTP/1.1 server on loopback: /ok, /redirect, /big, /slow. Counts connections
+    (and with `peak`, the most served at once)."""
+    in_flight: list[int] = []
+    peak = peak if peak is not None else [0]
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         count.append(1)
+        in_flight.append(1)
+        peak[0] = max(peak[0], len(in_flight))
+        try:
+            await answer(reader, writer)
+        finally:
+            in_flight.pop()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         line = (await reader.readline()).decode()
         while (await reader.readline()) not in (b"\r\n", b""):
             pass
@@ -230,9 +241,10 @@ def test_a_host_gets_a_bounded_number_of_capability_calls_served_at_once(
 ) -> None:
     need_bwrap()
 
-    async def run() -> tuple[str, int]:
+    async def run() -> tuple[str, int, int]:
         count: list[int] = []
-        async with web(count) as port:
+        peak = [0]
+        async with web(count, peak) as port:
             write_http_agent(tmp_path, "flood", FLOOD_AGENT, f"127.0.0.1:{port}")
             registry = Registry(tmp_path, [], _context, launcher())
             loaded = (await registry.reload()).agents["flood"]
@@ -241,12 +253,14 @@ def test_a_host_gets_a_bounded_number_of_capability_calls_served_at_once(
             )
             said = as_reply(await loaded.agent.handle(message, loaded.context)).text
             await registry.close()
-            return said, len(count)
+            return said, len(count), peak[0]
 
-    said, connections = asyncio.run(run())
+    said, connections, peak = asyncio.run(run())
     served, busy = map(int, said.split())
     assert served + busy == 40
-    assert 1 <= served <= process.MAX_CALLS_AT_ONCE
+    assert busy > 0, "no call was refused: the test proves nothing"
+    # At once, not in all: on a loaded machine a slow call may end before the last is asked.
+    assert 1 <= peak <= process.MAX_CALLS_AT_ONCE
     assert connections == served  # the refused ones never reached the server
 
 
