@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 from githubkit import AppAuthStrategy, GitHub
-from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 from githubkit.retry import RetryChainDecision, RetryRateLimit, RetryServerError
 
 from app.github.throttle import ContentThrottler
+from app.github.tokens import OneFetchStrategy
 from app.settings import Settings
 
 WRITERS = frozenset({"admin", "maintain", "write"})
@@ -43,8 +43,9 @@ class GitHubApp:
         self.auth = AppAuthStrategy(settings.github_app_id, key)
         self.base_url = settings.github_api_url.rstrip("/") + "/"
         # Our own token cache (githubkit's default is one per process, keyed by App id
-        # alone), and no HTTP response cache: a permission answer must not be a minute old.
-        self.cache = MemCacheStrategy()
+        # alone), fetching each installation's token once however many ask at the same
+        # time, and no HTTP response cache: a permission answer must not be a minute old.
+        self.cache = OneFetchStrategy()
         self.app: GitHub[Any] = GitHub(
             self.auth, base_url=self.base_url, user_agent="persais",
             cache_strategy=self.cache, http_cache=False, auto_retry=RETRY,
