@@ -76,7 +76,7 @@ class HostedAgent(Agent):
             await host.stop()
             raise AgentLoadError(str(exc), exc.trace) from None
         except BaseException:  # cancelled (a stop during the start) or broken: no host left
-            host.kill("its start was interrupted")
+            await host.abort("its start was interrupted")
             raise
 
     async def _ready(self) -> HostProcess:

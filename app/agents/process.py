@@ -91,7 +91,7 @@ class HostProcess:
         except AgentFailed:
             raise
         except BaseException:  # cancelled (a stop during the start): no host left behind
-            self.kill("its start was interrupted")
+            await self.abort("its start was interrupted")
             raise
         self.facts = HostFacts(
             int(hello.get("pid", 0)), self.jail.sandboxed, dict(hello.get("sandbox") or {})
@@ -264,6 +264,15 @@ class HostProcess:
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(AgentFailed(self.death))
+
+    async def abort(self, why: str) -> None:
+        """Kill it and wait until it is gone (a start cut short: the loop may close next,
+        and must not find its pipes open)."""
+        self.kill(why)
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), STOP_GRACE)
 
     async def stop(self) -> None:
         """Close its stdin (it stops by itself), and kill it if it does not."""
