@@ -95,8 +95,8 @@ def test_a_terminal_edits_the_line_keeps_history_and_leaves_on_ctrl_d_and_ctrl_c
         term.type("/echo", "enter")
         at = term.expect(">", after=term.expect("You are now talking to echo", after=at))
         term.type("hello wrld", "left", "left", "left", "o", "enter")  # fixed in place
-        term.expect(">", after=term.expect("Echo: hello world", after=at))
-        term.type("up", "enter")  # the line before, again
+        at = term.expect(">", after=term.expect("Echo: hello world", after=at))
+        term.type("up", "enter")  # the line before, again (its answer is the second one)
         at = term.expect("Echo: hello world", after=at)
         term.expect(">", after=at)
         term.type("ctrl-d")

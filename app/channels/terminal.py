@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from app import outbox
-from app.channels.terminal_input import Interrupted
+from app.channels.terminal_lines import Interrupted
 from app.deploy.service import Deployments
 from app.mechanic_jobs.service import MechanicJobs
 from app.orchestrator import approvals

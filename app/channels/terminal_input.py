@@ -18,24 +18,11 @@ import asyncio
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-Choices = Callable[[], Iterable[tuple[str, str]]]  # the open buttons: (number, label)
-
-
-class Interrupted(Exception):
-    """Ctrl-C at the prompt: the person wants out."""
-
-
-class LineReader(Protocol):
-    out: TextIO  # write here what should appear above the prompt
-    prompt: str | None  # for the chat to print before reading; None: the reader draws it
-
-    async def read(self) -> str:
-        """The next line ("" at the end of input); raises Interrupted on Ctrl-C."""
-        ...
+from app.channels.terminal_lines import Choices, Interrupted, LineReader
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from app.channels.terminal_input import Choices, Interrupted
+from app.channels.terminal_lines import Choices, Interrupted
 
 
 class _Buttons(Completer):
