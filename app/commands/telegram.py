@@ -72,7 +72,12 @@ def cmd_delete_webhook(settings: Settings, args: argparse.Namespace) -> int:
     if settings.telegram_mode == "webhook":
         print("but PERSAIS_TELEGRAM_MODE=webhook: nothing polls; unset it to poll")
     else:
-        print("mode: polling — a running Persais starts polling within 30 s")
+        from app.web.telegram_polling import WEBHOOK_RECHECK_SECONDS
+
+        print(
+            "mode: polling — a running Persais starts polling within"
+            f" {WEBHOOK_RECHECK_SECONDS:.0f} s"
+        )
     return 0
 
 
