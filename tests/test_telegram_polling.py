@@ -4,6 +4,7 @@ a webhook set at Telegram (or PERSAIS_TELEGRAM_MODE) decides the mode."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -257,3 +258,24 @@ def test_a_kill_between_getupdates_and_the_store_loses_nothing_and_repeats_nothi
 
 def offsets_since(fake: FakeTelegram, start: int) -> list[int | None]:
     return [c.params.get("offset") for c in fake.calls[start:] if c.method == "getUpdates"]
+
+
+def test_a_polled_update_is_read_as_the_webhook_reads_it() -> None:
+    """Both doors share one check and one row: what the webhook refuses with a 400 the poller
+    drops with a log line (and never crashes on), what it drops unread the poller drops."""
+    chat = {"id": ADA, "type": "private"}
+    good = {"update_id": 8, "message": {"message_id": 1, "date": 0, "chat": chat, "text": "x"}}
+    row = telegram_polling.delivery(BOT_ID, good)
+    assert row is not None
+    assert (row.delivery_id, row.event, row.lock) == (f"{BOT_ID}:8", "message", f"tg:{ADA}")
+    assert json.loads(row.body) == good
+    hostile = [
+        {"message": good["message"]},  # no update_id
+        {"update_id": "8", "message": good["message"]},  # not an integer
+        {"update_id": -1, "message": good["message"]},
+        {"update_id": True, "message": good["message"]},
+        {"update_id": 9, "message": "a string"},
+        {"update_id": 10},  # no event
+        {"update_id": 11, "poll": {"id": "1"}},  # a kind Persais does not read
+    ]
+    assert [telegram_polling.delivery(BOT_ID, u) for u in hostile] == [None] * len(hostile)

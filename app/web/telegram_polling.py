@@ -27,10 +27,10 @@ from app.inbox import Delivery
 from app.intake import Intake, Unstorable
 from app.settings import Settings
 from app.telegram.kinds import READ_KINDS
+from app.web import telegram_updates
 from app.web.metrics import Metrics
 from app.web.refusal import Refusal
-from app.web.telegram_updates import unread_kind
-from app.web.webhooks import telegram_chat
+from app.web.telegram_updates import unread_kind, update_id_of
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +67,14 @@ def delivery(bot_id: int, update: dict[str, Any]) -> Delivery | None:
     """The inbox row for a polled update, exactly as the webhook would store it; None for
     one Persais does not read or cannot read (logged; the offset still moves past it)."""
     try:
+        update_id = update_id_of(update)
         if unread_kind(update) is not None:
             return None
     except Refusal as refusal:
         log.warning("dropped polled update %s: %s", update.get("update_id"), refusal.message)
         return None
-    return Delivery(
-        source="telegram",
-        delivery_id=f"{bot_id}:{update['update_id']}",
-        event=next(key for key in update if key != "update_id"),
-        action=None,
-        body=json.dumps(update, ensure_ascii=False),
-        lock=telegram_chat(update),
-    )
+    body = json.dumps(update, ensure_ascii=False)
+    return telegram_updates.delivery(bot_id, update_id, update, body)
 
 
 @dataclass
@@ -180,6 +175,9 @@ class TelegramPoller:
         parallel, and one chat's updates must keep their order); return the offset past it.
         A database error propagates: nothing past the last stored update is confirmed."""
         for update in updates:
+            if not isinstance(update, dict):
+                log.warning("dropped a polled Telegram update that is not an object")
+                continue
             row = delivery(self.bot_id, update)
             if row is not None:
                 try:
@@ -190,7 +188,8 @@ class TelegramPoller:
                     if self.metrics is not None:
                         counter = self.metrics.received if inbox_id else self.metrics.duplicates
                         counter.labels("telegram").inc()
-            offset = max(offset or 0, int(update["update_id"]) + 1)
+            with contextlib.suppress(Refusal):  # no id: nothing to confirm it by
+                offset = max(offset or 0, update_id_of(update) + 1)
         return offset
 
     async def _call(self, http: httpx.AsyncClient, method: str, params: dict[str, Any]) -> Any:

@@ -10,8 +10,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.inbox import Delivery
 from app.telegram.kinds import READ_KINDS
 from app.web.refusal import Refusal
+
+
+def update_id_of(update: dict[str, Any]) -> int:
+    """The update's id (its delivery id, and the poller's offset); a 400 `Refusal` if it
+    has none a Bot API would send."""
+    update_id = update.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+        raise Refusal(400, "payload", "the update has no integer update_id")
+    return update_id
+
+
+def delivery(bot_id: int, update_id: int, update: dict[str, Any], body: str) -> Delivery:
+    """The inbox row of an update read through either door (webhook or polling), checked
+    by `update_id_of` and `unread_kind` first."""
+    return Delivery(
+        source="telegram",
+        delivery_id=f"{bot_id}:{update_id}",
+        event=next(key for key in update if key != "update_id"),
+        action=None,
+        body=body,
+        lock=telegram_chat(update),
+    )
+
+
+def telegram_chat(update: dict[str, Any]) -> str | None:
+    """The chat an update belongs to: its updates must be handled in order, one at a time."""
+    for kind in ("message", "edited_message", "callback_query"):
+        event = update.get(kind)
+        if isinstance(event, dict):
+            message = event.get("message", event) if kind == "callback_query" else event
+            chat = message.get("chat") if isinstance(message, dict) else None
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return f"tg:{chat['id']}"
+    return None
 
 
 def unread_kind(update: dict[str, Any]) -> str | None:

@@ -10,19 +10,18 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.inbox import Delivery
 from app.intake import Intake, Unstorable
-from app.web import signature
+from app.web import signature, telegram_updates
 from app.web.body import BodyBudget, read_body
 from app.web.metrics import Metrics
 from app.web.payload import parse_object
 from app.web.refusal import Refusal
-from app.web.telegram_updates import unread_kind
+from app.web.telegram_updates import unread_kind, update_id_of
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +106,11 @@ class WebhookIngress:
         _require_json(request)
         body = b"".join(await read_body(request, TELEGRAM_MAX_BODY))
         update, text = parse_object(body)
-        update_id = update.get("update_id")
-        if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
-            raise Refusal(400, "payload", "the update has no integer update_id")
+        update_id = update_id_of(update)
         kind = unread_kind(update)
         if kind is not None:
             raise Dropped("unhandled_kind", kind)
-        return Delivery(
-            source="telegram",
-            delivery_id=f"{self.telegram_bot_id}:{update_id}",
-            event=next(key for key in update if key != "update_id"),
-            action=None,
-            body=text,
-            lock=telegram_chat(update),
-        )
+        return telegram_updates.delivery(self.telegram_bot_id, update_id, update, text)
 
     async def _store(self, delivery: Delivery, *, accepted: int) -> Response:
         try:
@@ -150,18 +140,6 @@ class WebhookIngress:
             status_code=refusal.status,
             headers=headers,
         )
-
-
-def telegram_chat(update: dict[str, Any]) -> str | None:
-    """The chat an update belongs to: its updates must be handled in order, one at a time."""
-    for kind in ("message", "edited_message", "callback_query"):
-        event = update.get(kind)
-        if isinstance(event, dict):
-            message = event.get("message", event) if kind == "callback_query" else event
-            chat = message.get("chat") if isinstance(message, dict) else None
-            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
-                return f"tg:{chat['id']}"
-    return None
 
 
 def _require_json(request: Request) -> None:
