@@ -170,7 +170,7 @@ class TelegramPoller:
                 return
             offset = await self._store(updates, offset)
 
-    async def _store(self, updates: list[dict[str, Any]], offset: int | None) -> int | None:
+    async def _store(self, updates: list[Any], offset: int | None) -> int | None:
         """Store the batch in order (one at a time: the intake commits concurrent stores in
         parallel, and one chat's updates must keep their order); return the offset past it.
         A database error propagates: nothing past the last stored update is confirmed."""
