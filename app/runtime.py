@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported on first use: LangGraph, aiogram and githubkit are
     from app.web.telegram_polling import TelegramPoller
 
 log = logging.getLogger(__name__)
+LAST_OUTBOX_SECONDS = 3.0  # stopping: the last round of chat messages, within Fly's kill timeout
 
 
 async def _autocommit(conn: AsyncConnection[Any]) -> None:
@@ -228,6 +229,22 @@ class Runtime:
             except Exception:  # Telegram or the database hiccuped: the rows wait for next time
                 log.exception("outbox delivery to Telegram failed")
 
+    async def _last_outbox_round(self) -> None:
+        """Stopping: show what the jobs that just finished wrote (a deploy's "this machine
+        is restarting" is written moments before Fly stops it). Bounded: the next process
+        shows whatever is left, though a progress line may be replaced by then."""
+        from app import outbox
+
+        if self._telegram is None or not self.serves_telegram or self.pool.closed:
+            return
+        try:
+            await asyncio.wait_for(
+                outbox.deliver(self.pool, self._telegram.show_note, prefix="tg:"),
+                LAST_OUTBOX_SECONDS,
+            )
+        except Exception:  # stopping regardless; the rows wait for the next process
+            log.warning("the last outbox round before stopping did not finish", exc_info=True)
+
     @property
     def serves_telegram(self) -> bool:
         """This process takes Telegram's updates (its worker takes deliveries)."""
@@ -362,6 +379,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+            await self._last_outbox_round()
         if self._telegram is not None:
             await self._telegram.close()
         if self._conversations is not None:
