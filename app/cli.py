@@ -14,6 +14,7 @@ from pathlib import Path
 
 from app.cli_parser import PersaisParser, VersionAction, print_short_help
 from app.commands import (
+    console,
     conversation,
     deliveries,
     forge,
@@ -89,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
         help="log at PERSAIS_LOG_LEVEL (one-shot commands log only warnings by default)",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    topics = (service, conversation, jobs, pulls, forge, telegram, deliveries, retention, setup)
+    topics = (
+        service, conversation, jobs, pulls, forge, console, telegram, deliveries, retention, setup,
+    )  # fmt: skip
     for topic in topics:
         topic.register(commands)
     return parser

@@ -35,7 +35,8 @@ def page_url(host: str, port: int) -> str:
 
 def serve_banner(host: str, port: int, persais: str) -> str:
     return (
-        f"Persais is up: {page_url(host, port)} shows the version and each part's health.\n"
+        f"Persais is up: {page_url(host, port)}\n"
         f"Next, in another terminal: {persais} chat\n"
-        "  then type: /mechanic Create an agent Echo that repeats my messages"
+        "  then type: /mechanic Create an agent Echo that repeats my messages\n"
+        f"The console (jobs, pull requests, releases): {persais} console-link"
     )

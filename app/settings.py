@@ -69,10 +69,13 @@ class Settings(BaseSettings):
     github_private_key_path: Path | None = Field(default=None, alias="GITHUB_PRIVATE_KEY_PATH")
     github_webhook_secret: SecretStr | None = Field(default=None, alias="GITHUB_WEBHOOK_SECRET")
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
-    # The App's OAuth client (`persais setup github` writes them); unused so far.
+    # The App's OAuth client (`persais setup github` writes them): "Sign in with GitHub".
     github_client_id: str | None = Field(default=None, alias="GITHUB_CLIENT_ID")
     github_client_secret: SecretStr | None = Field(default=None, alias="GITHUB_CLIENT_SECRET")
     home_repo: str | None = Field(default=None, alias="PERSAIS_HOME_REPO")
+    # Where people reach this server (https://persais.fly.dev): the console's links, [View PR]
+    # on the local forge, "Sign in with GitHub"'s return address. Unset: the address it serves.
+    public_url: str | None = Field(default=None, alias="PERSAIS_PUBLIC_URL")
 
     telegram_bot_token: SecretStr | None = Field(default=None, alias="TELEGRAM_BOT_TOKEN")
     telegram_webhook_secret: SecretStr | None = Field(default=None, alias="TELEGRAM_WEBHOOK_SECRET")
@@ -194,7 +197,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "github_api_url", "telegram_api_url", "llm_api_base", "fly_api_url", "embeddings_api_base"
+        "github_api_url",
+        "telegram_api_url",
+        "llm_api_base",
+        "fly_api_url",
+        "embeddings_api_base",
+        "public_url",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -16,9 +16,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from app.commands.console import write_address
 from app.commands.running import Exit, open_database
 from app.db.migrate import Migration
-from app.next_step import persais_command, serve_banner
+from app.next_step import page_url, persais_command, serve_banner
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -70,6 +71,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stopping)
     sock = listen(args.host, args.port)  # before anything slow: a busy port is one line
+    write_address(settings.home, page_url(args.host, args.port).rstrip("/"))  # console-link
     try:
         db = open_database(settings)
         try:

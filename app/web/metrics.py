@@ -86,7 +86,13 @@ class TimingMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path: Any = scope.get("path", "")
-            route = path if path in self.routes else "other"
+            route = (
+                path
+                if path in self.routes
+                else "/console"
+                if path.startswith("/console/")
+                else "other"
+            )
             self.metrics.latency.labels(route, scope.get("method", "?"), str(status)).observe(
                 time.perf_counter() - start
             )

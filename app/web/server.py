@@ -9,17 +9,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from app import inbox
+from app.console.site import mount as console_mount
+from app.console.web import Console
 from app.db import migrate
 from app.intake import Intake
-from app.next_step import persais_command
 from app.runtime import Runtime
 from app.version import build_info
 from app.web.body import BodyBudget
-from app.web.front_page import FrontPage
 from app.web.health import Readiness, health
 from app.web.metrics import TimingMiddleware
 from app.web.webhooks import WebhookIngress
@@ -68,16 +68,24 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
         finally:
             await runtime.stop()
 
+    async def front(request: Request) -> Response:
+        return RedirectResponse("/console/", status_code=307)
+
+    console = Console(
+        pool=runtime.pool, settings=settings, runtime=runtime, readiness=readiness,
+        public_url=settings.public_url,
+    )  # fmt: skip
     routes = [
-        Route("/", FrontPage(readiness, persais=persais_command()).page, methods=["GET"]),
+        Route("/", front, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", readiness.ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/webhooks/github", ingress.github, methods=["POST"]),
         Route("/webhooks/telegram", ingress.telegram, methods=["POST"]),
+        Route("/console", front, methods=["GET"]),
     ]
     return Starlette(
-        routes=routes,
+        routes=[*routes, console_mount(console)],
         lifespan=lifespan,
         middleware=[
             Middleware(

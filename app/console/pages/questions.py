@@ -1,0 +1,18 @@
+"""The console's Questions page (being built)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from app.console.web import Console
+
+NAV = [("Questions", "/console/questions")]
+
+
+def routes(console: Console) -> list[BaseRoute]:
+    async def page(request: Request) -> Response:
+        return console.page(request, "placeholder.html", title="Questions")
+
+    return [Route("/questions", page, methods=["GET"])]
