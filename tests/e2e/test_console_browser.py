@@ -1,0 +1,290 @@
+"""The console in a real browser, as a person uses it beside the chat: headless Chromium
+(Debian's, through Selenium) against `persais serve` as a real process on the embedded
+Postgres and the local forge, with the fake Telegram and the scripted model on loopback.
+
+The story: log in with the link `persais console-link` prints; ask the Mechanic for Echo in
+the chat and watch the job's steps arrive on its page over SSE; read the pull request's
+diff; press Deploy on the Questions page; see the release live and `/echo` answering; roll
+back from the Releases page. Every page visited is saved as a screenshot
+(`test-artefacts/console/`), and at the end the browser's console holds no error and no CSP
+violation, and every request the pages made went to Persais.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+
+from app.settings import CHECKOUT_ROOT
+from tests.support.browser import PHONE, Browser, browser, missing, unavailable
+from tests.support.fake_telegram import ADA, BOT_ID, FakeTelegram, fake_telegram, send, text_update
+from tests.support.mechanic import REQUEST, routed_reply
+from tests.support.processes import free_port, persais_env
+from tests.support.scripted_llm import ScriptedLLM, scripted_llm
+from tests.support.stack import PersaisProcess
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+AGENT_FILE = "dynamic/agents/echo/agent.py"
+PLAN_HOLD = 4.0  # s the planner's answer waits, so the job's page is open before it moves
+
+
+@dataclass
+class Persais:
+    """`persais serve` with nothing configured but the chat and the model: the local forge,
+    deploys on this machine."""
+
+    home: Path
+    server: PersaisProcess
+    telegram: FakeTelegram
+    llm: ScriptedLLM
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def tell(self, text: str) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            send(client, text_update(ADA, text))
+
+    def said(self) -> list[str]:
+        return [
+            str(c.params.get("text", "")) for c in self.telegram.calls
+            if c.method in ("sendMessage", "editMessageText")
+            and int(c.params.get("chat_id", 0)) == ADA
+        ]  # fmt: skip
+
+    def wait_said(self, fragment: str, timeout: float = 60, after: int = 0) -> str:
+        """The first text said (from the `after`-th on) holding `fragment`."""
+
+        def found() -> str | None:
+            return next((t for t in self.said()[after:] if fragment in t), None)
+
+        recent = "\n".join(self.said()[-8:])
+        told = f"{fragment!r} in the chat; said:\n{recent}\n{self.server.tail(3000)}"
+        text: str = wait_for(found, timeout, told)
+        return text
+
+    def console_link(self) -> str:
+        """`persais console-link`, run as a person runs it beside the server."""
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "console-link"], env=self.server.env,
+            cwd=CHECKOUT_ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        link = done.stdout.splitlines()[0]
+        assert link.startswith(f"{self.url}/console/login/"), done.stdout
+        return link
+
+
+@contextmanager
+def persais(tmp_path: Path) -> Iterator[Persais]:
+    home = tmp_path / "home"
+    with ExitStack() as outside:
+        tg_url, telegram = outside.enter_context(fake_telegram(BOT_ID))
+        llm_url, llm = outside.enter_context(scripted_llm([]))
+        llm.next_reply = lambda: routed_reply(llm.requests[-1])  # type: ignore[method-assign]
+        llm.holds[0] = PLAN_HOLD
+        env = persais_env(
+            home, None, PERSAIS_LOG_LEVEL="INFO",
+            TELEGRAM_API_URL=tg_url, PERSAIS_TELEGRAM_ALLOWED_USERS=str(ADA),
+            PERSAIS_TELEGRAM_ADMINS=str(ADA),
+            LLM_API_BASE=llm_url, LLM_API_KEY="sk-console-e2e", LLM_MODEL="scripted",
+        )  # fmt: skip
+        server = PersaisProcess(
+            env, "127.0.0.1", free_port(), CHECKOUT_ROOT, tmp_path / "serve.log"
+        )
+        server.start()
+        outside.callback(server.stop)
+        server.wait_ready()
+        yield Persais(home, server, telegram, llm)
+
+
+def path_of(b: Browser) -> str:
+    return urlsplit(b.driver.current_url).path
+
+
+def reload_until(b: Browser, css: str, timeout: float, message: str) -> WebElement:
+    """Reload the page until `css` is on it (for lists that are not live)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = b.all(css)
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s: {message} on {b.driver.current_url}:\n"
+                        + b.driver.find_element(By.TAG_NAME, "body").text[:3000])  # fmt: skip
+        time.sleep(0.5)
+        b.driver.refresh()
+
+
+def form_with_button(b: Browser, form_css: str, label: str) -> tuple[WebElement, WebElement]:
+    for form in b.all(form_css):
+        for button in form.find_elements(By.TAG_NAME, "button"):
+            if button.text.strip() == label:
+                return form, button
+    raise AssertionError(f"no {form_css} with a button {label!r} on {b.driver.current_url}:\n"
+                         + b.driver.find_element(By.TAG_NAME, "body").text[:3000])  # fmt: skip
+
+
+def stayed(b: Browser) -> bool:
+    """Whether the page is still the one `mark_page` marked (no reload, no navigation)."""
+    return bool(b.driver.execute_script("return window.persaisTestMark === true"))
+
+
+def mark_page(b: Browser) -> None:
+    b.driver.execute_script("window.persaisTestMark = true")
+
+
+def watch_the_job(b: Browser, p: Persais) -> str:
+    """Step 2: the job's page, its steps arriving without a reload until its pull request
+    is linked; the pull request's address."""
+    b.get(f"{p.url}/console/jobs")
+    job = reload_until(b, "table#jobs a[href^='/console/jobs/']", 60, "the Mechanic job")
+    b.shot("jobs")
+    job.click()
+    b.wait(lambda d: path_of(b).startswith("/console/jobs/"), 10, "the job's page")
+    b.find("ol#job-steps")
+    b.find("#job-status")
+    mark_page(b)
+    first = len(b.all("ol#job-steps li"))
+    b.shot("job-started")
+    seen = [first]
+
+    def pulled(_: Any) -> bool:
+        seen.append(len(b.all("ol#job-steps li")))
+        return bool(b.all("a#job-pull"))
+
+    b.wait(pulled, 400, "the job's pull request, live on its page")
+    assert stayed(b), "the job's page reloaded or navigated on its own"
+    assert max(seen) > first, f"no step arrived while the page was open: {seen}"
+    b.shot("job-done")
+    href = b.find("a#job-pull").get_attribute("href") or ""
+    assert urlsplit(href).path.startswith("/console/pulls/"), href
+    return href
+
+
+def read_the_diff(b: Browser) -> int:
+    """Step 3: [the job's pull request] → its diff, the new agent's file among the files."""
+    b.find("a#job-pull").click()
+    b.wait(lambda d: path_of(b).startswith("/console/pulls/"), 10, "the pull request's page")
+    number = int(path_of(b).rstrip("/").rsplit("/", 1)[1])
+    files = b.all("details.diff-file")
+    summaries = [f.find_element(By.TAG_NAME, "summary") for f in files]
+    names = [s.text for s in summaries]
+    assert any(AGENT_FILE in name for name in names), names
+    agent = next(s for s in summaries if AGENT_FILE in s.text)
+    if agent.find_element(By.XPATH, "..").get_attribute("open") is None:
+        agent.click()  # collapsible: opened by its summary
+    b.shot("pull-diff")
+    return number
+
+
+def deploy_from_questions(b: Browser, p: Persais, pull: int) -> None:
+    """Step 4: Deploy on the Questions page, confirmed; the chat hears the release is live."""
+    b.get(f"{p.url}/console/questions")
+    reload_until(b, "form.question", 60, "the open questions")
+    form, button = form_with_button(b, "form.question", "Deploy")
+    assert form.get_attribute("data-confirm"), "Deploy asks for a confirmation"
+    b.shot("questions")
+    button.click()
+    b.accept_confirm()
+    live = p.wait_said("is live", 300)
+    assert f"PR #{pull}" in live, live
+    assert "/echo answering" in live, live
+
+
+def see_it_live(b: Browser, p: Persais, pull: int) -> None:
+    """Step 5: the release live on the Releases page, and /echo answering in the chat."""
+    b.get(f"{p.url}/console/releases")
+    live = b.find("table#releases tr.live")
+    assert f"#{pull}" in live.text, live.text
+    b.shot("releases-live")
+    p.tell("/echo Hello")
+    p.wait_said("Echo: Hello", 60)
+
+
+def roll_back(b: Browser, p: Persais) -> None:
+    """Step 6: Roll back on the Releases page, confirmed: release 1 live again, /echo gone."""
+    form, button = form_with_button(b, "table#releases form, main form", "Roll back to release 1")
+    assert form.get_attribute("data-confirm"), "Rollback asks for a confirmation"
+    before = len(p.said())
+    button.click()
+    b.accept_confirm()
+    p.wait_said("Rolled back", 120, after=before)
+    b.get(f"{p.url}/console/releases")
+    live = reload_until(b, "table#releases tr.live", 30, "a live release")
+    assert (
+        live.find_elements(By.XPATH, ".//*[normalize-space(text())='1']")
+        or live.text.split()[0].lstrip("#") == "1"
+    ), live.text
+    b.shot("releases-rolled-back")
+    answered = len(p.said())
+    p.tell("/echo Hello")
+    p.wait_said("/echo", 60, after=answered)
+    assert not any("Echo: Hello" in t for t in p.said()[answered:])
+
+
+def the_other_pages(b: Browser, p: Persais) -> None:
+    for name, path, css in (
+        ("agents", "/console/agents", "table#agents"),
+        ("inbox", "/console/inbox", "table#inbox"),
+        ("audit", "/console/audit", "table#audit"),
+        ("memory", "/console/memory", "form#ask"),
+    ):
+        b.get(f"{p.url}{path}")
+        b.find(css)
+        b.shot(name)
+    b.resize(PHONE)
+    for name, path in (("overview", "/console/"), ("jobs", "/console/jobs"),
+                       ("releases", "/console/releases")):  # fmt: skip
+        b.get(f"{p.url}{path}")
+        b.find("main")
+        b.shot(f"phone-{name}")
+
+
+def test_a_person_deploys_echo_and_rolls_it_back_from_the_console(tmp_path: Path) -> None:
+    reason = missing()
+    if reason is not None:
+        unavailable(reason)
+    with persais(tmp_path) as p, browser(tmp_path) as b:
+        # 1. The one-time link logs in and leads to the overview.
+        b.get(p.console_link())
+        b.wait(lambda d: path_of(b) == "/console/", 10, "the overview after the link")
+        assert "(admin)" in b.find("header").text
+        b.shot("overview")
+
+        # 2. A Mechanic job asked in the chat, watched live on the Jobs page.
+        p.tell(f"/mechanic {REQUEST}")
+        watch_the_job(b, p)
+        p.wait_said("✅ Pull request #", 60)
+
+        # 3. Its pull request's diff.
+        pull = read_the_diff(b)
+
+        # 4. Deploy from the Questions page.
+        deploy_from_questions(b, p, pull)
+
+        # 5. The release live; /echo answers.
+        see_it_live(b, p, pull)
+
+        # 6. Roll back from the Releases page.
+        roll_back(b, p)
+
+        the_other_pages(b, p)
+        assert b.problems() == [], "the browser's console has errors or CSP violations"
+        assert b.elsewhere(p.url) == [], "the pages asked for something not on Persais"
+        assert os.path.getsize(b.taken[0]) > 0
