@@ -8,6 +8,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.console import github_login
 from app.console.pages import PAGES
 from app.console.web import (
     HERE,
@@ -26,6 +27,8 @@ def mount(console: Console) -> Mount:
         Route("/login", login_page, methods=["GET"]),
         Route("/login/{token}", login_with_link, methods=["GET"]),
         Route("/logout", logout, methods=["POST"]),
+        Route("/auth/github", github_login.start, methods=["GET"]),
+        Route("/auth/github/callback", github_login.callback, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     nav: list[tuple[str, str]] = []

@@ -18,6 +18,8 @@ What it imitates:
 - git over smart HTTP on the same server (`fake_git_http`), with `x-access-token:<token>`;
 - the App manifest flow: the "new App" form and the code's conversion
   (`fake_github_manifests`, in `manifest_apps`);
+- the App's OAuth client: the web application flow for user access tokens, `GET /user`, and
+  a person's own permission asked with their token (`fake_github_oauth`, in `oauth`);
 - webhook payloads for tests that post deliveries to the app, and, when `hook_url` is set,
   the App's webhooks delivered there as GitHub delivers them (`deliver`): signed, in the
   background after the answer that caused them, in order, once, each listed in the hook's
@@ -66,6 +68,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.support import fake_github_objects as objects
 from tests.support.fake_git_http import http_backend
 from tests.support.fake_github_manifests import ManifestApps, add_manifest_routes
+from tests.support.fake_github_oauth import OAuthClient, add_oauth_routes
 from tests.support.fake_github_objects import BOT_LOGIN, Json, Pull, Repo, now
 from tests.support.fake_github_repos import BareRepo, CommitInfo, DiffLine, FileChange
 from tests.support.loopback import serve
@@ -166,6 +169,7 @@ class FakeGitHub:
     deliveries: list[Json] = field(default_factory=list)
     redelivered: list[int] = field(default_factory=list)
     manifest_apps: ManifestApps = field(default_factory=ManifestApps)
+    oauth: OAuthClient = field(default_factory=OAuthClient)
     # The App's webhook: deliveries go there when set (see `deliver`), none when None.
     hook_url: str | None = None
     hook_secret: str = GITHUB_SECRET
@@ -1467,23 +1471,43 @@ class FakeGitHub:
 
     # === users ===========================================================================
 
+    async def authenticated_user(self, request: web.Request) -> web.Response:
+        """`GET /user` with a user access token."""
+        login = self.oauth.user_of(request.headers.get("Authorization", ""))
+        if login is None:
+            raise _error(401, "Bad credentials")
+        self._record(request, f"user:{login}")
+        return web.json_response({**self._user(login), "name": login.title(), "email": None})
+
     async def collaborator_permission(self, request: web.Request) -> web.Response:
-        installation_id = self._installation(request)
-        self._record(request, f"installation:{installation_id}")
         full = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        if self.installations.get(full) != installation_id:
-            raise _error(404, "Not Found")
+        asker = self.oauth.user_of(request.headers.get("Authorization", ""))
+        if asker is not None:  # a person's user access token, not the App's
+            self._record(request, f"user:{asker}")
+            if full not in self.installations or (full, asker) not in self.permissions:
+                raise _error(404, "Not Found")
+            if self._legacy(self.permissions[(full, asker)]) not in ("write", "admin"):
+                raise _error(403, "Must have push access to view collaborator permission.")
+        else:
+            installation_id = self._installation(request)
+            self._record(request, f"installation:{installation_id}")
+            if self.installations.get(full) != installation_id:
+                raise _error(404, "Not Found")
         user = request.match_info["user"]
         role = self.permissions.get((full, user))
         if role is None:
             raise _error(404, f"{user} is not a user")
-        legacy = self.custom_roles.get(role) or {"maintain": "write", "triage": "read"}.get(
-            role, role
-        )
+        legacy = self._legacy(role)
         push = legacy in ("write", "admin")
         flags = {"admin": role == "admin", "push": push, "pull": True}
         collaborator = {**self._user(user), "role_name": role, "permissions": flags}
         return web.json_response({"permission": legacy, "role_name": role, "user": collaborator})
+
+    def _legacy(self, role: str) -> str:
+        """The base permission GitHub reports for a role (admin, write or read)."""
+        return self.custom_roles.get(role) or {"maintain": "write", "triage": "read"}.get(
+            role, role
+        )
 
     # === git over smart HTTP =============================================================
 
@@ -1676,6 +1700,8 @@ def _routes(fake: FakeGitHub) -> web.Application:
     r.add_patch(f"{repo}/check-runs/{{run_id:\\d+}}", fake.update_check_run)
     r.add_get(f"{repo}/commits/{{ref:.+}}/check-runs", fake.list_check_runs)
     add_manifest_routes(r, fake.manifest_apps)
+    add_oauth_routes(r, fake.oauth)
+    r.add_get("/user", fake.authenticated_user)
     r.add_route("*", "/{owner}/{name:[^/]+\\.git}/{tail:.+}", fake.git_http)
     return app
 
