@@ -136,6 +136,7 @@ class MechanicJobs:
             conn, conversation, progress.header(job_id, request) + "\n⏳ queued",
             key=progress.key(job_id),
         )  # fmt: skip
+        await progress.record(conn, job_id, "queued", "queued")
 
     async def abort(self, conversation: str, user: str, *, admin: bool, reason: str = "") -> str:
         """`/abort [reason]`: stop this conversation's latest job, or withdraw its pull
