@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from app import audit
+
 STATUSES = ("received", "processed", "ignored", "failed", "dead")
+SOURCES = ("github", "telegram")  # the inbox's CHECK (migration 0001)
+REPLAYABLE = ("dead", "failed")
 
 
 @dataclass(frozen=True)
@@ -96,14 +100,41 @@ async def fail(conn: AsyncConnection[Any], inbox_id: int, error: str, *, dead: b
     )
 
 
-async def reopen(conn: AsyncConnection[Any], inbox_id: int) -> bool:
+async def reopen(
+    conn: AsyncConnection[Any], inbox_id: int, *, of: tuple[str, ...] = REPLAYABLE
+) -> bool:
     """Put a dead (or failed) delivery back to be processed again from a clean count."""
     cur = await conn.execute(
         "UPDATE inbox SET status = 'received', attempts = 0, last_error = NULL"
-        " WHERE id = %s AND status IN ('dead', 'failed')",
-        (inbox_id,),
+        " WHERE id = %s AND status = ANY(%s)",
+        (inbox_id, list(of)),
     )
     return cur.rowcount == 1
+
+
+class Requeue(Protocol):
+    """Where a reopened delivery goes to be processed again (the worker's queue)."""
+
+    async def enqueue_many(
+        self, conn: AsyncConnection[Any], deliveries: list[tuple[int, str | None]]
+    ) -> None: ...
+
+
+async def replay(
+    conn: AsyncConnection[Any], queue: Requeue, inbox_id: int, *, actor: str,
+    of: tuple[str, ...] = REPLAYABLE, detail: dict[str, Any] | None = None,
+) -> bool:  # fmt: skip
+    """Reopen a delivery in one of the states `of` and queue it again for the worker,
+    audited as `inbox.replay`, all in one transaction. False, and nothing changed, when it
+    is in no such state (so replaying twice queues it once)."""
+    async with conn.transaction():
+        if not await reopen(conn, inbox_id, of=of):
+            return False
+        await queue.enqueue_many(conn, [(inbox_id, None)])
+        await audit.record(
+            conn, actor=actor, action="inbox.replay", subject=f"inbox:{inbox_id}", detail=detail
+        )
+    return True
 
 
 async def listing(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app import audit, inbox
+from app import inbox
 from app.commands.running import Exit, with_runtime
 from app.runtime import Runtime
 from app.settings import Settings
@@ -51,12 +51,8 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     async def body(runtime: Runtime) -> bool:
-        async with runtime.pool.connection() as conn, conn.transaction():
-            if not await inbox.reopen(conn, args.id):
-                return False
-            await runtime.queue.enqueue_many(conn, [(args.id, None)])
-            await audit.record(conn, actor="cli", action="inbox.replay", subject=f"inbox:{args.id}")
-            return True
+        async with runtime.pool.connection() as conn:
+            return await inbox.replay(conn, runtime.queue, args.id, actor="cli")
 
     if not with_runtime(settings, body):
         raise Exit(

@@ -80,6 +80,7 @@ class Console:
         self.templates.globals["github_login"] = github_sign_in(self.settings)
         self.templates.filters["ago"] = ago
         self.templates.filters["short"] = lambda sha: (sha or "")[:12]
+        self.templates.filters["utc"] = utc
 
     def page(
         self, request: Request, template: str, status: int = 200, **context: Any
@@ -133,6 +134,13 @@ def ago(moment: Any) -> str:
         if seconds >= size:
             return f"{int(seconds // size)} {unit} ago"
     return f"{max(int(seconds), 0)} s ago"
+
+
+def utc(moment: Any) -> str:
+    """'2026-12-07 13:50:12 UTC' for a timestamp: one clock for every reader of a page."""
+    from datetime import UTC
+
+    return "" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 class ConsoleGate:
