@@ -4,11 +4,13 @@ the console's pages once it runs). Nothing here writes."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
 from app.forge.local import LocalForge
-from mechanic.workspace import git
+from mechanic.sandbox import search_path
+from mechanic.workspace import GitError, git
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,19 @@ async def listing(
         return [PullSummary(*row) for row in await cur.fetchall()]
 
 
-async def detail(forge: LocalForge, number: int) -> PullDetail:
+@dataclass(frozen=True)
+class PullRecord:
+    """What the database holds of a pull request, and its checks (no git read)."""
+
+    summary: PullSummary
+    body: str
+    head_sha: str
+    merge_sha: str | None
+    job_id: str | None
+    checks: list[str]
+
+
+async def record(forge: LocalForge, number: int) -> PullRecord:
     async with forge.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT p.number, p.state, p.title, p.branch, p.base, p.updated_at, p.body,"
@@ -59,9 +73,16 @@ async def detail(forge: LocalForge, number: int) -> PullDetail:
         row = await cur.fetchone()
     if row is None:
         raise LookupError(f"there is no pull request #{number}")
-    summary = PullSummary(*row[:6])
     body, head_sha, merge_sha, job_id, job_status, rounds = row[6:]
-    old, new = await _range(forge, summary, head_sha, merge_sha)
+    return PullRecord(
+        PullSummary(*row[:6]), body, head_sha, merge_sha, job_id,
+        _checks(job_id, job_status, rounds),
+    )  # fmt: skip
+
+
+async def detail(forge: LocalForge, number: int) -> PullDetail:
+    pull = await record(forge, number)
+    old, new = await _range(forge, pull.summary, pull.head_sha, pull.merge_sha)
     repo = forge.bare
     status = await git("diff", "--name-status", "--no-renames", old, new, cwd=repo)
     files = [
@@ -69,14 +90,39 @@ async def detail(forge: LocalForge, number: int) -> PullDetail:
     ]
     stat = (await git("diff", "--shortstat", old, new, cwd=repo)).strip()
     return PullDetail(
-        summary, body, head_sha, merge_sha, job_id, files, stat,
-        _checks(job_id, job_status, rounds),
+        pull.summary, pull.body, pull.head_sha, pull.merge_sha, pull.job_id, files, stat,
+        pull.checks,
     )  # fmt: skip
+
+
+async def patch(forge: LocalForge, pull: PullRecord, *, limit: int) -> tuple[str, bool]:
+    """The change as git's unified diff with renames found, read up to `limit` bytes: the
+    text (whole lines) and whether it was cut there. For a page, which must stay fast
+    however large the change."""
+    old, new = await _range(forge, pull.summary, pull.head_sha, pull.merge_sha)
+    args = ("-c", "core.quotepath=false", "diff", "--no-color", "--no-ext-diff",
+            "--no-textconv", "--find-renames", old, new)  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=forge.bare,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={"GIT_CONFIG_NOSYSTEM": "1", "HOME": str(forge.bare), "PATH": search_path()},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    read = bytearray()
+    while len(read) <= limit and (chunk := await proc.stdout.read(1 << 16)):
+        read += chunk
+    cut = len(read) > limit
+    if cut:  # git need not write the rest
+        proc.kill()
+        read = read[: read.rfind(b"\n", 0, limit) + 1]
+    if await proc.wait() != 0 and not cut:
+        raise GitError(f"git diff of #{pull.summary.number} failed")
+    return read.decode(errors="replace"), cut
 
 
 async def diff(forge: LocalForge, number: int, *, color: bool) -> str:
     """The change as a patch; with `color`, git's ANSI colours."""
-    pull = await detail(forge, number)
+    pull = await record(forge, number)
     old, new = await _range(forge, pull.summary, pull.head_sha, pull.merge_sha)
     colour = "--color=always" if color else "--color=never"
     return await git("diff", colour, "--no-renames", old, new, cwd=forge.bare)
