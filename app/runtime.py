@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from app.github import installations, ping
-from app.routing import Context, Event, Router
+from app.routing import Context, DropDelivery, Event, Router
 from app.settings import Settings
 from app.warm_up import CONVERSATIONS, GITHUB, TELEGRAM, WarmUp
 from app.web.metrics import Metrics
@@ -98,6 +98,8 @@ class Runtime:
         self.warm_up = WarmUp()
         self.github_outbox_seconds = 0.5
         self.follow_seconds = 1.0  # cheap: an index on the live events
+        # An answer given in the console (app/console/pages/questions.py stores it).
+        self.router.register("answer", source="console")(self._console_answer)
         if settings.telegram_bot_token is not None:
             self.router.register("*", source="telegram")(self._telegram_update)
         if settings.github_app_id is not None:
@@ -140,6 +142,21 @@ class Runtime:
 
     async def _telegram_update(self, event: Event, ctx: Context) -> None:
         await (await self.telegram()).feed(event.payload)
+
+    async def _console_answer(self, event: Event, ctx: Context) -> None:
+        """A question answered in the console: the same claim as a button press (first answer
+        wins), then resumed and told in the question's chat. Only the console's own POST,
+        behind its session and CSRF token, writes these deliveries (no webhook can)."""
+        payload = event.payload
+        fields = (payload.get("approval"), payload.get("choice"), payload.get("person"))
+        if not all(isinstance(value, str) and value for value in fields):
+            raise DropDelivery("malformed", "a console answer without approval, choice or person")
+        approval, choice, person = (str(value) for value in fields)
+        orchestrator = (await self.conversations()).orchestrator
+        press = await orchestrator.answer(
+            approval, choice, user=person, admin=payload.get("admin") is True, via="console"
+        )
+        log.info("console answer %s to %s by %s: %s", choice, approval, person, press.notice)
 
     async def github(self) -> GitHubService:
         """The GitHub App's handlers, built on first use (githubkit is heavy)."""

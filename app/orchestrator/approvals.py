@@ -35,6 +35,7 @@ class Approval:
     channel_ref: dict[str, Any] | None
     created_at: datetime
     expires_at: datetime
+    decided_via: str | None = None  # the surface that answered: telegram, terminal, console…
 
     def label(self, key: str | None) -> str:
         return next((c[1] for c in self.choices if c[0] == key), key or "")
@@ -46,7 +47,7 @@ class Approval:
 
 _COLUMNS = (
     "id, conversation, agent, question, prompt, choices, requested_by, status, choice,"
-    " decided_by, decided_at, delivered_at, channel_ref, created_at, expires_at"
+    " decided_by, decided_at, delivered_at, channel_ref, created_at, expires_at, decided_via"
 )
 
 
@@ -82,16 +83,22 @@ async def get(conn: AsyncConnection[Any], approval_id: str) -> Approval | None:
 
 
 async def decide(
-    conn: AsyncConnection[Any], approval_id: str, choice: str, by: str, *, admin: bool = False
+    conn: AsyncConnection[Any],
+    approval_id: str,
+    choice: str,
+    by: str,
+    *,
+    admin: bool = False,
+    via: str | None = None,
 ) -> Approval | None:
-    """Record the decision (and whether `by` answered as an admin) if the question is still
-    open; None when someone was first."""
+    """Record the decision (whether `by` answered as an admin, and from which surface) if
+    the question is still open; None when someone was first."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         f"UPDATE approvals SET status = 'decided', choice = %s, decided_by = %s,"
-        f" decided_by_admin = %s, decided_at = now()"
+        f" decided_by_admin = %s, decided_via = %s, decided_at = now()"
         f" WHERE id = %s AND status = 'pending' AND expires_at > now() RETURNING {_COLUMNS}",
-        (choice, by, admin, approval_id),
+        (choice, by, admin, via, approval_id),
     )
     row = await cur.fetchone()
     return None if row is None else Approval(**row)
@@ -143,3 +150,39 @@ async def pending_count(conn: AsyncConnection[Any]) -> int:
     cur = await conn.execute("SELECT count(*) FROM approvals WHERE status = 'pending'")
     row = await cur.fetchone()
     return 0 if row is None else int(row[0])
+
+
+async def open_ones(conn: AsyncConnection[Any], *, limit: int = 50) -> list[Approval]:
+    """The questions still waiting for an answer, newest first (the console lists them)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"SELECT {_COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at > now()"
+        " ORDER BY created_at DESC LIMIT %s",
+        (limit,),
+    )
+    return [Approval(**row) for row in await cur.fetchall()]
+
+
+async def recently_closed(conn: AsyncConnection[Any], *, limit: int = 20) -> list[Approval]:
+    """The questions answered or expired most recently, newest first."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"SELECT {_COLUMNS} FROM approvals WHERE status <> 'pending'"
+        " ORDER BY decided_at DESC LIMIT %s",
+        (limit,),
+    )
+    return [Approval(**row) for row in await cur.fetchall()]
+
+
+def surface_of(person: str) -> str | None:
+    """The surface a person's answer came from, by how they are named ('tg:42' answers in
+    Telegram); None when the name does not say (the console names its surface itself)."""
+    prefix = person.partition(":")[0]
+    return {"tg": "telegram", "cli": "terminal", "github": "github"}.get(prefix)
+
+
+def decided_text(question: Approval, who: str) -> str:
+    """The question as a chat shows it once closed: who chose what, or that it expired."""
+    if question.status == "expired":
+        return f"{question.prompt}\n\n⌛ Expired without an answer."
+    return f"{question.prompt}\n\n✅ {question.label(question.choice)} — chosen by {who}"

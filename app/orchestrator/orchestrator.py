@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from app import audit
+from app import audit, outbox
 from app.agents.base import Reply
 from app.agents.registry import Registry
 from app.db import migrate
@@ -196,8 +196,13 @@ class Orchestrator:
         outbound = await self._deliver(claimed.approval, decision)
         return Press(True, claimed.notice, claimed.approval, outbound)
 
-    async def claim(self, approval_id: str, choice: str, *, user: str, admin: bool) -> Press:
-        """Record the decision (first press wins); fast, so a button can be answered at once."""
+    async def claim(
+        self, approval_id: str, choice: str, *, user: str, admin: bool, via: str | None = None
+    ) -> Press:
+        """Record the decision (first press wins); fast, so a button can be answered at once.
+        `via`: the surface answering (default: the one the user's name says, see
+        `approvals.surface_of`)."""
+        via = via or approvals.surface_of(user)
         async with self.pool.connection() as conn:
             question = await approvals.get(conn, approval_id)
             if question is None:
@@ -214,15 +219,43 @@ class Orchestrator:
             link = question.link(choice)
             if link is not None:  # "View PR": the question stays open
                 return Press(False, link, question, link=True)
-            decided = await approvals.decide(conn, approval_id, choice, user, admin=admin)
+            decided = await approvals.decide(conn, approval_id, choice, user, admin=admin, via=via)
             if decided is None:  # someone else was first, or it just expired
                 latest = await approvals.get(conn, approval_id)
                 return Press(False, _closed(latest) if latest else "Already answered.", latest)
             await audit.record(
                 conn, actor=user, action="approval.decided", subject=f"approval:{approval_id}",
-                detail={"choice": choice},
+                detail={"choice": choice, "via": via},
             )  # fmt: skip
         return Press(True, f"{decided.label(choice)} — noted.", decided)
+
+    async def answer(
+        self, approval_id: str, choice: str, *, user: str, admin: bool, via: str
+    ) -> Press:
+        """An answer from a surface that is not the question's own chat (the console): the
+        same claim as a button press (first answer wins), then the question's message where
+        it was asked says who chose what, and what the agent answers is said there too —
+        both through the outbox, so whichever process serves that chat shows them."""
+        claimed = await self.claim(approval_id, choice, user=user, admin=admin, via=via)
+        if not claimed.ok or claimed.approval is None:
+            return claimed
+        question = claimed.approval
+        async with self.pool.connection() as conn:
+            if question.channel_ref:  # the message with the buttons: edited in place
+                text = approvals.decided_text(question, user)
+            else:  # shown where no reference is kept (a terminal): a line of its own
+                text = f"✅ {question.label(question.choice)} — chosen by {user} in the {via}."
+            await outbox.put_edit(
+                conn, question.conversation, f"decided:{question.id}", text, question.channel_ref
+            )
+        delivered = await self.deliver(claimed)
+        async with self.pool.connection() as conn:
+            for reply in delivered.outbound:
+                await outbox.put(
+                    conn, question.conversation, reply.text,
+                    approval=reply.approval.id if reply.approval else None,
+                )  # fmt: skip
+        return delivered
 
     async def expire_due(self) -> list[tuple[Approval, list[Outbound]]]:
         """Close questions past their time, and finish decisions a crash left undelivered."""
