@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.agents import sdk
+from app.agents import metering, sdk
 from app.agents.base import Agent, AgentContext, Message, Reply
 from app.agents.jail import Jail
 from app.agents.loading import AgentLoadError
@@ -144,7 +144,16 @@ class HostedAgent(Agent):
         await host.stop()
 
     async def handle(self, message: Message, ctx: AgentContext) -> Reply | str:
-        return await self.call("handle", message=sdk.message_to_json(message))
+        if message.conversation in metering.UNCOUNTED:
+            return await self.call("handle", message=sdk.message_to_json(message))
+        started = time.monotonic()
+        ok = False
+        try:
+            reply = await self.call("handle", message=sdk.message_to_json(message))
+            ok = True
+            return reply
+        finally:  # a timeout (cancelled from outside) counts as an error too
+            metering.observe(self.manifest.name, ok=ok, seconds=time.monotonic() - started)
 
     async def on_choice(self, question: str, choice: str, ctx: AgentContext) -> Reply | str:
         return await self.call("on_choice", question=question, choice=choice)

@@ -11,11 +11,10 @@ again when it runs.
 from __future__ import annotations
 
 import logging
-import secrets
 
 from app import audit
 from app.agents.base import Choice, Reply
-from app.deploy import granting
+from app.deploy import granting, requests
 from app.deploy.context import Context
 from app.worker.queue import DEPLOY_TASK
 from mechanic.workspace import GitError
@@ -117,14 +116,8 @@ class Asking:
         defer = self.context.defer
         if defer is None:
             return "This process has no worker queue; deploys run in `persais serve` or `chat`."
-        rid = secrets.token_hex(4)
-        async with self.context.pool.connection() as conn, conn.transaction():
-            await defer(
-                conn, action=action, subject=subject, by=by, conversation=conversation, rid=rid,
-                admin=admin,
-            )  # fmt: skip
-            await audit.record(conn, actor=by, action=f"{action}.requested",
-                               subject=f"{action}:{subject}", detail={"request": rid})  # fmt: skip
+        await requests.queue(self.context.pool, defer, action, subject, by=by,
+                             conversation=conversation, admin=admin)  # fmt: skip
         return {
             "deploy": f"🚀 Deploying pull request #{subject}…",
             "rollback": "↩ Rolling back…",

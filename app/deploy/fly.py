@@ -186,6 +186,15 @@ async def _quiet(text: str) -> None:
     return None
 
 
+# (machine id, machine name, outcome, detail): what happened to one machine, for the ledger
+# (outcomes: updating, on, restarting, failed, put_back, not_put_back).
+Outcome = Callable[[str, str, str, str], Awaitable[None]]
+
+
+async def _unrecorded(machine: str, name: str, outcome: str, detail: str) -> None:
+    return None
+
+
 @dataclass
 class FlyDeployer:
     machines: FlyMachines
@@ -196,6 +205,7 @@ class FlyDeployer:
     deadline: float = 120.0  # per machine: started, then ready
     lease_ttl: int = 120
     progress: Progress = _quiet
+    outcome: Outcome = _unrecorded
 
     async def roll(self, sha: str | None, expect: set[str], previous: str | None) -> list[str]:
         """Move every machine to `sha` (None: the image's own agents); the ids moved by this
@@ -216,6 +226,7 @@ class FlyDeployer:
             except (FlyError, httpx.HTTPError) as exc:
                 on_release.append(machine.id)  # it may have been updated before it failed
                 reason = f"machine {machine.name} ({machine.id}): {exc}"
+                await self.outcome(machine.id, machine.name, "failed", str(exc)[:500])
                 returned, problems = await self._return(on_release, previous)
                 raise RollFailed(reason, [*moved, machine.id], returned, problems) from exc
         return moved
@@ -226,10 +237,13 @@ class FlyDeployer:
             try:
                 await self._move(await self.machines.get(machine_id), previous, set())
                 returned.append(machine_id)
+                await self.outcome(machine_id, "", "put_back", previous or "the image")
             except Handoff:  # this process's machine: updated, so it is being replaced
                 returned.append(machine_id)
+                await self.outcome(machine_id, "", "put_back", previous or "the image")
             except (FlyError, httpx.HTTPError) as exc:
                 problems.append(f"{machine_id}: {exc}")
+                await self.outcome(machine_id, "", "not_put_back", str(exc)[:500])
                 log.error("machine %s could not be put back on %s: %s", machine_id, previous, exc)
         return returned, problems
 
@@ -246,9 +260,11 @@ class FlyDeployer:
                 await self._started(machine)
             if own or machine.state in BOOTING or machine.state == "started":
                 await self._ready(machine, target, expect)
+                await self.outcome(machine.id, machine.name, "on", "already on it")
                 return False
             # stopped or failed on the release: update it again
         await self.progress(f"machine {machine.name}{' (this one)' if own else ''}: updating")
+        await self.outcome(machine.id, machine.name, "updating", target or "the image")
         nonce = await self.machines.lease(machine.id, self.lease_ttl)
         try:
             config = copy.deepcopy(machine.config)
@@ -267,9 +283,11 @@ class FlyDeployer:
             except (FlyError, httpx.HTTPError) as exc:  # it expires on its own (ttl)
                 log.warning("lease on %s not released: %s", machine.id, exc)
         if own:
+            await self.outcome(machine.id, machine.name, "restarting", "this process's machine")
             raise Handoff(machine.name, [])
         await self._ready(updated, target, expect)
         await self.progress(f"machine {machine.name}: on {target[:12] or 'the image'}")
+        await self.outcome(machine.id, machine.name, "on", target or "the image")
         return True
 
     async def _started(self, machine: Machine) -> None:

@@ -99,6 +99,26 @@ async def history(conn: AsyncConnection[Any], limit: int = 10) -> list[Release]:
     return [Release(**row) for row in await cur.fetchall()]
 
 
+async def page(conn: AsyncConnection[Any], *, before: int | None, limit: int) -> list[Release]:
+    """Newest first, the releases older than `before` (all, when None): keyset paging."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        _SELECT + "WHERE %s::bigint IS NULL OR r.id < %s ORDER BY r.id DESC LIMIT %s",
+        (before, before, limit),
+    )
+    return [Release(**row) for row in await cur.fetchall()]
+
+
+async def events(conn: AsyncConnection[Any], release: int) -> list[dict[str, Any]]:
+    """Everything `release` went through, oldest first."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT status, actor, reason, at FROM release_events WHERE release = %s ORDER BY id",
+        (release,),
+    )
+    return list(await cur.fetchall())
+
+
 async def went_live(conn: AsyncConnection[Any]) -> list[Release]:
     """Every merge release that was ever in service, oldest first (whatever it is now)."""
     where = (

@@ -39,6 +39,9 @@ async def roll(
         may_hand_off=say.handoffs * HANDOFF_SECONDS < settings.deploy_timeout_seconds,
         deadline=settings.deploy_timeout_seconds,
         progress=lambda text: say.progress(f"🚀 {release.label()}: {text}"),
+        outcome=lambda machine, name, outcome, detail: record(
+            context, release, machine, name, outcome, detail
+        ),
     )  # fmt: skip
     try:
         await deployer.roll(on_fly(release), expect, on_fly(previous))
@@ -50,6 +53,18 @@ async def roll(
     finally:
         await machines.close()
     return []
+
+
+async def record(
+    context: Context, release: Release, machine: str, name: str, outcome: str, detail: str
+) -> None:
+    """One machine's outcome in the ledger's per-machine record (the console shows it)."""
+    async with context.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO release_machines (release, machine, name, outcome, detail)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (release.id, machine, name, outcome, detail),
+        )
 
 
 async def hand_off(

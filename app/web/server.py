@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from app import inbox
+from app.agents import metering
 from app.console.site import mount as console_mount
 from app.console.web import Console
 from app.db import migrate
@@ -58,7 +59,9 @@ def create_app(runtime: Runtime, *, database_kind: str, with_worker: bool) -> St
         async with runtime.pool.connection() as conn:
             for status, count in (await inbox.open_counts(conn)).items():
                 runtime.metrics.inbox_depth.labels(status).set(count)
-        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # The web metrics, then each agent's answers, errors and time (app.agents.metering).
+        text = generate_latest(runtime.metrics.registry) + generate_latest(metering.REGISTRY)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
