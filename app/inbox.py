@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from app import audit
 
 STATUSES = ("received", "processed", "ignored", "failed", "dead")
-SOURCES = ("github", "telegram")  # the inbox's CHECK (migration 0001)
+SOURCES = ("github", "telegram", "console")  # the inbox's CHECK (migrations 0001, 0017)
 REPLAYABLE = ("dead", "failed")
 
 
