@@ -11,6 +11,5 @@ ALTER TABLE inbox ADD CONSTRAINT inbox_source_check
 -- for decisions made before it, and for questions closed by a deploy or a merge.
 ALTER TABLE approvals ADD COLUMN decided_via text;
 
--- Open questions, newest first; recently closed ones, newest first.
-CREATE INDEX approvals_open_created_idx ON approvals (created_at DESC) WHERE status = 'pending';
+-- Recently closed questions, newest first (the open ones are few: approvals_open_idx).
 CREATE INDEX approvals_decided_at_idx ON approvals (decided_at DESC) WHERE status <> 'pending';
