@@ -138,6 +138,7 @@ def test_the_manifest_asks_for_exactly_what_persais_needs(
         "description": visit.manifest["description"],
         "hook_attributes": {"url": HOOK, "active": True},
         "redirect_url": visit.page.rstrip("/") + CALLBACK,
+        "callback_urls": ["https://persais.example.com/console/auth/github/callback"],
         "public": False,
         "default_permissions": {
             "contents": "write", "pull_requests": "write", "checks": "write",

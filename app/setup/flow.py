@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from app.console.github_login import CALLBACK as SIGN_IN_CALLBACK
 from app.settings import Settings
 from app.setup import env_file
 from app.setup.github_app import (
@@ -75,7 +76,11 @@ async def run(
     page = ManifestPage(
         new_app_url=where.new_app_url,
         manifest=lambda redirect: manifest(
-            name=name, url=homepage, webhook_url=webhook_url, redirect_url=redirect
+            name=name,
+            url=homepage,
+            webhook_url=webhook_url,
+            redirect_url=redirect,
+            callback_url=f"{origin.scheme}://{origin.netloc}{SIGN_IN_CALLBACK}",
         ),
         trade=trade_and_write,
     )

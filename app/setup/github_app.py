@@ -99,14 +99,18 @@ def place(github_url: str | None, api_url: str | None, setting: str, org: str | 
     return Place(web, api, org)
 
 
-def manifest(*, name: str, url: str, webhook_url: str, redirect_url: str) -> dict[str, Any]:
-    """GitHub's App manifest: private, with exactly `PERMISSIONS` and `EVENTS`."""
+def manifest(
+    *, name: str, url: str, webhook_url: str, redirect_url: str, callback_url: str
+) -> dict[str, Any]:
+    """GitHub's App manifest: private, with exactly `PERMISSIONS` and `EVENTS`.
+    `callback_url` is where "Sign in with GitHub" returns people to the console."""
     return {
         "name": name,
         "url": url,
         "description": "Persais: a self-modifying ChatOps bot that reviews pull requests.",
         "hook_attributes": {"url": webhook_url, "active": True},
         "redirect_url": redirect_url,
+        "callback_urls": [callback_url],
         "public": False,
         "default_permissions": {p.name: p.access for p in PERMISSIONS},
         "default_events": [e.name for e in EVENTS if not e.automatic],
