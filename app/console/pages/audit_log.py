@@ -38,12 +38,12 @@ class Filters:
 def filters_of(params: Mapping[str, str]) -> Filters:
     actor = params.get("actor", "").strip() or None
     action = params.get("action", "").strip() or None
-    for name, value in (("person", actor), ("action", action)):
-        if value is not None and len(value) > LONGEST:
-            raise BadFilter(f"The {name} filter is longer than {LONGEST} characters.")
     prefix = False
     if action is not None and action.endswith(("*", ".")):
         prefix, action = True, action.rstrip("*") or None
+    for name, value in (("person", actor), ("action", action)):
+        if value is not None and len(value) > LONGEST:
+            raise BadFilter(f"The {name} filter is longer than {LONGEST} characters.")
     since = moment(params.get("from", ""), "From")
     until = moment(params.get("to", ""), "To", end=True)
     if since is not None and until is not None and until <= since:
