@@ -20,7 +20,7 @@ from app.agents.jail import Jail, Limits, find_bwrap
 from app.agents.registry import AgentSet, Registry
 from app.agents.state import PostgresState
 from app.deploy.service import Deployments
-from app.forge import drift
+from app.forge import drift, pull_links
 from app.forge.local import LocalForge
 from app.mechanic_jobs.service import MechanicJobs
 from app.memory.service import Memory
@@ -62,8 +62,10 @@ class Conversations:
         )  # fmt: skip
         self.graph_pool = Orchestrator.graph_pool_for(conninfo)
         self.orchestrator = Orchestrator(
-            pool, self.graph_pool, self.registry, approval_timeout=settings.approval_timeout_seconds
-        )
+            pool, self.graph_pool, self.registry,
+            approval_timeout=settings.approval_timeout_seconds,
+            shown_link=lambda link: pull_links.shown(link, pull_links.console_base(settings)),
+        )  # fmt: skip
         self.memory = Memory(settings, pool, defer=queue.defer_index if queue else None)
         self.mechanic = MechanicJobs(
             settings, pool, defer=queue.defer_mechanic if queue else None,

@@ -202,6 +202,22 @@ def test_the_list_is_paged_and_github_reviews_are_listed(
     assert one.text.index("synchronize") < one.text.index("opened")
 
 
+def test_view_pr_of_a_local_pull_request_opens_its_page_in_the_console(
+    settings: Settings, database: str, sql: Sql
+) -> None:
+    """The forge records `persais pr show N`; the Questions page links it to /console/pulls/N
+    (the chat makes it the console's full address as it shows it)."""
+    sql("INSERT INTO approvals (id, conversation, agent, question, prompt, choices,"
+        " requested_by, expires_at) VALUES ('pr1', 'cli:ada', 'mechanic', 'pr:j1', 'PR open',"
+        " '[[\"deploy\", \"Deploy\"], [\"view\", \"View PR\", \"persais pr show 4\"]]',"
+        " 'cli:ada', now() + interval '1 hour')")  # fmt: skip
+    with console_client(settings, database) as client:
+        log_in(client, database)
+        page = client.get("/console/questions")
+    assert page.status_code == 200
+    assert '<a class="button" href="/console/pulls/4">View PR</a>' in page.text
+
+
 def test_the_stylesheet_is_the_generated_one() -> None:
     """static/pygments.css is what `python -m app.console.diff` writes: run it if this fails."""
     static = Path(diff.__file__).parent / "static" / "pygments.css"

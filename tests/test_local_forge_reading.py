@@ -1,9 +1,11 @@
 """`persais pr list/show/diff` read the local forge's pull requests (real processes on a
-real forge and database); [View PR] names the command, or the console's page once given."""
+real forge and database); [View PR] names the command, shown as the console's page when a
+console is reachable."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pty
 import subprocess
@@ -13,7 +15,10 @@ from typing import Any
 
 import pytest
 
+from app.forge import pull_links
 from app.forge.local import LocalForge
+from app.web.address import write_address
+from tests.support.config import make_settings
 from tests.support.git_repos import home_repository
 from tests.support.local_pulls import open_pull
 from tests.support.pools import open_pool
@@ -145,21 +150,47 @@ def test_an_empty_forge_and_a_github_home_say_so(tmp_path: Path, database: str) 
     assert "the pull requests are on GitHub (PERSAIS_HOME_REPO=ada/persais)" in github.stderr
 
 
-def test_view_pr_names_the_command_until_a_console_is_given(tmp_path: Path, database: str) -> None:
+def test_view_pr_is_the_command_shown_as_the_consoles_page_when_there_is_one(
+    tmp_path: Path, database: str
+) -> None:
+    """The forge records the command; the address is made as it is shown: the public URL,
+    else the running server's (its serve.json, while its process lives), else the command."""
     checkout = home_repository(tmp_path / "checkout")
+    home = tmp_path / "home"
 
-    async def run() -> tuple[str, str]:
+    async def run() -> str:
         async with open_pool(database) as pool:
-            plain = LocalForge(pool, tmp_path / "home", checkout)
+            forge = LocalForge(pool, home, checkout)
             number, _ = await open_pull(
-                plain, tmp_path / "w", "mechanic/a-1", {"a.txt": "a\n"}, title="A"
+                forge, tmp_path / "w", "mechanic/a-1", {"a.txt": "a\n"}, title="A"
             )
-            console = LocalForge(
-                pool, tmp_path / "home", checkout, console="http://127.0.0.1:8001/"
-            )
-            return (await plain.pull_state(number)).url, (await console.pull_state(number)).url
+            return (await forge.pull_state(number)).url
 
-    assert asyncio.run(run()) == ("persais pr show 1", "http://127.0.0.1:8001/pulls/1")
+    recorded = asyncio.run(run())
+    assert recorded == "persais pr show 1"
+    nothing = make_settings(home, database)
+    assert pull_links.shown(recorded, pull_links.console_base(nothing)) == "persais pr show 1"
+    write_address(home, "http://127.0.0.1:8001")  # as `persais serve` does, this process's
+    assert pull_links.shown(recorded, pull_links.console_base(nothing)) == (
+        "http://127.0.0.1:8001/console/pulls/1"
+    )
+    public = make_settings(home, database, PERSAIS_PUBLIC_URL="https://persais.example.org/")
+    assert pull_links.shown(recorded, pull_links.console_base(public)) == (
+        "https://persais.example.org/console/pulls/1"
+    )
+    gone = json.loads((home / "serve.json").read_text()) | {"pid": dead_pid()}
+    (home / "serve.json").write_text(json.dumps(gone))
+    assert pull_links.console_base(nothing) is None
+    # GitHub's addresses, and anything else, pass through.
+    github = "https://github.com/octo/home/pull/3"
+    assert pull_links.shown(github, "http://127.0.0.1:8001") == github
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_a_mechanic_jobs_pull_request_reads_back(tmp_path: Path, database: str) -> None:

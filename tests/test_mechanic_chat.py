@@ -168,11 +168,13 @@ def telegram() -> Iterator[tuple[str, FakeTelegram]]:
         yield url, fake
 
 
-def tg_settings(tmp_path: Path, database: str, telegram_url: str, llm_base: str) -> Settings:
+def tg_settings(
+    tmp_path: Path, database: str, telegram_url: str, llm_base: str, **more: str
+) -> Settings:
     return make_settings(
         tmp_path / "home", database, TELEGRAM_API_URL=telegram_url,
         PERSAIS_TELEGRAM_ALLOWED_USERS=str(ADA), LLM_API_BASE=llm_base, LLM_API_KEY="sk-tg",
-        LLM_MODEL="scripted", PERSAIS_AGENTS_DIR=str(tmp_path / "agents"),
+        LLM_MODEL="scripted", PERSAIS_AGENTS_DIR=str(tmp_path / "agents"), **more,
     )  # fmt: skip
 
 
@@ -190,7 +192,9 @@ def test_telegram_edits_one_progress_message_and_ends_with_deploy_abort_view(
 ) -> None:
     url, fake = telegram
     with scripted_llm(ECHO) as (base, _):
-        settings = tg_settings(tmp_path, database, url, base)
+        # The console's address: [View PR] answers with the pull request's page there.
+        public = {"PERSAIS_PUBLIC_URL": "https://persais.example.org"}
+        settings = tg_settings(tmp_path, database, url, base, **public)
         with running_server(settings, database) as (server, _), client_for(server) as client:
             send(client, text_update(ADA, "/mechanic"))
             send(client, text_update(ADA, REQUEST))
@@ -216,7 +220,8 @@ def test_telegram_edits_one_progress_message_and_ends_with_deploy_abort_view(
             view = next(b for b in buttons(final) if b["text"] == "View PR")
             send(client, press_update(ADA, view["callback_data"], message_id=1))
             wait_for(lambda: fake.sent("answerCallbackQuery"), 30)
-            assert fake.sent("answerCallbackQuery")[0]["text"] == "persais pr show 1"
+            answered = fake.sent("answerCallbackQuery")[0]["text"]
+            assert answered == "https://persais.example.org/console/pulls/1"
 
             abort = next(b for b in buttons(final) if b["text"] == "Abort")
             send(client, press_update(ADA, abort["callback_data"], message_id=1))

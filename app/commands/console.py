@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from app.commands.running import Exit, with_runtime
 from app.runtime import Runtime
 from app.settings import Settings
-
-ADDRESS_FILE = "serve.json"  # in PERSAIS_HOME: where the running `persais serve` listens
+from app.web.address import running_address
 
 
 def register(commands: Any) -> None:
@@ -39,26 +35,6 @@ def register(commands: Any) -> None:
         help="who the session is, as the audit log names them (default cli:<your user name>)",
     )  # fmt: skip
     link.set_defaults(func=cmd_console_link)
-
-
-def write_address(home: Path, url: str) -> None:
-    """`persais serve`, once listening: where it answers (read by `console-link`)."""
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / ADDRESS_FILE
-    partial = target.with_suffix(".tmp")
-    partial.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    partial.replace(target)
-
-
-def running_address(home: Path) -> str | None:
-    """The address a live `persais serve` wrote, if its process is still there."""
-    try:
-        data = json.loads((home / ADDRESS_FILE).read_text())
-        os.kill(int(data["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    url = data.get("url")
-    return url if isinstance(url, str) else None
 
 
 def base_url(settings: Settings, given: str | None) -> str:

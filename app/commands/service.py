@@ -16,12 +16,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from app.commands.console import write_address
 from app.commands.running import Exit, open_database
 from app.db.migrate import Migration
 from app.next_step import page_url, persais_command, serve_banner
 from app.runtime import Runtime
 from app.settings import Settings
+from app.web.address import write_address
 
 
 def register(commands: Any) -> None:

@@ -31,11 +31,8 @@ class LocalForge:
         home: Path,
         source: Path,
         name: str = "persais",
-        *,
-        console: str | None = None,
     ) -> None:
         self.pool = pool
-        self.console = console  # the console's base URL, once it runs: [View PR] opens it
         self.bare = home / "forge" / f"{name}.git"
         self.source = source  # the checkout the forge starts from (Persais's own)
         self.name = name
@@ -57,7 +54,9 @@ class LocalForge:
         return self.bare
 
     def url(self, number: int) -> str:
-        return pull_link(number, self.console)
+        """The command that shows it: surfaces make it the console's page as they show it
+        (`pull_links.shown`)."""
+        return pull_link(number)
 
     async def publish(
         self, *, job_id: str, branch: str, head_sha: str, base: str, title: str, body: str

@@ -9,6 +9,7 @@ waits and the question survives restarts. `press()` answers it: the first press 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +71,13 @@ class Orchestrator:
         registry: Registry,
         *,
         approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT,
+        shown_link: Callable[[str], str] = str,
     ) -> None:
         self.pool = pool
         self.graph_pool = graph_pool
         self.registry = registry
         self.approval_timeout = approval_timeout
+        self.shown_link = shown_link  # a link choice's address as it is shown now
         self.deps = Deps(registry=registry)
         self._conversation: Graph | None = None
         self._approval: Graph | None = None
@@ -218,7 +221,7 @@ class Orchestrator:
                 return Press(False, "That is not one of the choices.")
             link = question.link(choice)
             if link is not None:  # "View PR": the question stays open
-                return Press(False, link, question, link=True)
+                return Press(False, self.shown_link(link), question, link=True)
             decided = await approvals.decide(conn, approval_id, choice, user, admin=admin, via=via)
             if decided is None:  # someone else was first, or it just expired
                 latest = await approvals.get(conn, approval_id)

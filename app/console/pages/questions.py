@@ -28,6 +28,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.console.web import PREFIX, Console, viewer_of
+from app.forge import pull_links
 from app.inbox import Delivery
 from app.orchestrator import approvals
 from app.orchestrator.approvals import Approval
@@ -46,7 +47,12 @@ def buttons(question: Approval) -> list[tuple[str, str]]:
 
 
 def links(question: Approval) -> list[tuple[str, str]]:
-    return [(c[1], c[2]) for c in question.choices if len(c) > 2 and c[2]]
+    """Link choices: a local pull request's [View PR] opens its page here."""
+    return [
+        (c[1], pull_links.console_path(c[2]) or c[2])
+        for c in question.choices
+        if len(c) > 2 and c[2]
+    ]
 
 
 def surface(question: Approval) -> str:
@@ -80,40 +86,43 @@ def routes(console: Console) -> list[BaseRoute]:
             "buttons": buttons, "links": links, "surface": surface, "confirm": confirm_text,
         }  # fmt: skip
 
-    async def status_of(request: Request) -> tuple[str | None, str]:
+    async def status_of(request: Request) -> dict[str, Any]:
         """The line about the answer just given (`?answered=<id>`): on its way, taken, or
-        beaten by someone else's."""
+        beaten by someone else's. The polled fragment carries it too, so it follows."""
         answered = request.query_params.get("answered", "")[:40]
-        if not answered:
-            return None, ""
         async with console.pool.connection() as conn:
-            question = await approvals.get(conn, answered)
-        if question is None:
-            return None, ""
+            question = await approvals.get(conn, answered) if answered else None
+        flash, flash_class = None, ""
         person = viewer_of(request).person
-        if question.status == "expired":
-            return f"Question {question.id} expired before an answer was taken.", "problem"
-        if question.status == "pending":
-            return (
+        if question is None:
+            pass
+        elif question.status == "expired":
+            flash, flash_class = (
+                f"Question {question.id} expired before an answer was taken.",
+                "problem",
+            )
+        elif question.status == "pending":
+            flash, flash_class = (
                 f"Your answer to question {question.id} is on its way; this page shows who "
                 "chose once a worker has taken it.", "muted",
             )  # fmt: skip
-        chosen = question.label(question.choice)
-        if question.decided_by == person:
-            return f"{chosen} — chosen by {person} (question {question.id}).", "ok"
-        return (
-            f"Already chosen: {chosen} by {question.decided_by} from {surface(question)}"
-            f" (question {question.id}); your answer changed nothing.", "problem",
-        )  # fmt: skip
+        elif question.decided_by == person:
+            chosen = question.label(question.choice)
+            flash, flash_class = f"{chosen} — chosen by {person} (question {question.id}).", "ok"
+        else:
+            flash, flash_class = (
+                f"Already chosen: {question.label(question.choice)} by {question.decided_by}"
+                f" from {surface(question)} (question {question.id}); your answer changed nothing.",
+                "problem",
+            )  # fmt: skip
+        return {"flash": flash, "flash_class": flash_class,
+                "answered": question.id if question else ""}  # fmt: skip
 
     async def render(request: Request, status: int = 200, problem: str | None = None) -> Response:
-        flash, flash_class = await status_of(request)
+        context = {**await lists(), **await status_of(request)}
         if problem is not None:
-            flash, flash_class = problem, "problem"
-        return console.page(
-            request, "questions.html", status, title="Questions", flash=flash,
-            flash_class=flash_class, **await lists(),
-        )  # fmt: skip
+            context.update(flash=problem, flash_class="problem")
+        return console.page(request, "questions.html", status, title="Questions", **context)
 
     async def page(request: Request) -> Response:
         return await render(request)
@@ -124,7 +133,7 @@ def routes(console: Console) -> list[BaseRoute]:
         context = await lists()
         if request.query_params.get("seen") == context["seen"]:
             return Response(status_code=204)
-        return console.page(request, "questions_lists.html", **context)
+        return console.page(request, "questions_lists.html", **context, **await status_of(request))
 
     async def answer(request: Request) -> Response:
         viewer = viewer_of(request)
