@@ -4,6 +4,7 @@ first answer winning wherever it comes from, and every surface saying who chose 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from app.web.server import create_app
 from tests.support.agents import write_agent
 from tests.support.config import make_settings
 from tests.support.console import BASE, console_client, csrf_of, log_in, mint_link
-from tests.support.conversation import ASKER
+from tests.support.conversation import ASKER, conversations
 from tests.support.deploys import ECHO, mechanic_pull, offer_deploy
 from tests.support.fake_telegram import (
     ADA,
@@ -347,6 +348,23 @@ def test_the_live_fragment_swaps_only_when_the_lists_change(
         assert "Open (0)" in fresh.text
         assert "chosen by cli:ada" in fresh.text
         assert "persais chat" in fresh.text
+        # After an answer in the console the fragment carries its status line along: "on its
+        # way" until a worker has taken it, then who chose.
+        other, _ = deploy_question(client, runtime, settings)
+        csrf = csrf_of(client.get("/console/questions").text)
+        sent = client.post(f"/console/questions/{other}", data={"csrf": csrf, "choice": "deploy"})
+        waiting = client.get(sent.headers["location"]).text
+        assert "is on its way" in waiting
+        polled = re.search(r'hx-get="(/console/questions/live\?[^"]+)"', waiting)
+        assert polled is not None
+        url = html.unescape(polled.group(1))
+        assert f"answered={other}" in url
+        assert client.get(url).status_code == 204
+        assert process_console_answers(client, runtime, sql) == ["processed"]
+        taken = client.get(url)
+        assert taken.status_code == 200
+        assert f"Deploy — chosen by cli:ada (question {other})." in taken.text
+        assert "is on its way" not in taken.text
 
 
 # --- Telegram: a question asked in a chat, answered in the console -------------------------
@@ -401,3 +419,31 @@ def test_a_telegram_question_answered_in_the_console_shows_who_chose_in_the_chat
         ("processed", True)
     ]
     assert sql("SELECT decided_via FROM approvals") == [("console",)]
+
+
+@pytest.mark.slow  # a whole deploy (about a minute on a loaded machine)
+def test_deploy_pressed_in_the_console_of_a_running_server_puts_the_pull_request_live(
+    settings: Settings, database: str, sql: Sql
+) -> None:
+    """The browser test's step, without the browser: `persais serve` (web and worker in one
+    process) takes the console's Deploy, and the release goes live."""
+
+    async def ask() -> tuple[str, int]:
+        async with conversations(settings, database) as convo:  # the chat's own process
+            job, number, _ = await mechanic_pull(convo, settings, ECHO)
+            return await offer_deploy(convo, job), number
+
+    question, number = asyncio.run(ask())
+    with running_server(settings, database) as (base, _), client_for(base) as client:
+        assert client.get(f"/console/login/{mint_link(database)}").status_code == 303
+        page = client.get("/console/questions")
+        assert "Deploy" in button(form_of(page.text, question), "Deploy")
+        sent = client.post(f"/console/questions/{question}",
+                           data={"csrf": csrf_of(page.text), "choice": "deploy"})  # fmt: skip
+        assert sent.status_code == 303
+        wait_for(lambda: "chosen by cli:ada" in client.get(sent.headers["location"]).text, 30,
+                 "the page says who chose")  # fmt: skip
+        live = "SELECT text FROM outbox WHERE conversation = 'cli:ada' AND key LIKE 'deploy:%%'"
+        wait_for(lambda: any("is live" in row[0] for row in sql(live)), 120, "the release live")
+    said = [row[0] for row in sql("SELECT text FROM outbox WHERE conversation = 'cli:ada'")]
+    assert f"🚀 Deploying pull request #{number}…" in said
