@@ -73,7 +73,8 @@ class Browser:
     shots: Path  # the test's own copy of the screenshots
     taken: list[Path] = field(default_factory=list)
     console: list[dict[str, Any]] = field(default_factory=list)  # the browser's log entries
-    requests: list[str] = field(default_factory=list)  # every URL the pages asked for
+    # Every request the browser made: (the document that asked, the URL asked for).
+    requests: list[tuple[str, str]] = field(default_factory=list)
 
     def get(self, url: str) -> None:
         self.driver.get(url)
@@ -144,7 +145,8 @@ class Browser:
         for entry in self.driver.get_log("performance"):
             message = json.loads(entry["message"])["message"]
             if message.get("method") == "Network.requestWillBeSent":
-                self.requests.append(message["params"]["request"]["url"])
+                params = message["params"]
+                self.requests.append((params.get("documentURL", ""), params["request"]["url"]))
 
     def problems(self) -> list[str]:
         """Console errors and CSP violations (a missing favicon is no problem: the console
@@ -160,9 +162,12 @@ class Browser:
         return found
 
     def elsewhere(self, origin: str) -> list[str]:
-        """Requests that went anywhere but `origin` (data: URLs are the page's own)."""
+        """What the pages asked for anywhere but `origin` (data: URLs are their own). The
+        browser's own pages (chrome://, such as the start page) are not the console's."""
         self.drain()
-        return [u for u in self.requests if not u.startswith((origin + "/", "data:"))]
+        return [f"{url} (from {document})" for document, url in self.requests
+                if not document.startswith(("chrome://", "chrome-untrusted://"))
+                and not url.startswith((origin + "/", "data:"))]  # fmt: skip
 
 
 def options(profile: Path, size: tuple[int, int]) -> webdriver.ChromeOptions:
