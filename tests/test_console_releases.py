@@ -20,10 +20,20 @@ from app.agents import metering
 from app.console.site import mount
 from app.console.web import Console
 from app.runtime import Runtime
-from app.settings import Settings
+from app.settings import CHECKOUT_ROOT, Settings
 from app.worker.queue import DEPLOY_TASK, MECHANIC_QUEUE
+from tests.support.config import make_settings
 from tests.support.console import BASE, console_client, csrf_of, log_in, mint_link
-from tests.support.deploys import ECHO, mechanic_pull, outcome, say
+from tests.support.deploys import (
+    ECHO,
+    machine_boot,
+    mechanic_pull,
+    outcome,
+    persais,
+    press_deploy,
+    say,
+)
+from tests.support.fake_fly import FLY_TOKEN, fake_fly
 
 Sql = Callable[..., list[tuple[Any, ...]]]
 GRANTS = {"weather": {"http": {"hosts": ["api.open-meteo.com"]}}}
@@ -379,3 +389,41 @@ def test_deploy_and_roll_back_from_the_console_end_to_end(
     # What the console showed is marked shown (retention may prune it like any shown row).
     assert sql("SELECT count(*) FROM outbox WHERE conversation = 'console:cli:ada'"
                " AND delivered_version < version AND key LIKE 'deploy:%%'") == [(0,)]  # fmt: skip
+
+
+def test_a_fly_deploy_shows_how_it_went_on_each_machine(
+    tmp_path: Path, database: str, sql: Sql
+) -> None:
+    """The Fly deployer records each machine's outcome; the release page lists them."""
+    bare = tmp_path / "home" / "forge" / "persais.git"
+    boot = machine_boot(bare, tmp_path / "machines", CHECKOUT_ROOT / "dynamic" / "agents")
+    with fake_fly(machines=3, boot=boot, boot_seconds=0.1) as (base, fake):
+        settings = make_settings(
+            tmp_path / "home", database, FLY_API_TOKEN=FLY_TOKEN, FLY_APP_NAME="persais",
+            FLY_API_URL=base, PERSAIS_FLY_READY_PORT=fake.ready_port,
+            PERSAIS_DEPLOY_TIMEOUT_SECONDS=3,
+        )  # fmt: skip
+        first, second, third = list(fake.machines)
+        fake.never_start(second)
+
+        async def deploy() -> str:
+            async with persais(settings, database) as convo:
+                job, _, _ = await mechanic_pull(convo, settings, ECHO)
+                await press_deploy(convo, job)
+                return await outcome(convo)
+
+        assert asyncio.run(deploy()).startswith("✗ release 2 (")
+    outcomes = sql("SELECT machine, outcome FROM release_machines WHERE release = 2 ORDER BY id")
+    assert outcomes == [
+        (first, "updating"), (first, "on"), (second, "updating"), (second, "failed"),
+        (second, "updating"), (second, "on"), (second, "put_back"),  # back on the image
+        (first, "updating"), (first, "on"), (first, "put_back"),
+    ]  # fmt: skip
+    assert third not in {machine for machine, _ in outcomes}  # never touched
+    with console_client(settings, database) as client:
+        log_in(client, database, "cli:bob", "reader")
+        page = client.get("/console/releases/2").text
+        machines = page[page.index('<table id="machines">') :]
+        assert "did not start within 3 s" in machines
+        assert ">put back</td>" in machines
+        assert f"<code>{first}</code>" in machines
