@@ -22,7 +22,7 @@ NAV = [("Audit log", "/console/audit")]
 PAGE_SIZE = 50
 FIELDS = ("actor", "action", "from", "to")
 LONGEST = 200  # characters of a filter
-SHORT_DETAIL = 240  # characters of a detail shown in its row; the rest behind a disclosure
+SHORT_DETAIL = 160  # characters of a detail shown whole in its row; a longer one is folded
 
 
 @dataclass(frozen=True)
