@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.console import diff
+from app.console.pages import pulls as pulls_page
 from app.forge.local import LocalForge
 from app.settings import Settings
 from tests.support.console import console_client, log_in
@@ -216,6 +217,31 @@ def test_view_pr_of_a_local_pull_request_opens_its_page_in_the_console(
         page = client.get("/console/questions")
     assert page.status_code == 200
     assert '<a class="button" href="/console/pulls/4">View PR</a>' in page.text
+
+
+def test_a_page_shows_so_many_lines_colours_fewer_and_colours_a_change_once() -> None:
+    added = "".join(f"+x = {i}\n" for i in range(diff.MAX_LINES))
+    patch = "".join(
+        f"diff --git a/f{n}.py b/f{n}.py\nnew file mode 100644\n--- /dev/null\n"
+        f"+++ b/f{n}.py\n@@ -0,0 +1,{diff.MAX_LINES} @@\n{added}"
+        for n in range(pulls_page.PAGE_LINES // diff.MAX_LINES + 1)
+    )
+    shown = pulls_page.ShownFiles(keep=1)
+    files, more = shown.files(patch)
+    assert not more
+    assert [len(f.lines) for f in files] == [diff.MAX_LINES] * 5 + [0]
+    assert [f.truncated for f in files] == [True] * 5 + [True]  # each hunk's header is a line
+    assert all(f.added == diff.MAX_LINES for f in files)
+    # Coloured a hunk at a time while the budget lasts: two hunks fit in it, a third not.
+    coloured = [sum("<span" in ln.html for ln in f.lines) for f in files]
+    assert coloured == [diff.MAX_LINES - 1] * 2 + [0] * 4
+    assert 2 * (diff.MAX_LINES - 1) <= pulls_page.COLOUR_LINES < 3 * (diff.MAX_LINES - 1)
+    assert "&lt;" not in str(files[4].lines[1].html)
+    assert str(files[4].lines[1].html) == "x = 0"  # escaped plain past the budget
+    again, _ = shown.files(patch)
+    assert again is files  # the same change is parsed and coloured once
+    shown.files(patch.replace("x = 0", "y = 0"))
+    assert shown.files(patch)[0] is not files  # kept only the latest
 
 
 def test_the_stylesheet_is_the_generated_one() -> None:

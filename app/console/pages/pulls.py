@@ -6,6 +6,8 @@ its change file by file, coloured (the page [View PR] opens on the local forge).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +33,8 @@ STATES = ("open", "merged", "closed")  # the local forge's
 FORGES = ("local", "github")
 PATCH_BYTES = 4_000_000  # read of one pull request's diff: past it, the rest is not shown
 MAX_FILES = 300
-PAGE_LINES = 20_000  # diff lines on one page, all files together
+PAGE_LINES = 10_000  # diff lines on one page, all files together
+COLOUR_LINES = 4_000  # of which coloured; the rest escaped plain
 VERDICTS = {"success": "no problems found", "neutral": "warnings", "failure": "problems found"}
 
 
@@ -91,6 +94,7 @@ def github_web(settings: Settings) -> str:
 
 def routes(console: Console) -> list[BaseRoute]:
     name = "persais"  # the local forge's repository (LocalForge's default name)
+    shown_files = ShownFiles()
 
     async def listing(request: Request) -> Response:
         filters, problem = filters_of(request.query_params)
@@ -128,11 +132,10 @@ def routes(console: Console) -> list[BaseRoute]:
             pull = await local_pulls.record(forge, number)
         except LookupError:
             return missing(request, f"There is no pull request #{number} on the local forge.")
-        files, problem, cut = await changed_files(forge, pull)
-        shown = sum(len(f.lines) for f in files)
+        files, problem, cut = await changed_files(forge, pull, shown_files)
         return console.page(
             request, "pulls_local.html", title=f"#{number} {pull.summary.title}", pull=pull,
-            files=files, problem=problem, cut=cut, shown=shown, max_lines=diff.MAX_LINES,
+            files=files, problem=problem, cut=cut, page_lines=PAGE_LINES,
         )  # fmt: skip
 
     async def github(request: Request) -> Response:
@@ -177,7 +180,7 @@ def routes(console: Console) -> list[BaseRoute]:
 
 
 async def changed_files(
-    forge: LocalForge, pull: PullRecord
+    forge: LocalForge, pull: PullRecord, shown: ShownFiles
 ) -> tuple[list[diff.FileDiff], str | None, bool]:
     """The pull request's files as the page shows them (capped and coloured), what kept
     them from being read, and whether the change was cut short."""
@@ -190,13 +193,35 @@ async def changed_files(
         text, cut = await local_pulls.patch(forge, pull, limit=PATCH_BYTES)
     except (LookupError, GitError) as exc:
         return [], f"The change cannot be read: {exc}.", False
-    files = diff.parse(text)
-    cut = cut or len(files) > MAX_FILES
-    files = files[:MAX_FILES]
-    room = PAGE_LINES
-    for file in files:
-        if len(file.lines) > room:
-            file.lines, file.truncated = file.lines[: max(room, 0)], True
-        room -= len(file.lines)
-    diff.colour(files)
-    return files, None, cut
+    files, more = shown.files(text)
+    return files, None, cut or more
+
+
+class ShownFiles:
+    """The files of the changes read lately, as a page shows them. A patch between two
+    commits never changes, and colouring is the slow part (pygments: ~0.1 ms a line), so
+    a pull request read again is parsed and coloured once."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self.keep = keep
+        self._kept: OrderedDict[bytes, tuple[list[diff.FileDiff], bool]] = OrderedDict()
+
+    def files(self, patch: str) -> tuple[list[diff.FileDiff], bool]:
+        """The files (capped, coloured) and whether some were left out."""
+        key = hashlib.sha256(patch.encode()).digest()
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        files = diff.parse(patch)
+        more = len(files) > MAX_FILES
+        files = files[:MAX_FILES]
+        room = PAGE_LINES
+        for file in files:
+            if len(file.lines) > room:
+                file.lines, file.truncated = file.lines[: max(room, 0)], True
+            room -= len(file.lines)
+        diff.colour(files, budget=COLOUR_LINES)
+        self._kept[key] = (files, more)
+        if len(self._kept) > self.keep:
+            self._kept.popitem(last=False)
+        return files, more
