@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from app.mechanic_jobs.progress import ChatProgress
@@ -395,3 +396,61 @@ def test_a_stranger_gets_no_stream(settings: Settings, database: str, sql: Sql) 
         assert answer.status_code == 401
         assert "Hidden" not in answer.text
         assert "text/event-stream" not in answer.headers["content-type"]
+
+
+def test_a_job_started_from_the_chat_shows_queued_as_the_chat_does(
+    settings: Settings, database: str
+) -> None:
+    from app.mechanic_jobs.service import MechanicJobs
+
+    queued: list[str] = []
+
+    async def defer(conn: Any, job_id: str) -> None:  # the queue, at the boundary
+        queued.append(job_id)
+
+    async def never_asked(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("nothing is asked when a job is queued")
+
+    async def start() -> tuple[str, str]:
+        async with AsyncConnectionPool(database, min_size=1, max_size=2, open=False,
+                                       configure=_autocommit) as pool:  # fmt: skip
+            jobs = MechanicJobs(settings, pool, defer=defer, ask=never_asked)
+            job_id = await jobs.start(conversation="tg:3", user="tg:3", request="Create Echo")
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT text FROM outbox WHERE key = %s",
+                                         (f"job:{job_id}:progress",))  # fmt: skip
+                row = await cur.fetchone()
+            assert row is not None
+            return job_id, str(row[0])
+
+    job_id, chat = asyncio.run(start())
+    assert queued == [job_id]
+    with console_client(settings, database) as client:
+        log_in(client, database)
+        page = client.get(f"/console/jobs/{job_id}").text
+    assert steps_of(page) == chat.split("\n")[1:] == ["⏳ queued"]
+    assert '<span id="job-status" sse-swap="status">queued</span>' in page
+
+
+def test_a_quiet_stream_keeps_alive_and_ends_when_the_server_stops(
+    settings: Settings, database: str, sql: Sql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.console.pages import jobs
+
+    monkeypatch.setattr(jobs, "KEEP_ALIVE_SECONDS", 0.4)
+    monkeypatch.setattr(jobs, "TICK_SECONDS", 0.2)
+    add_job(sql, "11ve0004", status="running")
+    with (
+        running_server(settings, database, worker=False) as (url, runtime),
+        httpx.Client(base_url=url, timeout=5) as client,
+    ):
+        assert client.get(f"/console/login/{mint_link(database, 'tg:5', 'reader')}").is_redirect
+        with client.stream("GET", "/console/jobs/11ve0004/events") as stream:
+            lines = stream.iter_lines()
+            read_events(lines, lambda e: e.get("event") == "pull")
+            assert next(line for line in lines if line.startswith(":")) == ": keep-alive"
+            runtime.ask_to_stop()  # SIGTERM: uvicorn waits for open streams, so they end
+            started = time.monotonic()
+            for line in lines:  # keep-alives, until the stream ends
+                assert time.monotonic() - started < 2, "the stream outlived the server's stop"
+                assert line.startswith(":") or line == "", line

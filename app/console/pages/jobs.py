@@ -251,7 +251,7 @@ def routes(console: Console) -> list[BaseRoute]:
                     yield live.event("pull", _render(console, "jobs_pull.html", job=job,
                                                      pull=pull_link(job, local_forge)))  # fmt: skip
                 if _ended(job, found):
-                    yield live.event("done", "ended")
+                    yield live.event("done", "<!-- ended -->")  # empties "updating live"
                     return
                 while not wake.is_set():
                     try:
