@@ -38,7 +38,8 @@ def _last_load(sql: Sql) -> None:
     loaded = ["help", "console-sayer", "console-quiet"]
     _audit(sql, "agents.loaded", "abc", {"loaded": loaded, "release": "d" * 40})
     reason = "SyntaxError: <b>bad</b> & worse"
-    _audit(sql, "agent.quarantined", "agent:console-shout", {"reason": reason, "traceback": "."})
+    trace = 'Traceback (most recent call last):\n  File "agent.py", line 3\n    <i>oops</i>'
+    _audit(sql, "agent.quarantined", "agent:console-shout", {"reason": reason, "traceback": trace})
 
 
 def test_the_agents_page_shows_what_the_database_knows_without_a_process_of_agents(
@@ -49,6 +50,9 @@ def test_the_agents_page_shows_what_the_database_knows_without_a_process_of_agen
     sql("INSERT INTO releases (sha, source, repository, pr_number, pressed_by, grants) VALUES"
         " (%s, 'merge', 'persais', 3, 'cli:ada', %s)", "d" * 40, json.dumps(grants))  # fmt: skip
     sql("INSERT INTO release_events (release, status, actor) VALUES (1, 'live', 'cli:ada')")
+    for key, size in (("a", 10), ("b", 20)):
+        sql("INSERT INTO agent_state (agent, key, value, bytes) VALUES ('console-sayer', %s,"
+            " '1'::jsonb, %s)", key, size)  # fmt: skip
     metering.observe("console-sayer", ok=True, seconds=0.02)
     metering.observe("console-sayer", ok=True, seconds=0.04)
     metering.observe("console-sayer", ok=False, seconds=0.03)
@@ -64,10 +68,13 @@ def test_the_agents_page_shows_what_the_database_knows_without_a_process_of_agen
         assert shout.startswith("quarantined")
         assert "SyntaxError: &lt;b&gt;bad&lt;/b&gt; &amp; worse" in shout
         assert "<b>bad</b>" not in html
+        assert "<summary>Traceback</summary>" in shout
+        assert 'File "agent.py", line 3\n    &lt;i&gt;oops&lt;/i&gt;' in shout.replace("&#34;", '"')
         sayer = _row(html, "console-sayer")
         assert sayer.startswith("loaded")
         assert "http → api.example.org" in sayer
         assert "state" in sayer
+        assert "2 key(s), 30 B" in sayer
         mean = round((figures.mean_seconds or 0) * 1000)
         assert f"<td>{figures.answers}</td><td>{figures.errors}</td>" in sayer
         assert f"<td>{mean} ms</td>" in sayer

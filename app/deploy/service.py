@@ -9,7 +9,9 @@ the worker's deploy task, `persais chat`); the work is in its parts:
 - `rollbacks.py` — `/rollback` and the revert of the rolled-back merge;
 - `machines.py` — moving Fly machines, and handing a run over when this machine moves;
 - `telling.py` — what a request says in its conversation, and `/releases`;
-- `context.py` — the collaborators they share.
+- `context.py` — the collaborators they share;
+- `requests.py` — queueing a request, the same for the chat and the console;
+- `changes.py` — what a release changed (agents added, changed, removed), for the console.
 
 A worker runs the work one request at a time (a procrastinate lock and a Postgres advisory
 lock), and says how it went in the conversation through the outbox.

@@ -42,6 +42,8 @@ class Row:
     grants: str = ""
     sandbox: str = ""
     figures: metering.Figures | None = None
+    traceback: str = ""  # of its quarantine, as the load recorded it
+    stored: tuple[int, int] | None = None  # its `state` capability's keys and bytes
 
 
 @dataclass
@@ -112,6 +114,31 @@ def _granted(held: dict[str, Any], name: str) -> str:
     return "; ".join(line.partition(": ")[2] for line in grants.describe({name: held[name]}))
 
 
+async def _details(conn: AsyncConnection[Any], rows: list[Row]) -> None:
+    """Each quarantined agent's traceback (its latest quarantine entry) and what each agent
+    keeps through the `state` capability (table agent_state, capped per agent)."""
+    names = [row.name for row in rows]
+    cur = await conn.execute(
+        "SELECT agent, count(*), coalesce(sum(bytes), 0) FROM agent_state"
+        " WHERE agent = ANY(%s) GROUP BY agent",
+        (names,),
+    )
+    stored = {str(agent): (int(keys), int(size)) for agent, keys, size in await cur.fetchall()}
+    quarantined = [f"agent:{row.name}" for row in rows if row.state == "quarantined"]
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (subject) subject, detail->>'traceback' FROM audit_log"
+        " WHERE subject = ANY(%s) AND (action COLLATE \"C\") = 'agent.quarantined'"
+        " ORDER BY subject, id DESC",
+        (quarantined,),
+    )
+    traces = {str(subject).removeprefix("agent:"): str(trace or "") for subject, trace in
+              await cur.fetchall()}  # fmt: skip
+    for row in rows:
+        row.stored = stored.get(row.name)
+        if row.state == "quarantined":
+            row.traceback = traces.get(row.name, "")
+
+
 def routes(console: Console) -> list[BaseRoute]:
     async def page(request: Request) -> Response:
         runtime = console.runtime
@@ -120,6 +147,7 @@ def routes(console: Console) -> list[BaseRoute]:
             if known is None:
                 known = await _from_database(conn)
             current = await ledger.current(conn)
+            await _details(conn, known.rows)
         held = (
             current.granted if current is not None
             else grants.of_folder(console.settings.resolved_agents_dir())
