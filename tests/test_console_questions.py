@@ -121,6 +121,23 @@ def test_open_questions_are_listed_newest_first_with_their_buttons(
         ship_form = form_of(shown, "newer1")
         assert '<a class="button" href="https://example.com/pr/1">View PR</a>' in ship_form
         assert 'value="view"' not in ship_form
+        # Closed: by a choice, from the surface that made it; by the pull request's deploy.
+        sql("INSERT INTO approvals (id, conversation, agent, question, prompt, choices,"
+            " requested_by, expires_at, status, choice, decided_by, decided_at, decided_via)"
+            " VALUES ('done1', 'tg:5', 'asker', 's', 'Ship z?', '[[\"y\", \"Ship it\"]]', 'tg:5',"
+            "  now(), 'decided', 'y', 'tg:5', now() - interval '1 minute', 'telegram'),"
+            " ('done2', 'cli:ada', 'mechanic', 'pr:j', 'PR open', '[[\"deploy\", \"Deploy\"]]',"
+            "  'cli:ada', now(), 'decided', 'deployed', 'cli:ada', now(), NULL)")  # fmt: skip
+        closed = client.get("/console/questions").text
+        first = re.search(r'<tr id="closed-done1">(.*?)</tr>', closed, re.S)
+        assert first is not None
+        assert "Ship it</strong> — chosen by tg:5" in first.group(1)
+        assert "Telegram" in first.group(1)
+        second = re.search(r'<tr id="closed-done2">(.*?)</tr>', closed, re.S)
+        assert second is not None
+        assert "deployed</strong> — chosen by cli:ada" in second.group(1)
+        assert "the pull request" in second.group(1)
+        assert closed.index("closed-done2") < closed.index("closed-done1")  # newest first
         assert number > 0
 
 

@@ -56,6 +56,8 @@ def links(question: Approval) -> list[tuple[str, str]]:
 
 
 def surface(question: Approval) -> str:
+    if question.decided_via is None and question.choice not in {c[0] for c in question.choices}:
+        return "the pull request"  # closed by its deploy, merge or close (pull_questions)
     via = question.decided_via or approvals.surface_of(question.decided_by or "")
     return SURFACES.get(via or "", via or "")
 
