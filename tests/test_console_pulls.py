@@ -88,7 +88,7 @@ def test_a_pull_request_shows_its_files_coloured_and_escaped(
     assert "<img" not in html
     assert "<code>mechanic/echo-j1</code> → <code>main</code>" in html
     assert "Mechanic validation: passed (job j1, 1 repair round; the job is opened)" in html
-    assert '<a href="/console/jobs/j1">j1</a>' in html
+    assert '<a href="/console/jobs/j1">j1</a> <span class="muted">(opened)</span>' in html
     summaries = re.findall(
         r'<details class="diff-file" open>\s*<summary><code class="diff-path">([^<]*)</code>', html
     )
@@ -128,9 +128,12 @@ def test_a_merged_pull_request_shows_its_change_with_its_branch_gone(
     assert '<code class="diff-path">hello.md</code>' in page.text
     assert '<span class="gh"># Hello</span>' in page.text  # the Markdown lexer's heading
     assert "no Mechanic job opened this" in page.text
+    assert "/console/jobs/" not in page.text  # its job id names no job here
     table = listing.text[listing.text.index('<table id="pulls">') :]
     assert table.index('href="/console/pulls/2"') < table.index('href="/console/pulls/1"')
     assert "Add the &lt;b&gt;Echo&lt;/b&gt; agent" in table
+    assert '<a href="/console/jobs/j1">job j1</a>' in table
+    assert '<span class="muted">no job</span>' in table
     assert 'href="/console/pulls/1"' not in merged_only.text
     assert 'href="/console/pulls/2"' in merged_only.text
 

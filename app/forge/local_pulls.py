@@ -59,6 +59,7 @@ class PullRecord:
     merge_sha: str | None
     job_id: str | None
     checks: list[str]
+    job_status: str | None  # None: no such job here (a pull request opened by other means)
 
 
 async def record(forge: LocalForge, number: int) -> PullRecord:
@@ -76,7 +77,7 @@ async def record(forge: LocalForge, number: int) -> PullRecord:
     body, head_sha, merge_sha, job_id, job_status, rounds = row[6:]
     return PullRecord(
         PullSummary(*row[:6]), body, head_sha, merge_sha, job_id,
-        _checks(job_id, job_status, rounds),
+        _checks(job_id, job_status, rounds), job_status,
     )  # fmt: skip
 
 

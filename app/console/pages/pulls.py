@@ -67,14 +67,16 @@ def filters_of(params: Mapping[str, str]) -> tuple[Filters, str | None]:
 # its state on GitHub is not known here, so a state filter lists the local forge's alone.
 LISTING = """
 SELECT * FROM (
-    SELECT 'local' AS forge, repository, number, state, title, branch, base,
-           updated_at, NULL::text AS review, NULL::text AS conclusion, NULL::int AS findings
-    FROM pull_requests
-    WHERE repository = %(repository)s AND (%(state)s::text IS NULL OR state = %(state)s)
+    SELECT 'local' AS forge, p.repository, p.number, p.state, p.title, p.branch, p.base,
+           p.updated_at, j.id AS job_id, NULL::text AS review, NULL::text AS conclusion,
+           NULL::int AS findings
+    FROM pull_requests AS p LEFT JOIN jobs AS j ON j.id = p.job_id
+    WHERE p.repository = %(repository)s AND (%(state)s::text IS NULL OR p.state = %(state)s)
       AND (%(forge)s::text IS NULL OR %(forge)s = 'local')
     UNION ALL
     SELECT 'github', repository, pull_number, NULL, NULL, NULL, NULL,
-           coalesce(finished_at, started_at, created_at), status, conclusion, findings
+           coalesce(finished_at, started_at, created_at), NULL, status, conclusion,
+           findings
     FROM (SELECT DISTINCT ON (repository, pull_number) * FROM reviews
           ORDER BY repository, pull_number, id DESC) AS latest
     WHERE %(state)s::text IS NULL AND (%(forge)s::text IS NULL OR %(forge)s = 'github')
