@@ -454,3 +454,46 @@ def test_a_quiet_stream_keeps_alive_and_ends_when_the_server_stops(
             for line in lines:  # keep-alives, until the stream ends
                 assert time.monotonic() - started < 2, "the stream outlived the server's stop"
                 assert line.startswith(":") or line == "", line
+
+
+def test_a_finished_jobs_stream_replays_its_steps_and_ends(
+    settings: Settings, database: str, sql: Sql
+) -> None:
+    add_job(sql, "f1n15h01", status="running")
+    say(database, "f1n15h01", ("stage", "plan"), ("stage", "pull request"), ("finish", "ok"))
+    sql("UPDATE jobs SET status = 'opened', pr_number = 7 WHERE id = 'f1n15h01'")
+    # A job whose status ended but whose run never said so (a worker killed between the two
+    # writes) is not watched for ever: after a minute it counts as ended.
+    add_job(sql, "f1n15h02", status="running", minutes_ago=2)
+    say(database, "f1n15h02", ("stage", "code"))
+    sql("UPDATE jobs SET status = 'failed', updated_at = now() - interval '2 minutes'"
+        " WHERE id = 'f1n15h02'")  # fmt: skip
+    with console_client(settings, database) as client:  # ends by itself: TestClient reads it
+        log_in(client, database, "tg:5", "reader")
+        body = client.get("/console/jobs/f1n15h01/events").text
+        settled = client.get("/console/jobs/f1n15h02/events").text
+        page = client.get("/console/jobs/f1n15h01").text
+    events = read_events(iter(body.split("\n")), lambda e: e.get("event") == "done")
+    steps = [e for e in events if e.get("event") == "step"]
+    assert len(steps) == 3  # plan, pull request, the finish marking it done
+    assert "✓ pull request" in steps[-1]["data"]
+    assert {"event": "status", "data": "opened"} in events
+    assert {
+        "event": "pull",
+        "data": '<a id="job-pull" href="/console/pulls/7">pull request #7</a>',
+    } in events
+    assert "event: done" in settled
+    # The page of an ended job does not connect at all.
+    assert "sse-connect" not in page
+    assert steps_of(page) == ["✓ plan", "✓ pull request"]
+
+
+def test_the_pull_request_link_is_the_consoles_page_locally_and_githubs_on_github() -> None:
+    from app.console.pages.jobs import pull_link
+
+    job = {"pr_number": 5, "local_pull": None, "pr_url": "https://github.com/o/r/pull/5"}
+    assert pull_link(job, local_forge=False) == "https://github.com/o/r/pull/5"
+    assert pull_link(job, local_forge=True) == "/console/pulls/5"
+    assert pull_link({**job, "local_pull": 5}, local_forge=False) == "/console/pulls/5"
+    assert pull_link({**job, "pr_url": "javascript:alert(1)"}, local_forge=False) is None
+    assert pull_link({**job, "pr_number": None}, local_forge=True) is None

@@ -5,6 +5,7 @@ its progress lines, live over server-sent events (`/console/jobs/{id}/events`)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -233,7 +234,6 @@ def routes(console: Console) -> list[BaseRoute]:
         yield "retry: 2000\n\n"
         status_shown: str | None = None
         async with feed.watch(job_id) as wake:
-            quiet = 0.0
             while True:
                 wake.clear()
                 async with console.pool.connection() as conn:
@@ -253,17 +253,19 @@ def routes(console: Console) -> list[BaseRoute]:
                 if _ended(job, found):
                     yield live.event("done", "<!-- ended -->")  # empties "updating live"
                     return
-                while not wake.is_set():
-                    try:
+                # Until woken: a stopping server ends the stream (uvicorn waits for open
+                # ones), and a quiet one keeps alive and reads again (a job that ended
+                # without its run saying so settles).
+                waited = 0.0
+                while not wake.is_set() and waited < KEEP_ALIVE_SECONDS:
+                    with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(TICK_SECONDS):
                             await wake.wait()
-                    except TimeoutError:
-                        if stopping():
-                            return
-                        quiet += TICK_SECONDS
-                        if quiet >= KEEP_ALIVE_SECONDS:
-                            quiet = 0.0
-                            yield live.comment("keep-alive")
+                    if stopping():
+                        return
+                    waited += TICK_SECONDS
+                if not wake.is_set():
+                    yield live.comment("keep-alive")
 
     return [
         Route("/jobs", listing, methods=["GET"]),
