@@ -14,6 +14,7 @@ import pytest
 
 from app.console import diff
 from app.console.pages import pulls as pulls_page
+from app.forge import local_pulls
 from app.forge.local import LocalForge
 from app.settings import Settings
 from tests.support.console import console_client, log_in
@@ -158,6 +159,45 @@ def test_an_unknown_number_is_404_and_a_stranger_sees_nothing(
         bad = client.get("/console/pulls?state=lost")
         assert bad.status_code == 200
         assert "There is no state &#39;lost&#39;" in bad.text
+
+
+def test_a_change_that_cannot_be_read_is_said_and_a_long_one_is_cut(
+    settings: Settings, database: str, tmp_path: Path, sql: Sql, pulls: dict[str, Any]
+) -> None:
+    sql("INSERT INTO pull_requests (repository, branch, base, head_sha, title, body, state)"
+        " VALUES ('persais', 'gone', 'main', %s, 'Lost', '', 'closed')", "f" * 40)  # fmt: skip
+    with console_client(settings, database) as client:
+        log_in(client, database, "cli:bob", "reader")
+        lost = client.get("/console/pulls/3")
+    assert lost.status_code == 200
+    assert "The change cannot be read: the commits of #3 are no longer in the forge." in lost.text
+    assert "diff-file" not in lost.text
+
+    async def read(forge: LocalForge) -> tuple[str, bool, str, bool]:
+        pull = await local_pulls.record(forge, pulls["open"])
+        whole, cut = await local_pulls.patch(forge, pull, limit=10_000_000)
+        part, cut_short = await local_pulls.patch(forge, pull, limit=1_000)
+        return whole, cut, part, cut_short
+
+    whole, cut, part, cut_short = with_forge(settings, database, tmp_path / "checkout", read)
+    assert not cut
+    assert cut_short
+    assert whole.startswith(part)
+    assert part.endswith("\n")
+    assert 900 < len(part.encode()) <= 1_000
+
+
+def test_without_the_forges_repository_the_page_says_so(
+    settings: Settings, database: str, sql: Sql
+) -> None:
+    sql("INSERT INTO pull_requests (repository, branch, base, head_sha, title, body)"
+        " VALUES ('persais', 'b', 'main', 'f00', 'Somewhere else', '')")  # fmt: skip
+    with console_client(settings, database) as client:
+        log_in(client, database)
+        page = client.get("/console/pulls/1")
+    assert page.status_code == 200
+    assert "The local forge&#39;s repository is not on this machine." in page.text
+    assert not (settings.home / "forge").exists()  # reading made nothing
 
 
 def test_the_list_is_paged_and_github_reviews_are_listed(
