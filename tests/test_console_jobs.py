@@ -497,3 +497,28 @@ def test_the_pull_request_link_is_the_consoles_page_locally_and_githubs_on_githu
     assert pull_link({**job, "local_pull": 5}, local_forge=False) == "/console/pulls/5"
     assert pull_link({**job, "pr_url": "javascript:alert(1)"}, local_forge=False) is None
     assert pull_link({**job, "pr_number": None}, local_forge=True) is None
+
+
+def test_the_feed_listens_again_after_its_connection_is_cut_and_loses_nothing(
+    settings: Settings, database: str, sql: Sql
+) -> None:
+    add_job(sql, "11ve0005", status="running")
+    say(database, "11ve0005", ("stage", "plan"))
+    with (
+        browser(settings, database) as client,
+        client.stream("GET", "/console/jobs/11ve0005/events") as stream,
+    ):
+        lines = stream.iter_lines()
+        read_events(lines, lambda e: e.get("event") == "pull")
+        cut = sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE query = 'LISTEN job_events'")  # fmt: skip
+        assert cut == [(True,)]
+        say(database, "11ve0005", ("stage", "scaffold"))  # said while nobody listens
+        events = read_events(lines, lambda e: "⏳ scaffold" in e.get("data", ""))
+        assert events[-1]["event"] == "step"
+        deadline = time.monotonic() + 5
+        while listeners(sql) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert listeners(sql) == 1  # listening again
+        say(database, "11ve0005", ("stage", "code"))
+        read_events(lines, lambda e: "⏳ code" in e.get("data", ""), seconds=2)
