@@ -52,5 +52,6 @@ class GitHubChannel:
         if links:
             lines.append(" · ".join(links))
         if others:
-            lines.append(f"_{' / '.join(others)}: from the Persais chat (Telegram)._")
+            where = "from the Persais chat (Telegram) or its console"
+            lines.append(f"_{' / '.join(others)}: {where}._")
         return "\n".join(lines)

@@ -18,13 +18,13 @@ from aiogram.types.update import UpdateTypeLookupError
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
-from app.orchestrator.approvals import Approval
+from app.orchestrator.approvals import Approval, decided_text
 from app.orchestrator.orchestrator import Orchestrator, Outbound
 from app.outbox import Note
 from app.routing import DropDelivery
 from app.settings import Settings
 from app.telegram.handlers import access, callbacks, messages
-from app.telegram.keyboards import approval_keyboard, decided_text, link_keyboard
+from app.telegram.keyboards import approval_keyboard, link_keyboard
 from app.telegram.kinds import READ_KINDS
 from app.telegram.retry import RetryAfter
 from app.telegram.text import split_message

@@ -34,9 +34,3 @@ def link_keyboard(links: list[list[str]] | None) -> InlineKeyboardMarkup | None:
         if url.startswith(("https://", "http://"))
     ]
     return InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
-
-
-def decided_text(approval: Approval, who: str) -> str:
-    if approval.status == "expired":
-        return f"{approval.prompt}\n\n⌛ Expired without an answer."
-    return f"{approval.prompt}\n\n✅ {approval.label(approval.choice)} — chosen by {who}"
