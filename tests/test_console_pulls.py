@@ -384,6 +384,14 @@ def test_the_parser_caps_a_file_and_colouring_escapes_everything() -> None:
         '0<span class="p">&lt;/</span><span class="nt">b</span><span class="p">&gt;</span>'
     )
     assert [str(ln.html) for ln in notes.lines[1:]] == ["&lt;i&gt;", "&lt;/i&gt;"]
+    # A lone carriage return is a line end to pygments: that side is shown plain, in line.
+    (odd,) = diff.parse(
+        "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1,2 @@\n-a = 1\n"
+        "+a = '\r<b>'\n+b = 2\n"
+    )
+    diff.colour([odd])
+    assert '<span class="mi">1</span>' in odd.lines[1].html  # the old side is coloured
+    assert [str(ln.html) for ln in odd.lines[2:]] == ["a = &#39;\r&lt;b&gt;&#39;", "b = 2"]
     # Past the budget, lines are escaped, not coloured.
     again = diff.parse(patch, max_lines=11)
     diff.colour(again, budget=5)

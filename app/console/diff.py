@@ -228,14 +228,15 @@ def _hunks(lines: list[DiffLine]) -> list[list[DiffLine]]:
 
 def _highlighted(texts: list[str], lexer: Lexer) -> list[Markup]:
     """One escaped, coloured line of HTML per text (pygments closes its spans at each line
-    end). A line pygments did not give back (it should) is escaped plain."""
+    end). Pygments reads a lone carriage return as a line end too: when its lines do not
+    match the texts one to one, they are escaped plain rather than shown beside the wrong
+    line numbers."""
     if not texts:
         return []
     out = highlight("\n".join(texts) + "\n", lexer, FORMATTER).split("\n")
-    return [
-        Markup(out[i]) if i < len(out) else escape(text)  # noqa: S704 (pygments escaped it)
-        for i, text in enumerate(texts)
-    ]
+    if len(out) != len(texts) + 1:  # the last is what follows the final line end
+        return [escape(text) for text in texts]
+    return [Markup(line) for line in out[:-1]]  # noqa: S704 (pygments escaped it)
 
 
 def stylesheet() -> str:
