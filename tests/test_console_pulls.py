@@ -156,6 +156,8 @@ def test_an_unknown_number_is_404_and_a_stranger_sees_nothing(
         assert "There is no pull request #99 on the local forge." in missing.text
         assert client.get("/console/pulls/github/octo/home/5").status_code == 404
         assert client.get("/console/pulls/abc").status_code == 404
+        assert client.get("/console/pulls/99999999999").status_code == 404
+        assert client.get("/console/pulls/github/octo/home/99999999999").status_code == 404
         bad = client.get("/console/pulls?state=lost")
         assert bad.status_code == 200
         assert "There is no state &#39;lost&#39;" in bad.text

@@ -35,6 +35,7 @@ PATCH_BYTES = 4_000_000  # read of one pull request's diff: past it, the rest is
 MAX_FILES = 300
 PAGE_LINES = 10_000  # diff lines on one page, all files together
 COLOUR_LINES = 4_000  # of which coloured; the rest escaped plain
+LARGEST = 2**31 - 1  # a pull request's number is an integer column
 VERDICTS = {"success": "no problems found", "neutral": "warnings", "failure": "problems found"}
 
 
@@ -131,6 +132,8 @@ def routes(console: Console) -> list[BaseRoute]:
         number = request.path_params["number"]
         forge = LocalForge(console.pool, console.settings.home, CHECKOUT_ROOT, name)
         try:
+            if number > LARGEST:
+                raise LookupError(number)
             pull = await local_pulls.record(forge, number)
         except LookupError:
             return missing(request, f"There is no pull request #{number} on the local forge.")
@@ -144,6 +147,8 @@ def routes(console: Console) -> list[BaseRoute]:
         owner, repo = request.path_params["owner"], request.path_params["repo"]
         number = request.path_params["number"]
         repository = f"{owner}/{repo}"
+        if number > LARGEST:
+            return missing(request, f"Persais has not reviewed {repository}#{number}.")
         async with console.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
