@@ -456,6 +456,32 @@ def test_a_quiet_stream_keeps_alive_and_ends_when_the_server_stops(
                 assert line.startswith(":") or line == "", line
 
 
+def test_a_stream_ends_with_its_session(
+    settings: Settings, database: str, sql: Sql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logging out (or the session expiring) ends a live stream at its next keep-alive: an
+    open tab does not keep reading jobs for a session that is gone."""
+    from app.console.pages import jobs
+
+    monkeypatch.setattr(jobs, "KEEP_ALIVE_SECONDS", 0.4)
+    monkeypatch.setattr(jobs, "TICK_SECONDS", 0.2)
+    add_job(sql, "5e55e001", status="running")
+    with (
+        running_server(settings, database, worker=False) as (url, _runtime),
+        httpx.Client(base_url=url, timeout=5) as client,
+    ):
+        assert client.get(f"/console/login/{mint_link(database, 'tg:5', 'reader')}").is_redirect
+        with client.stream("GET", "/console/jobs/5e55e001/events") as stream:
+            lines = stream.iter_lines()
+            read_events(lines, lambda e: e.get("event") == "pull")
+            assert next(line for line in lines if line.startswith(":")) == ": keep-alive"
+            sql("DELETE FROM console_sessions")  # what logging out does to the row
+            started = time.monotonic()
+            for line in lines:  # until the stream ends
+                assert time.monotonic() - started < 3, "the stream outlived its session"
+                assert line.startswith(":") or line == "", line
+
+
 def test_a_finished_jobs_stream_replays_its_steps_and_ends(
     settings: Settings, database: str, sql: Sql
 ) -> None:

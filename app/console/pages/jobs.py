@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.console import job_steps, live
+from app.console import auth, job_steps, live
 from app.console.job_steps import Event
 from app.console.web import Console
 
@@ -228,9 +228,9 @@ def routes(console: Console) -> list[BaseRoute]:
         after = live.last_event_id(request.headers.get("last-event-id"))
         if after is None:
             after = live.last_event_id(request.query_params.get("after")) or 0
-        return live.EventStream(stream(job_id, after))
+        return live.EventStream(stream(job_id, after, request.cookies.get(auth.COOKIE)))
 
-    async def stream(job_id: str, after: int) -> AsyncIterator[str]:
+    async def stream(job_id: str, after: int, cookie: str | None) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         status_shown: str | None = None
         async with feed.watch(job_id) as wake:
@@ -265,6 +265,9 @@ def routes(console: Console) -> list[BaseRoute]:
                         return
                     waited += TICK_SECONDS
                 if not wake.is_set():
+                    async with console.pool.connection() as conn:
+                        if await auth.viewer(conn, cookie) is None:
+                            return  # logged out or expired: the stream ends with the session
                     yield live.comment("keep-alive")
 
     return [
