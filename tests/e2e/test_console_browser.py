@@ -167,7 +167,7 @@ def mark_page(b: Browser) -> None:
 
 def watch_the_job(b: Browser, p: Persais) -> str:
     """Step 2: the job's page, its steps arriving without a reload until its pull request
-    is linked; the pull request's address."""
+    is linked; the job page's path."""
     b.get(f"{p.url}/console/jobs")
     job = reload_until(b, "table#jobs a[href^='/console/jobs/']", 60, "the Mechanic job")
     b.shot("jobs")
@@ -190,7 +190,7 @@ def watch_the_job(b: Browser, p: Persais) -> str:
     b.shot("job-done")
     href = b.find("a#job-pull").get_attribute("href") or ""
     assert urlsplit(href).path.startswith("/console/pulls/"), href
-    return href
+    return path_of(b)
 
 
 def read_the_diff(b: Browser) -> int:
@@ -218,6 +218,16 @@ def deploy_from_questions(b: Browser, p: Persais, pull: int) -> None:
     live = p.wait_said("is live", 300)
     assert f"PR #{pull}" in live, live
     assert "/echo answering" in live, live
+
+    def closed(_: Any) -> bool:  # the page follows by itself: the question leaves the open ones
+        try:
+            form_with_button(b, "form.question", "Deploy")
+        except (AssertionError, StaleElementReferenceException):
+            return True
+        return False
+
+    b.wait(closed, 30, "the Deploy question closed on the Questions page")
+    assert "Deploy" in b.find("main").text
     b.shot("questions-answered")
 
 
@@ -252,22 +262,50 @@ def roll_back(b: Browser, p: Persais) -> None:
     assert not any("Echo: Hello" in t for t in p.said()[answered:]), p.said()[answered:]
 
 
-def the_other_pages(b: Browser, p: Persais) -> None:
-    for name, path, css in (
-        ("agents", "/console/agents", "table#agents"),
-        ("inbox", "/console/inbox", "table#inbox"),
-        ("audit", "/console/audit", "table#audit"),
-        ("memory", "/console/memory", "form#ask"),
-    ):
+PAGES = [
+    ("overview", "/console/", "main"),
+    ("questions", "/console/questions", "main"),
+    ("jobs", "/console/jobs", "table#jobs"),
+    ("pulls", "/console/pulls", "table#pulls"),
+    ("releases", "/console/releases", "table#releases"),
+    ("agents", "/console/agents", "table#agents"),
+    ("inbox", "/console/inbox", "table#inbox"),
+    ("audit", "/console/audit", "table#audit"),
+    ("memory", "/console/memory", "form#ask"),
+]
+# A page wider than the window scrolls sideways; what sticks out past its right edge. (A
+# table or a diff scrolling in its own box does not widen the page.)
+OVERFLOW = """
+const page = document.documentElement;
+if (page.scrollWidth <= page.clientWidth + 1) return [];
+const out = [...document.querySelectorAll("body *")]
+  .filter((e) => e.getBoundingClientRect().right > page.clientWidth + 1)
+  .map((e) => e.tagName + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "")
+    + " right=" + Math.round(e.getBoundingClientRect().right)
+    + " " + getComputedStyle(e).position);
+out.sort((a, b) => b.endsWith("absolute") - a.endsWith("absolute"));
+return [page.scrollWidth + " px wide", ...out.slice(0, 6)];
+"""
+
+
+def the_other_pages(b: Browser, p: Persais, job: str, pull: int) -> None:
+    """Every page at a desktop's width, then at a phone's, where nothing may stick out of
+    the screen but a table or a diff scrolling in its own box."""
+    for name, path, css in PAGES[5:]:
         b.get(f"{p.url}{path}")
         b.find(css)
         b.shot(name)
     b.resize(PHONE)
-    for name, path in (("overview", "/console/"), ("jobs", "/console/jobs"),
-                       ("releases", "/console/releases")):  # fmt: skip
+    wide = {}
+    for name, path, css in [*PAGES, ("job", job, "ol#job-steps"),
+                            ("pull", f"/console/pulls/{pull}", "details.diff-file")]:  # fmt: skip
         b.get(f"{p.url}{path}")
-        b.find("main")
+        b.find(css)
         b.shot(f"phone-{name}")
+        sticking = b.driver.execute_script(OVERFLOW)
+        if sticking:
+            wide[name] = sticking
+    assert wide == {}, f"wider than a phone's screen ({PHONE[0]} px): {wide}"
 
 
 def test_a_person_deploys_echo_and_rolls_it_back_from_the_console(tmp_path: Path) -> None:
@@ -283,7 +321,7 @@ def test_a_person_deploys_echo_and_rolls_it_back_from_the_console(tmp_path: Path
 
         # 2. A Mechanic job asked in the chat, watched live on the Jobs page.
         p.tell(f"/mechanic {REQUEST}")
-        watch_the_job(b, p)
+        job = watch_the_job(b, p)
         p.wait_said("✅ Pull request #", 60)
 
         # 3. Its pull request's diff.
@@ -298,7 +336,7 @@ def test_a_person_deploys_echo_and_rolls_it_back_from_the_console(tmp_path: Path
         # 6. Roll back from the Releases page.
         roll_back(b, p)
 
-        the_other_pages(b, p)
+        the_other_pages(b, p, job, pull)
         assert b.problems() == [], "the browser's console has errors or CSP violations"
         assert b.elsewhere(p.url) == [], "the pages asked for something not on Persais"
         assert any(url.startswith(f"{p.url}/console/static/") for _, url in b.requests)

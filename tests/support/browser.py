@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -107,9 +107,14 @@ class Browser:
         return text
 
     def wait(self, condition: Any, timeout: float = 30, message: str = "") -> Any:
-        """Wait until `condition(driver)` is truthy (Selenium's wait, with the page on timeout)."""
+        """Wait until `condition(driver)` is truthy (Selenium's wait, with the page on timeout).
+        An element replaced while it is read (a part of the page refreshing itself) is read
+        again at the next poll."""
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+            return WebDriverWait(
+                self.driver, timeout, poll_frequency=0.1,
+                ignored_exceptions=(StaleElementReferenceException,),
+            ).until(condition)  # fmt: skip
         except WebDriverException as exc:
             raise AssertionError(
                 f"{message or condition} (after {timeout} s on {self.driver.current_url}):\n"
