@@ -29,6 +29,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
 from app.settings import CHECKOUT_ROOT
+from tests.support import browser as browsers
 from tests.support.browser import PHONE, Browser, browser, missing, unavailable
 from tests.support.fake_telegram import ADA, BOT_ID, FakeTelegram, fake_telegram, send, text_update
 from tests.support.mechanic import REQUEST, routed_reply
@@ -37,7 +38,6 @@ from tests.support.scripted_llm import ScriptedLLM, scripted_llm
 from tests.support.stack import PersaisProcess
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 AGENT_FILE = "dynamic/agents/echo/agent.py"
 PLAN_HOLD = 4.0  # s the planner's answer waits, so the job's page is open before it moves
 
@@ -308,6 +308,8 @@ def the_other_pages(b: Browser, p: Persais, job: str, pull: int) -> None:
     assert wide == {}, f"wider than a phone's screen ({PHONE[0]} px): {wide}"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_person_deploys_echo_and_rolls_it_back_from_the_console(tmp_path: Path) -> None:
     reason = missing()
     if reason is not None:
@@ -346,3 +348,22 @@ def test_a_person_deploys_echo_and_rolls_it_back_from_the_console(tmp_path: Path
             " document.body.appendChild(s);"
         )
         assert any("Content Security Policy" in m for m in b.problems()), b.console
+
+
+def test_without_a_browser_the_story_is_skipped_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(browsers, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium is missing"), browser(tmp_path):
+        pytest.fail("a browser without its binary")
+
+
+def test_under_ci_a_missing_browser_fails_the_story(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(browsers, "CHROMEDRIVER", tmp_path / "no-chromedriver")
+    monkeypatch.setenv("CI", "true")
+    refused = r"no-chromedriver is missing .*: CI must run"
+    with pytest.raises(pytest.fail.Exception, match=refused), browser(tmp_path):
+        pytest.fail("a browser without its driver")
