@@ -67,6 +67,7 @@ ECHO = {
     ),
     "dynamic/agents/echo/agent.toml": (
         'name = "echo"\ncommand = "echo"\ndescription = "Repeats your messages"\n'
+        'version = "0.1.0"\n'
     ),
     "tests/dynamic/test_echo.py": "def test_echo() -> None:\n    assert True\n",
 }
@@ -93,64 +94,11 @@ def copy(
 
 
 def seed(conninfo: str, jobs: int, audits: int, pull: tuple[int, str, str]) -> dict[str, Any]:
-    """Fill the tables the console reads; what the pages will be asked about."""
+    """Fill the tables the console reads; how many rows each got, and a job to look at."""
     rng = random.Random(19)
-    number, branch, head = pull
-    made: dict[str, Any] = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        rows = []
-        pr = number
-        for n in range(1, jobs + 1):
-            status = STATUSES[n % len(STATUSES)]
-            asker = PEOPLE[n % 3]
-            created = ago(rng, 120)
-            has_pull = status in ("opened", "deployed")
-            if has_pull:
-                pr += 1
-            plan = {"kind": "agent", "name": f"agent{n}", "command": f"a{n}",
-                    "description": f"Agent number {n}", "question": None,
-                    "behaviour": [{"say": "hi", "expect": "hello"}]}  # fmt: skip
-            rows.append((
-                job_id(n), asker, asker, f"Create an agent number {n} that answers hello",
-                status, json.dumps(plan), f"mechanic/agent{n}-{job_id(n)}",
-                pr if has_pull else None, 1 + n % 3, round(rng.uniform(0.01, 0.5), 4),
-                None if has_pull else f"job {status} at validate", "pull request",
-                f"/console/pulls/{pr}" if has_pull else None, created, created,
-            ))  # fmt: skip
-        made["jobs"] = copy(conn, "jobs", [
-            "id", "conversation", "requested_by", "request", "status", "plan", "branch",
-            "pr_number", "rounds", "cost", "message", "stage", "pr_url", "created_at",
-            "updated_at"], iter(rows))  # fmt: skip
-        made["job"] = rows[-1][0]  # the newest by id order; any job will do
-
-        def events() -> Iterator[tuple[Any, ...]]:
-            for row in rows:
-                at = row[13]
-                yield (row[0], at, "queued", "queued")
-                for i, stage in enumerate(STAGES):
-                    yield (row[0], at + timedelta(seconds=5 * i + 1), "stage", stage)
-                yield (row[0], at + timedelta(seconds=40), "finish",
-                       "ok" if row[7] is not None else "failed")  # fmt: skip
-
-        made["job_events"] = copy(conn, "job_events", ["job_id", "at", "kind", "text"], events())
-        pulls = [(row[7], "persais", row[0], branch, "main", head, row[3], f"Job {row[0]}.",
-                  "merged" if row[4] == "deployed" else "open", row[13], row[13])
-                 for row in rows if row[7] is not None]  # fmt: skip
-        made["pull_requests"] = copy(conn, "pull_requests", [
-            "number", "repository", "job_id", "branch", "base", "head_sha", "title", "body",
-            "state", "created_at", "updated_at"], iter(pulls))  # fmt: skip
-        conn.execute(
-            "SELECT setval('pull_requests_number_seq', (SELECT max(number) FROM pull_requests))"
-        )
-        made["releases"] = seed_releases(conn, rows, head)
-        made["questions"] = copy(conn, "approvals", [
-            "id", "conversation", "agent", "question", "prompt", "choices", "requested_by",
-            "expires_at", "created_at"], (
-            (f"q{row[0]}", row[1], "mechanic", f"pr:{row[0]}",
-             f"✅ Pull request #{row[7]} is open", json.dumps(
-                 [["deploy", "Deploy"], ["abort", "Abort"], ["view", "View PR", row[12]]]),
-             row[2], NOW + timedelta(days=7), row[13])
-            for row in rows if row[4] == "opened"))  # fmt: skip
+        rows, made = seed_jobs(conn, rng, jobs, pull)
+        made["releases"] = seed_releases(conn, rows, pull[2])
         made["inbox"] = copy(conn, "inbox", [
             "source", "delivery_id", "event", "payload", "status", "attempts", "last_error",
             "received_at", "processed_at"], inbox_rows(rng, 5000))  # fmt: skip
@@ -164,6 +112,67 @@ def seed(conninfo: str, jobs: int, audits: int, pull: tuple[int, str, str]) -> d
              "command", PEOPLE[i % 3], ago(rng, 60)) for i in range(60)))  # fmt: skip
         conn.execute("ANALYZE")
     return made
+
+
+def seed_jobs(
+    conn: psycopg.Connection[Any], rng: random.Random, jobs: int, pull: tuple[int, str, str]
+) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    """Jobs with their progress lines, their pull requests (all on the real branch), and the
+    [Deploy] questions of those still open."""
+    number, branch, head = pull
+    rows = []
+    pr = number
+    for n in range(1, jobs + 1):
+        status = STATUSES[n % len(STATUSES)]
+        asker = PEOPLE[n % 3]
+        created = ago(rng, 120)
+        has_pull = status in ("opened", "deployed")
+        if has_pull:
+            pr += 1
+        plan = {"kind": "agent", "name": f"agent{n}", "command": f"a{n}",
+                "description": f"Agent number {n}", "question": None,
+                "behaviour": [{"say": "hi", "expect": "hello"}]}  # fmt: skip
+        rows.append((
+            job_id(n), asker, asker, f"Create an agent number {n} that answers hello",
+            status, json.dumps(plan), f"mechanic/agent{n}-{job_id(n)}",
+            pr if has_pull else None, 1 + n % 3, round(rng.uniform(0.01, 0.5), 4),
+            None if has_pull else f"job {status} at validate", "pull request",
+            f"/console/pulls/{pr}" if has_pull else None, created, created,
+        ))  # fmt: skip
+    made: dict[str, Any] = {"job": rows[-1][0]}  # the last made; any job will do
+    made["jobs"] = copy(conn, "jobs", [
+        "id", "conversation", "requested_by", "request", "status", "plan", "branch",
+        "pr_number", "rounds", "cost", "message", "stage", "pr_url", "created_at",
+        "updated_at"], iter(rows))  # fmt: skip
+
+    def events() -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            at = row[13]
+            yield (row[0], at, "queued", "queued")
+            for i, stage in enumerate(STAGES):
+                yield (row[0], at + timedelta(seconds=5 * i + 1), "stage", stage)
+            yield (row[0], at + timedelta(seconds=40), "finish",
+                   "ok" if row[7] is not None else "failed")  # fmt: skip
+
+    made["job_events"] = copy(conn, "job_events", ["job_id", "at", "kind", "text"], events())
+    pulls = [(row[7], "persais", row[0], branch, "main", head, row[3], f"Job {row[0]}.",
+              "merged" if row[4] == "deployed" else "open", row[13], row[13])
+             for row in rows if row[7] is not None]  # fmt: skip
+    made["pull_requests"] = copy(conn, "pull_requests", [
+        "number", "repository", "job_id", "branch", "base", "head_sha", "title", "body",
+        "state", "created_at", "updated_at"], iter(pulls))  # fmt: skip
+    conn.execute(
+        "SELECT setval('pull_requests_number_seq', (SELECT max(number) FROM pull_requests))"
+    )
+    made["questions"] = copy(conn, "approvals", [
+        "id", "conversation", "agent", "question", "prompt", "choices", "requested_by",
+        "expires_at", "created_at"], (
+        (f"q{row[0]}", row[1], "mechanic", f"pr:{row[0]}",
+         f"✅ Pull request #{row[7]} is open", json.dumps(
+             [["deploy", "Deploy"], ["abort", "Abort"], ["view", "View PR", row[12]]]),
+         row[2], NOW + timedelta(days=7), row[13])
+        for row in rows if row[4] == "opened"))  # fmt: skip
+    return rows, made
 
 
 def seed_releases(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], head: str) -> int:
