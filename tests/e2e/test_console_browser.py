@@ -5,9 +5,10 @@ Postgres and the local forge, with the fake Telegram and the scripted model on l
 The story: log in with the link `persais console-link` prints; ask the Mechanic for Echo in
 the chat and watch the job's steps arrive on its page over SSE; read the pull request's
 diff; press Deploy on the Questions page; see the release live and `/echo` answering; roll
-back from the Releases page. Every page visited is saved as a screenshot
-(`test-artefacts/console/`), and at the end the browser's console holds no error and no CSP
-violation, and every request the pages made went to Persais.
+back from the Releases page. Then every page again at a phone's width, where none may be
+wider than the screen. Every page visited is saved as a screenshot
+(`test-artefacts/console/NN-name.png`), and at the end the browser's console holds no error
+and no CSP violation, and every request the pages made went to Persais.
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ def roll_back(b: Browser, p: Persais) -> None:
     b.shot("releases-rolled-back")
     answered = len(p.said())
     p.tell("/echo Hello")
-    p.wait_said("/echo", 60, after=answered)
+    p.wait_said("Unknown command /echo", 60, after=answered)
     assert not any("Echo: Hello" in t for t in p.said()[answered:]), p.said()[answered:]
 
 
