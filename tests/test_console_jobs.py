@@ -357,6 +357,10 @@ def test_a_step_said_after_connecting_arrives_over_the_stream_within_a_second(
             say(database, "11ve0001", ("finish", "failed"))
             ending = read_events(lines, lambda e: e.get("event") == "done")
             assert any("✗ scaffold" in e.get("data", "") for e in ending)
+            # The end brings what the job recorded (its message here), out of band.
+            record = ending[-1]["data"]
+            assert '<div id="job-record" hx-swap-oob="true">' in record
+            assert "What the job said at its end" in record
             assert list(lines) == []
         deadline = time.monotonic() + 5
         while listeners(sql) and time.monotonic() < deadline:  # the last watcher left
@@ -548,3 +552,12 @@ def test_the_feed_listens_again_after_its_connection_is_cut_and_loses_nothing(
         assert listeners(sql) == 1  # listening again
         say(database, "11ve0005", ("stage", "code"))
         read_events(lines, lambda e: "⏳ code" in e.get("data", ""), seconds=2)
+
+
+def test_an_event_frames_every_kind_of_line_end_so_text_cannot_start_a_field() -> None:
+    from app.console import live
+
+    framed = live.event("step", "one\rid: 99\r\nevent: done\nfour", event_id=3)
+    assert framed == (
+        "id: 3\nevent: step\ndata: one\ndata: id: 99\ndata: event: done\ndata: four\n\n"
+    )

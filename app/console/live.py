@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 
 import anyio
@@ -124,12 +125,16 @@ class EventStream(StreamingResponse):
             group.cancel_scope.cancel()
 
 
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def event(name: str | None, data: str, *, event_id: int | None = None) -> str:
-    """One server-sent event: every line of `data` on a `data:` line of its own."""
+    """One server-sent event: every line of `data` on a `data:` line of its own. A line ends
+    at CR, LF or CRLF, as the browser reads it, so no text can start a field of its own."""
     head = (f"id: {event_id}\n" if event_id is not None else "") + (
         f"event: {name}\n" if name else ""
     )
-    return head + "".join(f"data: {line}\n" for line in data.split("\n")) + "\n"
+    return head + "".join(f"data: {line}\n" for line in LINE_END.split(data)) + "\n"
 
 
 def comment(text: str) -> str:

@@ -230,6 +230,14 @@ def routes(console: Console) -> list[BaseRoute]:
             after = live.last_event_id(request.query_params.get("after")) or 0
         return live.EventStream(stream(job_id, after, request.cookies.get(auth.COOKIE)))
 
+    async def record_of(job_id: str) -> str:
+        async with console.pool.connection() as conn:
+            job = await one_job(conn, job_id)
+            trace = await trace_of(conn, job_id)
+        assert job is not None  # jobs are never deleted
+        plan = plan_fields(job["plan"]) if job["plan"] is not None else []
+        return _render(console, "jobs_record.html", job=job, trace=trace, plan=plan, oob=True)
+
     async def stream(job_id: str, after: int, cookie: str | None) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         status_shown: str | None = None
@@ -251,7 +259,9 @@ def routes(console: Console) -> list[BaseRoute]:
                     yield live.event("pull", _render(console, "jobs_pull.html", job=job,
                                                      pull=pull_link(job, local_forge)))  # fmt: skip
                 if _ended(job, found):
-                    yield live.event("done", "<!-- ended -->")  # empties "updating live"
+                    # Empties "updating live", and brings the plan and validation the job
+                    # recorded at its end (out of band, into #job-record).
+                    yield live.event("done", await record_of(job_id))
                     return
                 # Until woken: a stopping server ends the stream (uvicorn waits for open
                 # ones), and a quiet one keeps alive and reads again (a job that ended
