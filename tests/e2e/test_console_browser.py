@@ -188,6 +188,10 @@ def watch_the_job(b: Browser, p: Persais) -> str:
     b.wait(pulled, 400, "the job's pull request, live on its page")
     assert stayed(b), "the job's page reloaded or navigated on its own"
     assert max(seen) > first, f"no step arrived while the page was open: {seen}"
+    # The end of the stream brings what the job recorded: its plan and validation.
+    b.wait(lambda d: "Outcome" in b.find("#job-record").text, 30, "the job's record, live")
+    assert "echo" in b.find("#job-record").text
+    assert stayed(b), "the job's page reloaded or navigated on its own"
     b.shot("job-done")
     href = b.find("a#job-pull").get_attribute("href") or ""
     assert urlsplit(href).path.startswith("/console/pulls/"), href
