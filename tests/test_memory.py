@@ -11,6 +11,7 @@ import random
 import string
 import subprocess
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,6 +117,32 @@ def test_the_index_of_persais_itself_answers_questions_about_it(database: str, s
     assert rows == [(rows[0][0], rows[0][1], rows[0][2], "method", report.commit, 64)]
     assert sql("SELECT status, commit FROM memory_repositories") == [("ready", report.commit)]
     assert sql("SELECT count(*) FROM memory_vectors") == [(0,)]
+
+
+def test_a_cancelled_first_index_lets_its_thread_go_at_once(database: str) -> None:
+    """A stopping process cancels the index job; the chunking thread (which no cancel can
+    reach) ends at its next file, so it does not hold the process's exit for seconds."""
+    import threading
+
+    async def body(pool: AsyncConnectionPool) -> float:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="index-test"))
+        job = asyncio.create_task(Indexer(pool).index("persais", OWN, await OWN.head()))
+
+        def chunking() -> list[threading.Thread]:  # the default executor's threads
+            return [t for t in threading.enumerate() if t.name.startswith("index-test")]
+
+        while not chunking():  # noqa: ASYNC110 (a thread starting sets no asyncio event)
+            await asyncio.sleep(0.005)
+        job.cancel()
+        started = loop.time()
+        await asyncio.gather(job, return_exceptions=True)
+        # What asyncio.run does at a process's exit: wait for the executor's work to end.
+        await asyncio.wait_for(loop.shutdown_default_executor(), 30)
+        return loop.time() - started
+
+    seconds = with_pool(database, body)
+    assert seconds < 1.0, f"the chunking thread ran on for {seconds:.1f} s after the cancel"
 
 
 def test_reindexing_after_a_push_reads_only_what_changed_and_embeds_only_new_chunks(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -170,9 +171,16 @@ class Indexer:
         contents = await source.read(sorted({at_commit[p] for p in changed}))
         # Seconds of CPU on a first index (a whole repository): in a thread, so the event
         # loop keeps answering webhooks meanwhile (issue 17, defect 4).
-        chunks, rows, redacted = await asyncio.to_thread(
-            self._chunk, [(path, contents[at_commit[path]]) for path in changed]
-        )
+        # A thread cannot be cancelled: a cancelled job (a stopping process) sets `stop`, and
+        # the thread ends at its next file instead of holding the process's exit.
+        stop = threading.Event()
+        try:
+            chunks, rows, redacted = await asyncio.to_thread(
+                self._chunk, [(path, contents[at_commit[path]]) for path in changed], stop
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         report.redacted += redacted
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
@@ -210,18 +218,22 @@ class Indexer:
         report.written = len(chunks)
 
     def _chunk(
-        self, files: list[tuple[str, bytes]]
+        self, files: list[tuple[str, bytes]], stop: threading.Event
     ) -> tuple[list[Chunk], list[tuple[str, str]], int]:
         """The files' chunks, secrets cut out first; each chunk's searchable title and body;
-        how many files held a secret."""
+        how many files held a secret. Returns early (nobody reads it then) once `stop` is set."""
         chunks: list[Chunk] = []
+        rows: list[tuple[str, str]] = []
         redacted = 0
         for path, content in files:
+            if stop.is_set():
+                break
             text = content.decode("utf-8", errors="replace")
             clean = redaction.redact(text, self.secrets)  # before it is stored or sent
             redacted += clean != text
-            chunks += chunk(path, clean)
-        rows = [(searchable(f"{c.path} {c.symbol}"), searchable(c.content)) for c in chunks]
+            pieces = chunk(path, clean)
+            chunks += pieces
+            rows += [(searchable(f"{c.path} {c.symbol}"), searchable(c.content)) for c in pieces]
         return chunks, rows, redacted
 
     async def embed(self, repository: str) -> int:
