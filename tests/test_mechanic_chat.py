@@ -211,11 +211,13 @@ def test_telegram_edits_one_progress_message_and_ends_with_deploy_abort_view(
             wait_for(lambda: "✓ pull request" in (edits() or [""])[-1], 10, "the last edit")
             assert len([t for t in fake.texts(ADA) if t.startswith("🔧 Mechanic job")]) == 1
             # New messages are paced a second apart, and so are edits (each their own slot: an
-            # answer never waits behind a progress edit). Arrival adds the loop's jitter (CI
-            # saw 0.85 s once under load); unpaced calls would land milliseconds apart.
+            # answer never waits behind a progress edit). Arrival adds the loop's jitter: CI
+            # saw 0.85 s, and below 0.75 s once while the first memory index held the GIL in
+            # its thread; unpaced calls would land milliseconds apart.
             for method in ("sendMessage", "editMessageText"):
                 timed = [c.at for c in fake.calls if c.method == method]
-                assert all(b - a >= 0.75 for a, b in itertools.pairwise(timed)), method
+                gaps = [round(b - a, 3) for a, b in itertools.pairwise(timed)]
+                assert all(gap >= 0.5 for gap in gaps), (method, gaps)
 
             view = next(b for b in buttons(final) if b["text"] == "View PR")
             send(client, press_update(ADA, view["callback_data"], message_id=1))
