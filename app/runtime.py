@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from app import periodic
 from app.github import installations, ping
 from app.routing import Context, DropDelivery, Event, Router
 from app.settings import Settings
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # imported on first use: LangGraph, aiogram and githubkit are
 
 log = logging.getLogger(__name__)
 LAST_OUTBOX_SECONDS = 3.0  # stopping: the last round of chat messages, within Fly's kill timeout
+SIDECAR_STOP_SECONDS = 5.0  # stopping: a sidecar that outlasts this is named in the log
 
 
 async def _autocommit(conn: AsyncConnection[Any]) -> None:
@@ -186,21 +188,20 @@ class Runtime:
 
     async def _deliver_github_outbox(self) -> None:
         """Post in GitHub threads what Mechanic jobs asked from there have to say."""
-        while True:
-            await asyncio.sleep(self.github_outbox_seconds)
-            try:
-                await (await self.github()).deliver_outbox()
-            except Exception:  # GitHub or the database hiccuped: the rows wait
-                log.exception("outbox delivery to GitHub failed")
+
+        async def deliver() -> None:  # GitHub or the database hiccuped: the rows wait
+            await (await self.github()).deliver_outbox()
+
+        await periodic.every(self.github_outbox_seconds, deliver, "outbox delivery to GitHub")
 
     async def _sweep_redeliveries(self) -> None:
         """Ask GitHub again for deliveries that failed (it never retries on its own)."""
-        while True:
-            await asyncio.sleep(self.settings.github_redelivery_minutes * 60)
-            try:
-                await (await self.github()).sweep_redeliveries()
-            except Exception:  # GitHub down: next time
-                log.exception("the redelivery sweep failed")
+
+        async def sweep() -> None:  # GitHub down: next time
+            await (await self.github()).sweep_redeliveries()
+
+        minutes = self.settings.github_redelivery_minutes
+        await periodic.every(minutes * 60, sweep, "the redelivery sweep")
 
     async def _run_mechanic_job(self, job_id: str) -> None:
         await (await self.conversations()).mechanic.run(job_id)
@@ -224,27 +225,22 @@ class Runtime:
     async def _follow_releases(self) -> None:
         """Local deployer, several processes: load the release another process put in
         service (the process that deployed it swapped already)."""
-        while True:
-            await asyncio.sleep(self.follow_seconds)
-            if self._conversations is None:
-                continue
-            try:
+
+        async def follow() -> None:  # the next look may succeed
+            if self._conversations is not None:
                 await self._conversations.deployments.here.follow()
-            except Exception:  # the next look may succeed
-                log.exception("following the release in service failed")
+
+        await periodic.every(self.follow_seconds, follow, "following the release in service")
 
     async def _deliver_outbox(self) -> None:
         """Show in Telegram what workers (here or elsewhere) wrote for Telegram chats."""
         from app import outbox
 
-        while True:
-            await asyncio.sleep(self.outbox_seconds)
-            if self._telegram is None:
-                continue
-            try:
+        async def deliver() -> None:  # Telegram or the database hiccuped: the rows wait
+            if self._telegram is not None:
                 await outbox.deliver(self.pool, self._telegram.show_note, prefix="tg:")
-            except Exception:  # Telegram or the database hiccuped: the rows wait for next time
-                log.exception("outbox delivery to Telegram failed")
+
+        await periodic.every(self.outbox_seconds, deliver, "outbox delivery to Telegram")
 
     async def _last_outbox_round(self) -> None:
         """Stopping: show what the jobs that just finished wrote (a deploy's "this machine
@@ -279,16 +275,14 @@ class Runtime:
         )
 
     async def _sweep_approvals(self) -> None:
-        while True:
-            await asyncio.sleep(self.approval_sweep_seconds)
-            try:
-                if self._conversations is None:
-                    continue
-                for approval, replies in await self._conversations.orchestrator.expire_due():
-                    if approval.conversation.startswith("tg:") and self._telegram is not None:
-                        await self._telegram.expired(approval, replies)
-            except Exception:  # the sweep must outlive a passing failure
-                log.exception("approval sweep failed")
+        async def sweep() -> None:  # the sweep must outlive a passing failure
+            if self._conversations is None:
+                return
+            for approval, replies in await self._conversations.orchestrator.expire_due():
+                if approval.conversation.startswith("tg:") and self._telegram is not None:
+                    await self._telegram.expired(approval, replies)
+
+        await periodic.every(self.approval_sweep_seconds, sweep, "approval sweep")
 
     def ask_to_stop(self) -> None:
         """SIGTERM while starting (from the signal handler, on the loop's thread): a pool
@@ -387,10 +381,7 @@ class Runtime:
             await self._worker
 
     async def stop(self) -> None:
-        for task in self._sidecars:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await periodic.stop(self._sidecars, SIDECAR_STOP_SECONDS)
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -136,4 +136,4 @@ def test_a_worker_answers_ready_with_its_release_for_the_fly_deployer(
         assert report["release"]["sha"] is None
         assert report["worker"]["running"] is True
         w.send_signal(signal.SIGTERM)
-        assert w.wait(timeout=30) == 0
+        assert w.wait(timeout=30) == 0, (tmp_path / "w.log").read_text()

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import faulthandler
+import logging
 import os
 import signal
 import socket
@@ -22,6 +24,8 @@ from app.next_step import page_url, persais_command, serve_banner
 from app.runtime import Runtime
 from app.settings import Settings
 from app.web.address import write_address
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: Any) -> None:
@@ -60,6 +64,7 @@ def register(commands: Any) -> None:
 
 # fly.toml's kill_timeout is 30 s: a stop that outlasts this is cut short before Fly's SIGKILL.
 SHUTDOWN_DEADLINE = 25.0
+READY_SERVER_STOP_SECONDS = 3.0
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -126,7 +131,11 @@ class Stopping:
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if not self.requested:
             self.requested = True
-            timer = threading.Timer(SHUTDOWN_DEADLINE, _give_up)
+            try:  # the handler runs on the main thread: the loop there, if one runs
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            timer = threading.Timer(SHUTDOWN_DEADLINE, _give_up, (loop,))
             timer.daemon = True
             timer.start()
         if self.server is not None:
@@ -135,11 +144,30 @@ class Stopping:
             self.then()
 
 
-def _give_up() -> None:
+def _give_up(loop: asyncio.AbstractEventLoop | None) -> None:
     # The next start drops this process from the embedded server's holders.
     print(f"persais: stopping took over {SHUTDOWN_DEADLINE:.0f} s; exiting now", file=sys.stderr)
+    _tell_what_held(loop)
     sys.stderr.flush()
     os._exit(1)
+
+
+def _tell_what_held(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Where a stop that outlasted its deadline was held: every thread's stack and the
+    loop's unfinished tasks (read from this timer thread: a best effort, the process is
+    about to end anyway)."""
+    print("persais: where it was held:", file=sys.stderr)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    if loop is None:
+        return
+    try:
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    except RuntimeError:  # the set changed while read
+        return
+    for task in tasks[:30]:
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            task.print_stack(limit=8, file=sys.stderr)
 
 
 def _uvicorn_server(banner: str | None = None) -> type:
@@ -213,7 +241,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         )
         if ready is not None:
             server.should_exit = True
-            await ready
+            try:  # a request still open must not hold the stop
+                await asyncio.wait_for(asyncio.shield(ready), READY_SERVER_STOP_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "the /ready server did not stop within %.0f s", READY_SERVER_STOP_SECONDS
+                )
+                server.force_exit = True
+                await ready
         await runtime.stop()
         if waiter.done() and not waiter.cancelled() and waiter.exception():
             raise Exit(1, f"worker stopped: {waiter.exception()}")

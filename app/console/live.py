@@ -23,6 +23,8 @@ import psycopg
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from app import periodic
+
 log = logging.getLogger(__name__)
 CHANNEL = "job_events"
 RETRY_SECONDS = 1.0
@@ -91,6 +93,8 @@ class JobFeed:
                         for wake in self._watchers.get(note.payload, ()):
                             wake.set()
             except psycopg.Error as exc:
+                if periodic.stop_asked():  # the error was a cancellation's aftermath
+                    raise asyncio.CancelledError from None
                 log.warning("console feed: the LISTEN connection failed (%s); again in %.0f s",
                             exc, RETRY_SECONDS)  # fmt: skip
             listening.clear()

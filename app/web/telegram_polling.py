@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from psycopg import AsyncConnection
 
+from app import periodic
 from app.inbox import Delivery
 from app.intake import Intake, Unstorable
 from app.settings import Settings
@@ -117,6 +118,8 @@ class TelegramPoller:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # Telegram or the database is away: try again
+                    if periodic.stop_asked():  # the error was a cancellation's aftermath
+                        raise asyncio.CancelledError from None
                     self.state = "failing"
                     log.warning("Telegram polling: %s; trying again in %.0f s", _say(exc), pause)
                     await asyncio.sleep(pause)

@@ -26,7 +26,7 @@ from procrastinate.jobs import Job, Status
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from app import audit
+from app import audit, periodic
 
 QUEUE = "deliveries"
 TASK = "persais.process_delivery"
@@ -249,6 +249,8 @@ class DeliveryQueue:
                     seconds_since_heartbeat=self.stalled_seconds
                 )
             except Exception:  # the sweeper must outlive a passing database error
+                if periodic.stop_asked():  # the error was a cancellation's aftermath
+                    raise asyncio.CancelledError from None
                 log.exception("could not look for stalled jobs")
                 stalled = []
             for job in stalled:
