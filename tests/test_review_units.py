@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from app.github import commands
 from app.review import compose, static
 from app.review import model as model_review
 from app.review.config import parse
@@ -195,6 +196,61 @@ def test_config_defaults_and_clear_problems() -> None:
     floor = parse("review:\n  severity_floor: loud\n")
     assert floor.problem is not None
     assert floor.config.review.severity_floor == "info"
+
+
+def test_path_rules_the_first_match_wins_and_skip_is_like_review_skip() -> None:
+    loaded = parse(
+        "review:\n"
+        "  min_confidence: 0.8\n"
+        "  describe: false\n"
+        "  paths:\n"
+        "    - {path: 'app/db/**', instructions: 'Queries are parameterised.'}\n"
+        "    - {path: 'app/**', instructions: 'Everything else in app.'}\n"
+        "    - {path: 'vendor/**', skip: true}\n"
+    )
+    review = loaded.config.review
+    assert loaded.problem is None
+    assert review.min_confidence == 0.8
+    assert not review.describe
+    rule = review.rule_for("app/db/pool.py")
+    assert rule is not None
+    assert rule.instructions == "Queries are parameterised."
+    other = review.rule_for("app/web.py")
+    assert other is not None
+    assert other.instructions == "Everything else in app."
+    assert review.rule_for("README.md") is None
+    assert review.skips("vendor/lib/x.py")
+    assert not review.skips("app/db/pool.py")
+    wrong = parse("review:\n  paths:\n    - {glob: 'a/**'}\n  min_confidence: 2\n")
+    assert wrong.problem is not None
+    assert "review.paths.0.path" in wrong.problem
+    assert "review.min_confidence" in wrong.problem
+
+
+@pytest.mark.parametrize(
+    ("body", "name", "argument"),
+    [
+        ("/review", "review", ""),
+        ("/describe", "describe", ""),
+        ("/pause", "pause", ""),
+        ("/resume please", "resume", "please"),
+        ("/ignore this is a false alarm", "ignore", "this is a false alarm"),
+        ("/fix", "fix", ""),
+        ("\N{WRENCH}", "fix", ""),
+        ("\N{WRENCH}\N{VARIATION SELECTOR-16}", "fix", ""),
+        ("/mechanic fix strip the text", "mechanic-fix", "strip the text"),
+        ("/mechanic Create an agent Echo", "mechanic", "Create an agent Echo"),
+    ],
+)
+def test_commands_in_comments(body: str, name: str, argument: str) -> None:
+    command = commands.parse(body)
+    assert command is not None
+    assert (command.name, command.argument) == (name, argument)
+
+
+@pytest.mark.parametrize("body", ["> /fix", "/fixture is a path", "use \N{WRENCH} here", ""])
+def test_not_commands(body: str) -> None:
+    assert commands.parse(body) is None
 
 
 class Recorder:

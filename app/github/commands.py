@@ -1,19 +1,32 @@
-"""Commands in GitHub comments: `/review`, `/mechanic <request>`, `/mechanic fix <request>`,
-`/ask <question>`, `/help`. A command is the comment's first line; quoted lines
-(`> /review`) are not commands, and neither is a slash word Persais does not know (people
-write paths and dates)."""
+"""Commands in GitHub comments: `/review`, `/describe`, `/pause`, `/resume`, `/ignore`,
+`/fix`, `/mechanic <request>`, `/mechanic fix <request>`, `/ask <question>`, `/help`.
+
+A command is the comment's first line; quoted lines (`> /review`) are not commands, and
+neither is a slash word Persais does not know (people write paths and dates)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_COMMAND = re.compile(r"^/(review|mechanic|ask|help)(?:@[\w-]+)?(?:\s+(.*))?$", re.S | re.I)
+_COMMAND = re.compile(
+    r"^/(review|describe|pause|resume|ignore|fix|mechanic|ask|help)(?:@[\w-]+)?(?:\s+(.*))?$",
+    re.S | re.I,
+)
+# GitHub's reactions are eight fixed emoji (no 🔧), and no webhook tells of a reaction: a
+# reply that is only 🔧 in a review thread is taken as `/fix`.
+WRENCH = "\N{WRENCH}"
 
 HELP = """\
 **Persais** takes these commands from people who may write to this repository:
 
 - `/review`: review this pull request again (at its current head)
+- `/describe`: write (or bring up to date) the description comment of this pull request
+- `/pause` and `/resume`: stop and restart the automatic reviews of this pull request
+- `/ignore` (a reply in a thread of a Persais review comment, or 👎 on the comment): not
+  this finding again on this pull request
+- `/fix` (a reply in such a thread, or a reply that is only 🔧): apply the comment's
+  suggestion as one commit on the pull request's branch (a patch, where Persais may not push)
 - `/mechanic <request>`: a Mechanic job on the home repository, for example
   `/mechanic Create an agent Echo that repeats my messages`; progress shows in this thread
 - `/mechanic fix <request>`: on a pull request of the home repository, Aider changes its
@@ -31,12 +44,15 @@ Configure the review in `.github/persais.yml` on the default branch."""
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # review | mechanic | fix | ask | help
+    name: str  # review | describe | pause | resume | ignore | fix | mechanic | mechanic-fix
+    # | ask | help
     argument: str = ""
 
 
 def parse(body: str) -> Command | None:
     text = body.strip().replace("\r\n", "\n")
+    if text.replace("\N{VARIATION SELECTOR-16}", "") == WRENCH:
+        return Command("fix")
     if not text.startswith("/"):
         return None
     first, _, rest = text.partition("\n")
@@ -46,5 +62,5 @@ def parse(body: str) -> Command | None:
     name = match.group(1).lower()
     argument = ((match.group(2) or "") + ("\n" + rest if rest else "")).strip()
     if name == "mechanic" and re.match(r"fix\b", argument, re.I):
-        return Command("fix", argument[3:].strip())
+        return Command("mechanic-fix", argument[3:].strip())
     return Command(name, argument)

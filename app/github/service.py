@@ -213,7 +213,7 @@ class GitHubService:
             await self._say(conversation, "The Mechanic needs a model (LLM_API_KEY), and none "
                             "is configured here.")  # fmt: skip
             return "mechanic: no model"
-        if command.name == "fix":
+        if command.name == "mechanic-fix":
             return await self._fix(command, conversation, login, comment_id, on_pull)
         if not await first_time(self.pool, f"mechanic:{comment_id}"):
             return "mechanic: started before"

@@ -7,8 +7,15 @@ the defaults and a problem to tell the repository about.
 ```yaml
 review:
   enabled: true            # false: no reviews on this repository (commands still work)
+  describe: true           # false: no automatic description comment (`/describe` still works)
   skip: ["docs/**", "*.lock"]   # paths the reviewer leaves alone (fnmatch patterns)
-  severity_floor: info     # info | warning | error: findings below it are not posted
+  severity_floor: info     # info | warning | error: findings below it go to the digest
+  min_confidence: 0.6      # 0..1: model findings less sure than this go to the digest
+  paths:                   # per-path rules; the first entry whose glob matches wins
+    - path: "app/db/**"
+      instructions: "Every query is parameterised; migrations are append-only."
+    - path: "vendor/**"
+      skip: true           # like review.skip
 memory:
   index: false             # true: Persais indexes this repository too (the home one always)
 ```
@@ -28,15 +35,39 @@ CONFIG_PATH = ".github/persais.yml"
 MAX_BYTES = 64 * 1024
 
 
+class PathRule(BaseModel):
+    """One entry of `review.paths`: what the reviewer is told about files matching `path`
+    (repository guidance, from the default branch), or `skip: true` to leave them alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, max_length=500)
+    instructions: str = Field(default="", max_length=4000)
+    skip: bool = False
+
+    def matches(self, path: str) -> bool:
+        return fnmatchcase(path, self.path)
+
+
 class ReviewConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
+    describe: bool = True
     skip: tuple[str, ...] = Field(default=(), max_length=200)
     severity_floor: Severity = "info"
+    min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    paths: tuple[PathRule, ...] = Field(default=(), max_length=100)
+
+    def rule_for(self, path: str) -> PathRule | None:
+        """The first `review.paths` entry matching `path` (the first that matches wins)."""
+        return next((rule for rule in self.paths if rule.matches(path)), None)
 
     def skips(self, path: str) -> bool:
-        return any(fnmatchcase(path, pattern) for pattern in self.skip)
+        if any(fnmatchcase(path, pattern) for pattern in self.skip):
+            return True
+        rule = self.rule_for(path)
+        return rule is not None and rule.skip
 
 
 class MemoryConfig(BaseModel):
