@@ -46,6 +46,7 @@ from app.review import model as model_review  # noqa: E402
 from app.review.config import ReviewConfig  # noqa: E402
 from app.review.diff import Diff, FileDiff  # noqa: E402
 from app.review.findings import Finding, at_least  # noqa: E402
+from mechanic import redaction  # noqa: E402
 from mechanic.llm import ChatModel  # noqa: E402
 
 CORPUS = ROOT / "bench" / "review_corpus"
@@ -80,10 +81,10 @@ class Result:
     case: Case
     findings: list[Finding]
     pinned: compose.Pinned
-    hits: list[Finding] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.hits = [f for f in self.findings if near(f, self.case.label)]
+    @property
+    def hits(self) -> list[Finding]:
+        return [f for f in self.findings if near(f, self.case.label)]
 
     @property
     def found(self) -> bool:
@@ -228,6 +229,7 @@ class ModelPlumbing:
     kept: int = 0
     dropped: int = 0
     inline: int = 0
+    secrets_redacted: int = 0  # of the cases with a planted secret
     prompt_chars: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -255,6 +257,11 @@ async def model_stage(cases: list[Case], api: str, requests: list[dict[str, Any]
             )
         if case.title not in sent or "UNTRUSTED-" not in sent:
             seen.problems.append(f"{case.id}: the prompt lacks the title or the data fence")
+        if case.label.rule == "secret":
+            if "[redacted:" in sent and not redaction.find(sent):
+                seen.secrets_redacted += 1
+            else:
+                seen.problems.append(f"{case.id}: the planted secret reached the model")
     return seen
 
 
@@ -328,6 +335,9 @@ def report(results: list[Result], plumbing: ModelPlumbing | None) -> None:
     print(f"  {plumbing.calls} calls; {plumbing.kept} findings kept, {plumbing.dropped} dropped "
           f"(on a file the model was not shown), {plumbing.inline} inline; prompt "
           f"{statistics.median(plumbing.prompt_chars):,.0f} characters (median)")  # fmt: skip
+    planted = sum(r.case.label.rule == "secret" for r in results)
+    print(f"  planted secrets redacted before the model saw them: "
+          f"{plumbing.secrets_redacted}/{planted}")  # fmt: skip
     print("  plumbing: " + ("ok" if not plumbing.problems else "; ".join(plumbing.problems)))
     print(
         "  quality: NOT MEASURED. A scripted answer proves the plumbing only; what a model "
