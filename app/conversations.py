@@ -19,6 +19,7 @@ from app.agents.hosted import HostLauncher
 from app.agents.jail import Jail, Limits, find_bwrap
 from app.agents.registry import AgentSet, Registry
 from app.agents.state import PostgresState
+from app.costs.books import Costs
 from app.deploy.service import Deployments
 from app.forge import drift, pull_links
 from app.forge.local import LocalForge
@@ -44,6 +45,7 @@ class Conversations:
         self.pool = pool
         self.build = build
         self._queued = queue is not None
+        self.costs = Costs.of(settings, pool)  # what the model cost today, for /status
         # The local forge's repository, whose drift from the checkout /status shows.
         self.local_forge = (
             None if settings.home_repo else LocalForge(pool, settings.home, CHECKOUT_ROOT).bare
@@ -146,6 +148,7 @@ class Conversations:
                 "recent": recent,
                 "inbox": await inbox.open_counts(conn),
                 "pending_approvals": await approvals.pending_count(conn),
+                "spend": await self.costs.status_line(),
                 "forge": (
                     await drift.status_line(CHECKOUT_ROOT, self.local_forge)
                     if self.local_forge

@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(default=None, alias="LLM_API_KEY")
     llm_model: str = Field(default="anthropic/claude-sonnet-4.5", alias="LLM_MODEL")
     aider_bin: Path | None = Field(default=None, alias="AIDER_BIN")
+    # Cost (app/costs): the model's price in USD per million tokens (unset: a call's cost is
+    # what the provider reports, or unknown), budgets in USD (unset: no cap), and the
+    # estimate above which the Mechanic asks before it runs (unset: it never asks).
+    llm_price_input_per_mtok: float | None = Field(
+        default=None, alias="LLM_PRICE_INPUT_PER_MTOK", ge=0
+    )
+    llm_price_output_per_mtok: float | None = Field(
+        default=None, alias="LLM_PRICE_OUTPUT_PER_MTOK", ge=0
+    )
+    budget_review_usd: float | None = Field(default=None, alias="PERSAIS_BUDGET_REVIEW_USD", gt=0)
+    budget_job_usd: float | None = Field(default=None, alias="PERSAIS_BUDGET_JOB_USD", gt=0)
+    budget_day_usd: float | None = Field(default=None, alias="PERSAIS_BUDGET_DAY_USD", gt=0)
+    quote_above_usd: float | None = Field(default=None, alias="PERSAIS_QUOTE_ABOVE_USD", ge=0)
     # Memory: vectors from an OpenAI-compatible /v1/embeddings (unset: full-text search only).
     embeddings_model: str | None = Field(default=None, alias="EMBEDDINGS_MODEL")
     embeddings_api_base: str | None = Field(default=None, alias="EMBEDDINGS_API_BASE")

@@ -6,7 +6,9 @@ What the worktree could use to redirect it is shut off: our own `--config` (so n
 temporary HOME (so no `~/.aider.conf.yml`, no stray `AIDER_*`/`OPENAI_*` variables), and
 history files kept outside the worktree. The API key travels in the environment, never on
 the command line. A timeout or a cancellation kills Aider's whole process group. Its exit
-code is recorded but not trusted: success is what validation says.
+code is recorded but not trusted: success is what validation says. Each run is metered
+(`mechanic.metering`): a spent budget refuses it before it starts, and each model call Aider
+reports in its output ("Tokens: … sent, … received. Cost: …") is told to the meter after it.
 
 Aider writes whatever paths the model names, including `../../somewhere` outside the
 worktree (it only fails afterwards, at `git add`). So where bubblewrap (`bwrap`) is
@@ -26,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mechanic import metering
+from mechanic.metering import Usage
 from mechanic.sandbox import aider_profile, kill_group, search_path
 
 # Our settings file: Aider refuses an empty one, and these are the defaults we want anyway.
@@ -40,7 +44,15 @@ auto-lint: false
 auto-test: false
 suggest-shell-commands: false
 """
-_TOKENS = re.compile(r"Tokens: ([\d.]+)(k?) sent, ([\d.]+)(k?) received(?:\. Cost: \$([\d.]+))?")
+# Aider's report after each model call (aider/coders/base_coder.py, show_usage_report):
+# "Tokens: 2.1k sent, 300 received. Cost: $0.01 message, $0.03 session." with ", 1.0k cache
+# write" and ", 12k cache hit" after "sent" when the provider said so, the Cost part on the
+# next line when both are there, and no Cost part at all when Aider knows no price for the
+# model. Counts are rounded (format_tokens: "2.1k", "12k").
+_TOKENS = re.compile(
+    r"Tokens: ([\d.]+)(k?) sent(?:, [\d.]+k? cache (?:write|hit))*, ([\d.]+)(k?) received\."
+    r"(?:\s*Cost: \$([\d.]+) message)?"
+)
 
 
 @dataclass(frozen=True)
@@ -71,14 +83,24 @@ def _count(number: str, kilo: str) -> int:
     return int(float(number) * (1000 if kilo else 1))
 
 
+def calls(transcript: str, model: str) -> list[Usage]:
+    """Each model call Aider reported, in order; a call it gave no price for has no cost."""
+    found = []
+    for m in _TOKENS.finditer(transcript):
+        cost = float(m.group(5)) if m.group(5) is not None else None
+        sent, received = _count(m.group(1), m.group(2)), _count(m.group(3), m.group(4))
+        found.append(Usage(model, sent, received, cost, source="aider"))
+    return found
+
+
 def parse_usage(transcript: str) -> tuple[int, int, float]:
-    sent = received = 0
-    cost = 0.0
-    for match in _TOKENS.finditer(transcript):
-        sent += _count(match.group(1), match.group(2))
-        received += _count(match.group(3), match.group(4))
-        cost += float(match.group(5) or 0)
-    return sent, received, cost
+    """Tokens sent and received over the whole run, and the cost Aider priced (0 if none)."""
+    used = calls(transcript, "")
+    return (
+        sum(u.prompt_tokens or 0 for u in used),
+        sum(u.completion_tokens or 0 for u in used),
+        sum(u.cost_usd or 0.0 for u in used),
+    )
 
 
 def command(
@@ -129,6 +151,7 @@ async def run_aider(
     read_only: Sequence[Path] = (),
     time_limit: float = 300.0,
 ) -> AiderRun:
+    await metering.before()  # a spent budget stops the job before this round
     if not aider.is_file():
         raise AiderNotFound(f"no Aider at {aider}; run `python3 bootstrap.py setup`")
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +202,8 @@ async def run_aider(
     transcript = (out or b"").decode(errors="replace")
     llm_log = job_dir / "llm.log"
     sent, received, cost = parse_usage(transcript)
+    for used in calls(transcript, model.name):
+        await metering.after(used)
     return AiderRun(
         exit_code=None if timed_out else proc.returncode,
         timed_out=timed_out,

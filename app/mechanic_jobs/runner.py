@@ -18,12 +18,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit, outbox
 from app.agents.base import Choice, Reply
+from app.costs import ledger
+from app.costs.books import Costs
 from app.mechanic_jobs import records
 from app.mechanic_jobs.progress import ChatProgress
 from app.mechanic_jobs.records import Job
 from app.orchestrator import pull_questions
 from app.orchestrator.approvals import Approval
 from app.settings import Settings
+from mechanic.metering import BudgetReached
 
 if TYPE_CHECKING:
     from app.memory.service import Memory
@@ -102,29 +105,49 @@ class JobRunner:
             )
         except composed.MechanicUnavailable as exc:
             return JobOutcome("failed", f"The Mechanic cannot run here: {exc}")
-        work = asyncio.create_task(self._plan_and_build(job, deps))
-        aborted = asyncio.Event()
-        watch = asyncio.create_task(self._watch(job.id, work, aborted))
-        try:
-            return await work  # a worker shutting down cancels us, and with us `work`
-        except asyncio.CancelledError:
-            if not aborted.is_set():
-                raise  # the queue runs the job again later: it resumes
-            return JobOutcome("aborted", "")
-        except Exception as exc:  # a broken plan, git, the forge: the job fails, told plainly
-            log.exception("mechanic job %s failed", job.id)
-            return JobOutcome("failed", f"The job stopped on an error: {str(exc)[:500]}")
-        finally:
-            watch.cancel()
+        # The job's account: every model call inside `work` (a task copies the context it is
+        # created in) is recorded against the job, and refused once a budget is spent.
+        async with Costs.of(self.settings, self.pool).account("job", job.id) as account:
+            work = asyncio.create_task(self._plan_and_build(job, deps))
+            aborted = asyncio.Event()
+            watch = asyncio.create_task(self._watch(job.id, work, aborted))
+            try:
+                return await work  # a worker shutting down cancels us, and with us `work`
+            except asyncio.CancelledError:
+                if not aborted.is_set():
+                    raise  # the queue runs the job again later: it resumes
+                return JobOutcome("aborted", "")
+            except BudgetReached as exc:  # before a model call or an Aider round
+                await progress.note(f"stopped: {exc}")
+                return await self._stopped(job, f"{exc}; spent: {account.describe()}")
+            except Exception as exc:  # a broken plan, git, the forge: the job fails, told plainly
+                log.exception("mechanic job %s failed", job.id)
+                return JobOutcome("failed", f"The job stopped on an error: {str(exc)[:500]}")
+            finally:
+                watch.cancel()
+
+    async def _stopped(self, job: Job, why: str) -> Any:
+        """A job its budget stopped: failed, with the plan it kept (its worktree is gone, and
+        nothing was published)."""
+        from mechanic.job import JobOutcome
+        from mechanic.plan import Plan
+
+        async with self.pool.connection() as conn:
+            now = await records.get(conn, job.id)
+        kept = now.plan if now is not None else None
+        return JobOutcome(
+            "failed", f"Stopped before the next model call: {why}. Nothing was published.",
+            plan=Plan.model_validate(kept) if kept else None,
+        )  # fmt: skip
 
     async def _plan_and_build(self, job: Job, deps: Any) -> Any:
         """Plan once: the plan is kept with the job, so a resumed run builds the same thing
         (and does not ask the model again)."""
-        from mechanic.job import JobOutcome, run_fix, run_job
+        from mechanic.job import JobOutcome, run_fix, run_job, with_conventions
         from mechanic.plan import Clarification, Plan, make_plan
 
         if job.kind == "fix" and job.target_pr is not None:
-            deps = replace(deps, guidance=await self._guidance(job, None))
+            deps = replace(deps, guidance=await self._guidance(job, None, deps.guidance))
             return await run_fix(job.id, job.request, deps, job.target_pr)
         known = job.given_plan or job.plan
         # A given plan is the person's: their own (template alone) or one they said yes to
@@ -134,7 +157,8 @@ class JobRunner:
             plan = Plan.model_validate(known)
         else:
             await deps.progress("plan")
-            advice = await self._guidance(job, None)
+            deps = await with_conventions(deps)  # the home repository's AGENTS.md or the like
+            advice = await self._guidance(job, None, deps.guidance)
             planned = await make_plan(job.request, deps.model, advice)
             if isinstance(planned, Clarification):
                 return JobOutcome("question", planned.question)
@@ -143,15 +167,20 @@ class JobRunner:
                 await conn.execute(
                     "UPDATE jobs SET plan = %s WHERE id = %s", (Jsonb(plan.model_dump()), job.id)
                 )
-        deps = replace(deps, guidance=await self._guidance(job, plan.files))
+        deps = replace(deps, guidance=await self._guidance(job, plan.files, deps.guidance))
         return await run_job(job.id, job.request, deps, plan=plan, others_confirmed=confirmed)
 
-    async def _guidance(self, job: Job, paths: list[str] | None) -> Any:
+    async def _guidance(self, job: Job, paths: list[str] | None, known: Any) -> Any:
+        """What memory says about the job, with the conventions `known` already (run_job and
+        run_fix read them when they are still None)."""
         from mechanic.guidance import Guidance
 
-        if self.memory is None:
-            return Guidance()
-        return await self.memory.guidance(job.request, paths, job_id=job.id)
+        found = (
+            Guidance()
+            if self.memory is None
+            else await self.memory.guidance(job.request, paths, job_id=job.id)
+        )
+        return replace(found, conventions=known.conventions)
 
     async def _remember(self, job: Job, outcome: Any) -> None:
         """The job's trace, for the next job like it (a question is not an ending)."""
@@ -213,6 +242,7 @@ class JobRunner:
                 else f"{job.rounds} repair round(s) · Aider ${float(job.cost or 0):.4f}"
             )
             text = f"✅ {job.message}\nBranch {job.branch} · validated · {made}"
+            text += f"\nSpent: {await self._spent(job)}"
             text += "".join(f"\n{line}" for line in await self._grants(job))
             approval = job.approval or await self._ask_about_pull_request(job, text)
         elif job.status == "question":
@@ -229,6 +259,10 @@ class JobRunner:
                 conn, job.conversation, text, key=f"job:{job.id}:result", approval=approval
             )
             await records.mark_told(conn, job.id)
+
+    async def _spent(self, job: Job) -> str:
+        async with self.pool.connection() as conn:
+            return (await ledger.spent_on(conn, "job", job.id)).describe()
 
     async def _grants(self, job: Job) -> list[str]:
         """What deploying the pull request would add to or widen in the agents' grants,

@@ -11,6 +11,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit, outbox
+from app.costs import quote
+from app.costs.books import Costs
+from app.costs.quote import Quote
 from app.mechanic_jobs import progress, records
 from app.mechanic_jobs.records import Job
 from app.mechanic_jobs.runner import Ask, JobRunner
@@ -45,6 +48,12 @@ class MechanicJobs:
     @property
     def model_configured(self) -> bool:
         return self.settings.llm_api_key is not None
+
+    async def quote(self) -> Quote | None:
+        """The estimate to show before a job runs ("≈ $0.12, up to 5 model calls"), or None
+        when none is asked for: no PERSAIS_QUOTE_ABOVE_USD, no price, or an estimate under it."""
+        costs = Costs.of(self.settings, self.pool)
+        return await quote.needed(costs, self.settings.quote_above_usd)
 
     @property
     def nowhere_to_commit(self) -> str | None:

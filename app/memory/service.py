@@ -12,6 +12,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit
+from app.costs.books import Costs
 from app.memory import answer, lessons, search, traces
 from app.memory.embeddings import Embedder, EmbeddingError
 from app.memory.index import GitRepository, Indexer, IndexReport
@@ -43,6 +44,7 @@ class Memory:
         self._defer = defer
         self._source = source or self._git_dir
         self.model = model if model is not None else _chat_model(settings)
+        self.costs = Costs.of(settings, pool)  # /ask's model calls, counted per person
 
     # --- the index ------------------------------------------------------------------------
 
@@ -105,7 +107,8 @@ class Memory:
             return answer.Answer(f"The index of {repository} {why}; ask again in a minute.",
                                  (), False)  # fmt: skip
         hits = await self._search(repository, question)
-        reply = await self._answer(repository, question, commit, hits)
+        async with self.costs.account("ask", asked_by or "?"):  # a spent budget: the places
+            reply = await self._answer(repository, question, commit, hits)
         async with self.pool.connection() as conn:
             await audit.record(
                 conn, actor=asked_by or "?", action="memory.asked", subject=f"repo:{repository}",

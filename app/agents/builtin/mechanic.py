@@ -2,7 +2,8 @@
 
 Each request in Mechanic mode becomes a job (see `app/mechanic_jobs/`) that a worker
 runs; progress and the pull request come back into the conversation through the outbox.
-With no model configured, the Mechanic says so and offers the template alone.
+With no model configured, the Mechanic says so and offers the template alone. A job whose
+estimate is above PERSAIS_QUOTE_ABOVE_USD waits for [Start] (see `app/costs/quote.py`).
 """
 
 from __future__ import annotations
@@ -50,9 +51,17 @@ class MechanicAgent(Agent):
         if (nowhere := jobs.nowhere_to_commit) is not None:  # the image: before any job
             return f"The Mechanic cannot run here: {nowhere}."
         if jobs.model_configured:
+            quoted = await jobs.quote()
             job = await jobs.start(
-                conversation=message.conversation, user=message.user, request=said
-            )
+                conversation=message.conversation, user=message.user, request=said,
+                hold=quoted is not None,
+            )  # fmt: skip
+            if quoted is not None:  # above PERSAIS_QUOTE_ABOVE_USD: the person decides first
+                return Reply(
+                    f"{quoted.text()} — start job {job}?{note}",
+                    (Choice("start", "Start"), Choice("cancel", "Cancel")),
+                    question=f"quote:{job}",
+                )
             return f"On it: job {job}. Progress shows here; /abort stops it.{note}"
         guess = template_guess(request)
         if guess is None:
@@ -79,6 +88,13 @@ class MechanicAgent(Agent):
     async def on_choice(self, question: str, choice: str, ctx: AgentContext) -> Reply | str:
         jobs = ctx.capability("mechanic")
         kind, _, job_id = question.partition(":")
+        if kind == "quote":
+            if choice == "start":
+                if await jobs.confirm(job_id):
+                    return f"On it: job {job_id}. Progress shows here; /abort stops it."
+                return f"Job {job_id} is no longer waiting."
+            await jobs.decline(job_id)
+            return f"Cancelled job {job_id}; no model was called."
         if kind == "template":
             if choice == "go":
                 if await jobs.confirm(job_id):

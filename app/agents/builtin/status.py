@@ -1,5 +1,5 @@
 """`/status`: the service at a glance — version, agents, conversations, the inbox, the
-local forge's drift from the checkout."""
+local forge's drift from the checkout, and what the model cost today."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ class StatusAgent(Agent):
             f"Inbox: {inbox['received']} waiting, {inbox['failed']} retrying, {inbox['dead']} dead"
         )
         lines.append(f"Pending approvals: {report['pending_approvals']}")
+        if report.get("spend"):  # what the model cost today, against the day's budget
+            lines.append(report["spend"])
         if report.get("forge"):  # the local forge: how far it and the checkout drifted
             lines.append(f"Forge: {report['forge']}")
         return "\n".join(lines)

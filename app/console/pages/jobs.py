@@ -1,5 +1,5 @@
 """`/console/jobs`: every Mechanic job, newest first, 50 a page, by status and by who asked;
-`/console/jobs/{id}`: one job — its request, plan, rounds, validation, cost, pull request, and
+`/console/jobs/{id}`: one job — its request, plan, rounds, validation, spend, pull request, and
 its progress lines, live over server-sent events (`/console/jobs/{id}/events`)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from app.console import auth, job_steps, live
 from app.console.job_steps import Event
 from app.console.web import Console
+from app.costs.ledger import Spend
 
 NAV = [("Jobs", "/console/jobs")]
 PAGE_SIZE = 50
@@ -96,11 +97,12 @@ async def page_of_jobs(
     conditions = " WHERE " + " AND ".join(where) if where else ""
     query = (
         "SELECT id, requested_by, left(request, 300) AS request, status, stage, pr_number,"  # noqa: S608 - constant text only
-        f" rounds, cost, created_at FROM jobs{conditions}"
+        " rounds, cost, created_at, spend.* FROM jobs j"
+        f" LEFT JOIN LATERAL ({_SPEND}) spend ON true{conditions}"
         f" ORDER BY created_at {order}, id {order} LIMIT %s"
     )
     await cur.execute(query, (*params, PAGE_SIZE + 1))
-    rows = await cur.fetchall()
+    rows = [_with_spend(row) for row in await cur.fetchall()]
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     if newer:
@@ -109,18 +111,40 @@ async def page_of_jobs(
     return rows, filters.before is not None, more
 
 
+# A job's model calls (app/costs): how many, their tokens, their known cost, and how many
+# had no known cost.
+_SPEND = (
+    "SELECT count(*) AS calls, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+    " coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+    " coalesce(sum(cost_usd), 0) AS spent, count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced"
+    " FROM model_costs WHERE kind = 'job' AND subject = j.id"
+)
+
+
+def _with_spend(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with `spend`: what its model calls cost, as /status and the chat say it."""
+    spend = Spend(
+        row.pop("calls"), row.pop("prompt_tokens"), row.pop("completion_tokens"),
+        float(row.pop("spent")), row.pop("unpriced"),
+    )  # fmt: skip
+    return {**row, "spend": spend}
+
+
 async def one_job(conn: AsyncConnection[Any], job_id: str) -> dict[str, Any] | None:
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
-        "SELECT j.id, j.conversation, j.requested_by, j.request, j.status, j.stage, j.kind,"
+        "SELECT j.id, j.conversation, j.requested_by, j.request, j.status, j.stage, j.kind,"  # noqa: S608 - constant text only
         " j.target_pr, j.plan, j.branch, j.pr_number, j.pr_url, j.head_sha, j.rounds, j.cost,"
         " j.aider_seconds, j.attempts, j.template_only, j.message,"
         " right(j.transcript, %s) AS transcript, length(j.transcript) AS transcript_length,"
-        " j.abort_requested_by, j.created_at, j.updated_at, p.number AS local_pull"
-        " FROM jobs j LEFT JOIN pull_requests p ON p.job_id = j.id WHERE j.id = %s",
+        " j.abort_requested_by, j.created_at, j.updated_at, p.number AS local_pull, spend.*"
+        " FROM jobs j LEFT JOIN pull_requests p ON p.job_id = j.id"
+        f" LEFT JOIN LATERAL ({_SPEND}) spend ON true"
+        " WHERE j.id = %s",
         (TRANSCRIPT_CHARS, job_id),
     )
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return None if row is None else _with_spend(row)
 
 
 async def state_of(conn: AsyncConnection[Any], job_id: str) -> dict[str, Any] | None:
