@@ -9,18 +9,21 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mechanic import conventions
 from mechanic.aider import AiderModel, AiderRun, run_aider
 from mechanic.forge import Forge, PullRequest
 from mechanic.guidance import Guidance
+from mechanic.metering import spent
 from mechanic.plan import Clarification, Model, Plan, make_plan, prompts
 from mechanic.scaffold import Example, ScaffoldRequest, render, write
 from mechanic.validate import Report, validate
 from mechanic.workspace import Workspace, git
 
 REPAIR_ROUNDS = 3
+BASE = "main"  # the home repository's default branch: every job's worktree starts there
 Progress = Callable[[str], Awaitable[None]]
 # What a change in a worktree (its HEAD against the base branch) adds to or widens in the
 # agents' grants, one line each ("weather: http → api.open-meteo.com (new)"): the app knows
@@ -68,6 +71,7 @@ async def run_job(
 ) -> JobOutcome:  # fmt: skip
     """`others_confirmed`: the person said yes to the plan's other agents (`also_changes`);
     until then a plan that names any is a question, and nothing runs."""
+    deps = await with_conventions(deps)
     if plan is None:
         await deps.progress("plan")
         planned = await make_plan(request, deps.model, deps.guidance)
@@ -80,8 +84,9 @@ async def run_job(
     outcome = JobOutcome("failed", "", plan=plan)
     async with deps.lock():
         workspace = await Workspace.create(
-            await deps.forge.repository(), deps.jobs_root, job_id=job_id, slug=plan.name
-        )
+            await deps.forge.repository(), deps.jobs_root, job_id=job_id, slug=plan.name,
+            base=BASE,
+        )  # fmt: skip
         published = False
         try:
             await _build(job_id, request, plan, workspace, deps, outcome)
@@ -97,17 +102,31 @@ async def _code(
     await deps.progress("code" if attempt == 0 else f"repair {attempt}/{REPAIR_ROUNDS}")
     # The other agents' files that exist (Aider would create the others, empty).
     files = [f for f in plan.files if (workspace.path / f).exists()]
-    instructions = prompts().get_template("aider.md").render(
-        kind=plan.kind, name=plan.name, command=plan.command, description=plan.description,
-        files=files, behaviour=plan.behaviour, problems=problems,
-        permissions=["modbus"] if plan.kind == "modbus_tool" else [], guidance=deps.guidance,
-        also_changes=plan.also_changes,
-    )  # fmt: skip
     return await run_aider(
         deps.aider_bin, deps.aider_model, workspace.path, deps.jobs_root / job_id,
-        instructions, files, read_only=[deps.templates / "README.md"],
+        coding_prompt(plan, files, problems, deps.guidance), files,
+        read_only=[deps.templates / "README.md"],
         time_limit=deps.aider_time_limit,
     )  # fmt: skip
+
+
+def coding_prompt(plan: Plan, files: list[str], problems: list[str], guidance: Guidance) -> str:
+    """Aider's instructions for a new agent or tool (`problems`: the last round's, if any)."""
+    return prompts().get_template("aider.md").render(
+        kind=plan.kind, name=plan.name, command=plan.command, description=plan.description,
+        files=files, behaviour=plan.behaviour, problems=problems,
+        permissions=["modbus"] if plan.kind == "modbus_tool" else [], guidance=guidance,
+        also_changes=plan.also_changes,
+    )  # fmt: skip
+
+
+async def with_conventions(deps: JobDeps) -> JobDeps:
+    """`deps` whose guidance carries the home repository's conventions (AGENTS.md or the
+    like), read from the base branch the job starts from, never from a pull request's."""
+    if deps.guidance.conventions is not None:
+        return deps
+    found = await conventions.read(await deps.forge.repository(), BASE)
+    return replace(deps, guidance=replace(deps.guidance, conventions=found))
 
 
 async def _build(
@@ -154,7 +173,7 @@ async def _build(
     outcome.pull_request = await deps.forge.publish(
         job_id=job_id, branch=workspace.branch, head_sha=head, base=workspace.base,
         title=f"Add {plan.kind} /{plan.command}: {plan.description}",
-        body=pull_request_body(job_id, request, plan, outcome, changed, grants),
+        body=pull_request_body(job_id, request, plan, outcome, changed, grants, spent()),
     )  # fmt: skip
     outcome.status = "opened"
     outcome.message = (
@@ -203,6 +222,7 @@ async def run_fix(job_id: str, request: str, deps: JobDeps, number: int) -> JobO
     """`/mechanic fix`: Aider changes an open pull request's branch as asked; the result is
     validated like any Mechanic change and pushed to the same branch."""
     outcome = JobOutcome("failed", "")
+    deps = await with_conventions(deps)  # the base's: the pull request's branch is not read
     async with deps.lock():
         pull = await deps.forge.pull_request(number)
         workspace = await Workspace.attach(
@@ -290,8 +310,9 @@ def _manifest_permissions(workspace: Workspace, name: str) -> list[str]:
 
 def pull_request_body(
     job_id: str, request: str, plan: Plan, outcome: JobOutcome, changed: list[str],
-    grants: list[str] | None = None,
+    grants: list[str] | None = None, spend: str | None = None,
 ) -> str:  # fmt: skip
+    """`spend`: what the job's model calls cost so far (planning and Aider), when counted."""
     lines = [
         "## Request", "", "> " + request.replace("\n", "\n> "), "",
         "## Plan", "", f"- kind: {plan.kind}", f"- name: {plan.name}, command: /{plan.command}",
@@ -306,7 +327,11 @@ def pull_request_body(
         "## Aider", "",
         f"{len(outcome.aider_runs)} run(s), "
         f"{sum(r.tokens_sent for r in outcome.aider_runs)} tokens sent, "
-        f"{sum(r.tokens_received for r in outcome.aider_runs)} received, cost ${outcome.cost:.4f}",
+        f"{sum(r.tokens_received for r in outcome.aider_runs)} received"
+        # Aider prices a call only when it knows the model's price: no figure is no cost said.
+        + (f", cost ${outcome.cost:.4f} (Aider's figure)" if outcome.cost else ""),
+        *(["", "## Spend", "", f"{spend} (planning and Aider, for this pull request)"]
+          if spend else []),
         "", f"Mechanic job `{job_id}`",
     ]  # fmt: skip
     return "\n".join(lines)

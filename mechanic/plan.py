@@ -105,15 +105,20 @@ def prompts() -> Environment:
     )
 
 
+def plan_prompt(request: str, guidance: Guidance | None = None) -> str:
+    """The planner's prompt: its rules, what memory and the repository's conventions say,
+    then the request, fenced as data."""
+    return (
+        prompts()
+        .get_template("plan.md")
+        .render(request=request[:4000], guidance=guidance if guidance is not None else Guidance())
+    )
+
+
 async def make_plan(
     request: str, model: Model, guidance: Guidance | None = None
 ) -> Plan | Clarification:
-    prompt = (
-        prompts()
-        .get_template("plan.md")
-        .render(request=request[:4000], guidance=guidance or Guidance())
-    )
-    answer = await model.complete(prompt, json_output=True)
+    answer = await model.complete(plan_prompt(request, guidance), json_output=True)
     data = _json(answer)
     if data.get("question"):
         try:
