@@ -5,27 +5,33 @@ The changed files are written (at the head's content) into a scratch folder and 
 there; nothing from the pull request is imported or run. The policy is exactly the one the
 Mechanic's own output must pass (`mechanic.policy`): paths, the import allowlist widened by
 the agent's manifest, forbidden calls. Ruff runs once over all changed Python files, with
-its fixes offered as suggestions when they touch a single line.
+its fixes offered as suggestions when they touch a single line: with the repository's own
+ruff configuration from its default branch (`app.review.ruff_config`) when it has one, with
+Persais's rules when it has none or ruff refuses it (a review note says so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.review.diff import Diff
 from app.review.findings import Finding, Severity
+from app.review.ruff_config import RuffConfig
 from mechanic import policy, redaction
 from mechanic.workspace import BRANCH_PREFIX
 
-# Ruff's default rules plus bugbear. A repository's own ruff settings are not read (they
-# would come from the head, which the pull request controls).
+# Ruff's default rules plus bugbear, for a repository without a ruff configuration on its
+# default branch (the head's is never read: the pull request controls it).
 RUFF_RULES = "E4,E7,E9,F,B"
+CONFIG_NAME = "ruff.toml"  # in the scratch folder, beside the files (only .py are written)
 _ERRORS = ("E9", "F63", "F7", "F82")  # syntax errors, undefined names, broken statements
 RUFF_TIME_LIMIT = 60.0
 MAX_SECRETS = 5  # per file
@@ -35,16 +41,33 @@ def _in_lane(path: str) -> bool:
     return path.startswith(policy.ALLOWED_ROOTS)
 
 
+@dataclass
+class Checked:
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the review's body
+
+
+async def check(
+    diff: Diff, contents: Mapping[str, str], *, head_branch: str = "",
+    ruff_config: RuffConfig | None = None,
+) -> Checked:  # fmt: skip
+    """`contents`: the head's text of the changed files the checks need (see `wanted`);
+    `ruff_config`: the repository's, from its default branch."""
+    checked = Checked(_policy(diff, contents, mechanic=head_branch.startswith(BRANCH_PREFIX)))
+    checked.findings += secrets(diff)
+    python = {p: t for p, t in contents.items() if p.endswith(".py") and p in diff}
+    if python:
+        found, note = await _ruff(python, ruff_config)
+        checked.findings += found
+        checked.notes += [note] if note else []
+    return checked
+
+
 async def findings(
     diff: Diff, contents: Mapping[str, str], *, head_branch: str = ""
 ) -> list[Finding]:
-    """`contents`: the head's text of the changed files the checks need (see `wanted`)."""
-    found = _policy(diff, contents, mechanic=head_branch.startswith(BRANCH_PREFIX))
-    found += secrets(diff)
-    python = {p: t for p, t in contents.items() if p.endswith(".py") and p in diff}
-    if python:
-        found += await _ruff(python)
-    return found
+    """`check` with Persais's own ruff rules, the findings only."""
+    return (await check(diff, contents, head_branch=head_branch)).findings
 
 
 def wanted(diff: Diff) -> list[str]:
@@ -118,7 +141,14 @@ def _path_rules(paths: list[str]) -> list[policy.Violation]:
         return policy.check_paths(paths, Path(empty))
 
 
-async def _ruff(files: Mapping[str, str]) -> list[Finding]:
+async def _ruff(
+    files: Mapping[str, str], config: RuffConfig | None = None
+) -> tuple[list[Finding], str]:
+    """Ruff's findings, and a note when the repository's configuration was not used."""
+    note = ""
+    if config is not None and config.problem:
+        note = _unusable(config, config.problem)
+        config = None
     with tempfile.TemporaryDirectory(prefix="persais-review-") as scratch:
         root = Path(scratch)
         for path, text in files.items():
@@ -127,18 +157,57 @@ async def _ruff(files: Mapping[str, str]) -> list[Finding]:
                 continue  # a hostile path; GitHub would not send one, but still
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-            "--select", RUFF_RULES, "--output-format", "json", "--exit-zero", *sorted(files),
-            cwd=root, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), RUFF_TIME_LIMIT)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return []
+        if config is not None:
+            (root / CONFIG_NAME).write_text(config.toml())
+            code, out, err = await _run_ruff(root, files, ["--config", str(root / CONFIG_NAME)])
+            if code is None:  # out of time: no findings, as with Persais's rules
+                return [], note
+            if code == 0:
+                return _reports(out, files), note
+            note = _unusable(config, "ruff refused it: " + _reason(err, root))
+        _, out, _ = await _run_ruff(root, files, ["--isolated", "--select", RUFF_RULES])
+    return _reports(out, files), note
+
+
+def _reason(stderr: str, root: Path) -> str:
+    """Ruff's last word on a configuration it refused ("unknown field `bogus`"), without
+    the scratch folder's path or a snippet of the TOML we wrote (its lines are not theirs)."""
+    said = [
+        line.strip() for line in stderr.splitlines()
+        if line.strip() and not re.match(r"\s*(\d+\s*)?\|", line)
+    ]  # fmt: skip
+    last = said[-1] if said else "no reason given"
+    last = last.removeprefix("Cause:").strip()
+    return last.replace(f"`{root}/{CONFIG_NAME}`", "the configuration")[:200]
+
+
+def _unusable(config: RuffConfig, why: str) -> str:
+    return (
+        f"⚠️ The ruff configuration in `{config.source}` on the default branch was not used "
+        f"({why}); ruff ran with Persais's rules ({RUFF_RULES})."
+    )
+
+
+async def _run_ruff(
+    root: Path, files: Mapping[str, str], options: list[str]
+) -> tuple[int | None, bytes, str]:
+    """(exit code, JSON report, stderr); the code is None when ruff ran out of time."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ruff", "check", "--no-cache", *options,
+        "--output-format", "json", "--exit-zero", *sorted(files),
+        cwd=root, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), RUFF_TIME_LIMIT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, b"", ""
+    return proc.returncode, out, err.decode(errors="replace")
+
+
+def _reports(out: bytes, files: Mapping[str, str]) -> list[Finding]:
     try:
         reports: list[dict[str, Any]] = json.loads(out or b"[]")
     except ValueError:
