@@ -11,6 +11,11 @@ patches (GitHub's shape: the hunks from the first `@@`), the head's text of the 
 `compose.pin` onto the diff with nothing posted before. Nothing is faked there: ruff runs
 for real, as in a review.
 
+A second pass gives the static stage each project's own ruff configuration (`[tool.ruff]`
+of its release's `pyproject.toml`, vendored as `upstream/<project>/pyproject.toml.txt`)
+through `static.check(..., ruff_config=...)`, as the reviewer does for a repository that
+has one.
+
 A finding is a hit when it is on the planted defect's file within one line of it; every
 other finding is a false alarm (all of a clean case's findings are). Precision is hits over
 findings, and flagged pull requests whose defect was found over flagged pull requests;
@@ -41,11 +46,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.review import compose, static  # noqa: E402
+from app.review import compose, ruff_config, static  # noqa: E402
 from app.review import model as model_review  # noqa: E402
 from app.review.config import ReviewConfig  # noqa: E402
 from app.review.diff import Diff, FileDiff  # noqa: E402
 from app.review.findings import Finding, at_least  # noqa: E402
+from app.review.ruff_config import RuffConfig  # noqa: E402
 from mechanic import redaction  # noqa: E402
 from mechanic.llm import ChatModel  # noqa: E402
 
@@ -81,6 +87,7 @@ class Result:
     case: Case
     findings: list[Finding]
     pinned: compose.Pinned
+    notes: list[str] = field(default_factory=list)  # the static stage's, for the review
 
     @property
     def hits(self) -> list[Finding]:
@@ -198,14 +205,30 @@ def apply_patch(base: str, patch: str) -> str:
 # === the stages ===========================================================================
 
 
-async def static_stage(case: Case) -> Result:
+async def static_stage(case: Case, ruff: RuffConfig | None = None) -> Result:
     """What the reviewer does between listing the files and posting: read the files the
-    static checks want (the head's text), run them, keep what the default severity floor
-    keeps, and pin the findings onto the diff (nothing was posted before)."""
+    static checks want (the head's text), run them (with `ruff`, the repository's ruff
+    configuration, when it has one), keep what the default severity floor keeps, and pin
+    the findings onto the diff (nothing was posted before). Static findings are certain, so
+    the default `min_confidence` sends none of them to the digest."""
     contents = {path: case.heads[path] for path in static.wanted(case.diff)}
-    found = await static.findings(case.diff, contents)
+    notes: list[str] = []
+    if ruff is None:
+        found = await static.findings(case.diff, contents)
+    else:
+        checked = await static.check(case.diff, contents, ruff_config=ruff)
+        found, notes = checked.findings, checked.notes
     found = at_least(found, ReviewConfig().severity_floor)
-    return Result(case, found, compose.pin(found, case.diff, set()))
+    return Result(case, found, compose.pin(found, case.diff, set()), notes)
+
+
+def project_ruff(project: str) -> RuffConfig | None:
+    """The project's own ruff configuration (its `pyproject.toml`, from the release's
+    source distribution), read as the reviewer reads a repository's."""
+    file = CORPUS / "upstream" / project / "pyproject.toml.txt"
+    if not file.is_file():
+        return None
+    return ruff_config.parse("pyproject.toml", file.read_text(encoding="utf-8"))
 
 
 def canned_answer(case: Case) -> str:
@@ -268,13 +291,7 @@ async def model_stage(cases: list[Case], api: str, requests: list[dict[str, Any]
 # === the report ===========================================================================
 
 
-def report(results: list[Result], plumbing: ModelPlumbing | None) -> None:
-    defective = [r for r in results if r.case.label.defect]
-    clean = [r for r in results if not r.case.label.defect]
-    projects = ", ".join(sorted({r.case.upstream for r in results}))
-    print(f"Review corpus: {len(results)} pull requests ({len(defective)} with one planted "
-          f"defect, {len(clean)} clean), on {projects}")  # fmt: skip
-    print()
+def report_cases(results: list[Result]) -> None:
     print(f"{'case':<36} {'label':<8} {'findings':>8} {'inline':>6}  result")
     for r in results:
         label = r.case.label
@@ -284,7 +301,7 @@ def report(results: list[Result], plumbing: ModelPlumbing | None) -> None:
             )
             outcome += "" if r.rule_agrees or not r.found else " (another rule)"
             if not label.reviewer_rules:
-                outcome += " [outside the reviewer's rules]"
+                outcome += " [outside Persais's rules]"
         else:
             outcome = "quiet" if not r.findings else "FALSE ALARM"
         extra = [f"{f.rule or f.source}@{f.line}" for f in r.false_alarms]
@@ -293,44 +310,44 @@ def report(results: list[Result], plumbing: ModelPlumbing | None) -> None:
               + (f"; false alarms: {', '.join(extra)}" if extra else ""))  # fmt: skip
     print()
 
+
+def report_static(title: str, results: list[Result]) -> None:
+    defective = [r for r in results if r.case.label.defect]
+    clean = [r for r in results if not r.case.label.defect]
     findings = sum(len(r.findings) for r in results)
     hits = sum(len(r.hits) for r in results)
     flagged = [r for r in results if r.findings]
     flagged_right = [r for r in flagged if r.found]
-    inline = sum(len(r.pinned.comments) for r in results)
-    inline_hits = sum(r.found_inline for r in defective)
     within = [r for r in defective if r.case.label.reviewer_rules]
-    print("static stage:")
+    print(f"static stage, {title}:")
     print(f"  precision, findings:      {ratio(hits, findings)}  ({hits} on a planted defect's "
           f"line ±{NEAR}, {findings - hits} false alarm(s))")  # fmt: skip
-    print(
-        f"  precision, pull requests: {ratio(len(flagged_right), len(flagged))}  "
-        f"({len(flagged_right)} of {len(flagged)} flagged pull requests had their defect found)"
-    )
+    print(f"  precision, pull requests: {ratio(len(flagged_right), len(flagged))}  "
+          f"({len(flagged_right)} of {len(flagged)} flagged pull requests had their defect "
+          "found)")  # fmt: skip
     print(f"  recall, all planted:      {ratio(sum(r.found for r in defective), len(defective))}")
-    print(
-        f"  recall, within its rules: {ratio(sum(r.found for r in within), len(within))}  "
-        "(ruff E4,E7,E9,F,B and the secrets scanner)"
-    )
-    print(
-        f"  recall, inline:           {ratio(inline_hits, len(defective))}  "
-        f"(the defect's comment sits on the diff line)"
-    )
-    print(f"  inline comments: {inline} in all; per pull request: "
-          f"defective {mean(r.pinned.comments for r in defective)}, "
-          f"clean {mean(r.pinned.comments for r in clean)}")  # fmt: skip
-    print(
-        f"  findings per pull request: defective {mean(r.findings for r in defective)}, "
-        f"clean {mean(r.findings for r in clean)}"
-    )
+    print(f"  recall, within Persais's rules (ruff {static.RUFF_RULES}, secrets): "
+          f"{ratio(sum(r.found for r in within), len(within))}")  # fmt: skip
+    inline = sum(r.found_inline for r in defective)
+    print(f"  recall, inline:           {ratio(inline, len(defective))}  "
+          "(the defect's comment sits on its line)")  # fmt: skip
+    print(f"  inline comments per pull request: defective "
+          f"{mean(r.pinned.comments for r in defective)}, clean "
+          f"{mean(r.pinned.comments for r in clean)}")  # fmt: skip
+    print(f"  findings per pull request: defective {mean(r.findings for r in defective)}, "
+          f"clean {mean(r.findings for r in clean)}; off the diff (summary only): "
+          f"{sum(len(r.pinned.loose) for r in results)}")  # fmt: skip
     verdicts = Counter(compose.conclusion(r.findings) for r in clean)
     print(f"  check run on clean pull requests: {dict(sorted(verdicts.items()))}")
     rules = Counter(f.rule or f.source for r in results for f in r.false_alarms)
     print(f"  false alarms by rule: {dict(rules.most_common()) or 'none'}")
+    notes = sorted({note for r in results for note in r.notes})
+    for note in notes:
+        print(f"  review note: {note}")
     print()
-    if plumbing is None:
-        print("model stage: not run (--no-model)")
-        return
+
+
+def report_model(results: list[Result], plumbing: ModelPlumbing) -> None:
     print("model stage (scripted OpenAI-compatible server, canned answer):")
     print(f"  {plumbing.calls} calls; {plumbing.kept} findings kept, {plumbing.dropped} dropped "
           f"(on a file the model was not shown), {plumbing.inline} inline; prompt "
@@ -343,6 +360,7 @@ def report(results: list[Result], plumbing: ModelPlumbing | None) -> None:
         "  quality: NOT MEASURED. A scripted answer proves the plumbing only; what a model "
         "finds, and how often it is wrong, needs a real model."
     )
+    print()
 
 
 def ratio(part: int, whole: int) -> str:
@@ -359,27 +377,38 @@ def main() -> None:
     parser.add_argument("--no-model", action="store_true", help="skip the model plumbing run")
     opts = parser.parse_args()
     cases = load_cases()
-
+    defective = sum(c.label.defect for c in cases)
+    projects = ", ".join(sorted({c.upstream for c in cases}))
+    print(f"Review corpus: {len(cases)} pull requests ({defective} with one planted defect, "
+          f"{len(cases) - defective} clean), on {projects}")  # fmt: skip
+    print()
     seconds: list[float] = []
 
-    async def static_all() -> list[Result]:
+    async def static_all(own_config: bool) -> list[Result]:
         results = []
         for case in cases:
             started = time.perf_counter()
-            results.append(await static_stage(case))
+            config = project_ruff(case.upstream) if own_config else None
+            results.append(await static_stage(case, config))
             seconds.append(time.perf_counter() - started)
         return results
 
-    results = asyncio.run(static_all())
-    plumbing = None
+    results = asyncio.run(static_all(own_config=False))
+    report_cases(results)
+    report_static("Persais's rules (a repository without a ruff configuration)", results)
+    timing = f"median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s"
+    seconds.clear()
+    own = asyncio.run(static_all(own_config=True))
+    print("with each project's own ruff configuration (its pyproject.toml's [tool.ruff]):")
+    report_cases([r for r in own if r.findings or r.case.label.defect])
+    report_static("the projects' own ruff configuration", own)
     if not opts.no_model:
         from tests.support.scripted_llm import scripted_llm
 
         with scripted_llm([canned_answer(c) for c in cases]) as (api, llm):
-            plumbing = asyncio.run(model_stage(cases, api, llm.requests))
-    report(results, plumbing)
-    print(f"static stage time per pull request: median {statistics.median(seconds):.3f} s, "
-          f"max {max(seconds):.3f} s (ruff runs once per pull request)")  # fmt: skip
+            report_model(results, asyncio.run(model_stage(cases, api, llm.requests)))
+    print(f"static stage time per pull request (one ruff process each): Persais's rules "
+          f"{timing}; the projects' own median {statistics.median(seconds):.3f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,15 @@ from types import ModuleType
 
 import pytest
 
-from bench.review_corpus import CORPUS, Case, apply_patch, case_dirs, load_cases, static_stage
+from bench.review_corpus import (
+    CORPUS,
+    Case,
+    apply_patch,
+    case_dirs,
+    load_cases,
+    project_ruff,
+    static_stage,
+)
 
 RULE = r"^(?:[A-Z]{1,3}\d{3,4}|secret)$"
 
@@ -74,6 +82,14 @@ def test_each_upstream_project_keeps_its_license() -> None:
     for project in (CORPUS / "upstream").iterdir():
         licenses = [p.name for p in project.iterdir() if p.name.upper().startswith("LICENSE")]
         assert licenses, f"{project.name} has no license file"
+
+
+def test_each_projects_own_ruff_configuration_is_usable() -> None:
+    for project in (CORPUS / "upstream").iterdir():
+        config = project_ruff(project.name)
+        assert config is not None, f"{project.name}: no [tool.ruff]"
+        assert not config.problem, f"{project.name}: {config.problem}"
+        assert config.settings.get("lint", {}).get("select"), project.name
 
 
 def test_the_committed_cases_are_what_make_corpus_writes() -> None:

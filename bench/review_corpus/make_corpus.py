@@ -3,7 +3,8 @@ source in `upstream/`.
 
     .venv/bin/python bench/review_corpus/make_corpus.py            # write cases/
     .venv/bin/python bench/review_corpus/make_corpus.py --check    # exit 1 if cases/ is stale
-    .venv/bin/python bench/review_corpus/make_corpus.py --vendor   # copy upstream/ again
+    .venv/bin/python bench/review_corpus/make_corpus.py --vendor [--sdists DIR]
+                                                    # copy upstream/ again
 
 A recipe is a pull request: text replacements on upstream files (each `old` must occur
 exactly once) or new files, a title and a description, and for a defective one the rule a
@@ -199,14 +200,19 @@ def on_disk() -> dict[str, str]:
     }
 
 
-def vendor() -> None:
+def vendor(sdists: Path | None = None) -> None:
     """Copy the upstream files from the installed distributions (the versions pinned above:
-    another version would change every case, so it is refused)."""
+    another version would change every case, so it is refused), and each project's
+    `pyproject.toml` (its ruff configuration) from `sdists`, a folder where the source
+    distributions are unpacked (`pip download --no-deps --no-binary :all: click==8.5.1`;
+    wheels do not carry it)."""
     for project, (dist, version, license_name, files) in SOURCES.items():
         installed = importlib.metadata.distribution(dist)
         if installed.version != version:
             sys.exit(f"{dist} {installed.version} is installed; the corpus is built on {version}")
         target = UPSTREAM / project
+        kept = target / "pyproject.toml.txt"
+        pyproject = kept.read_bytes() if kept.is_file() else None
         if target.exists():
             shutil.rmtree(target)
         license_file = installed.locate_file(f"{dist}-{version}.dist-info/licenses/{license_name}")
@@ -215,15 +221,23 @@ def vendor() -> None:
         for ours, theirs in files.items():
             (target / (ours + ".txt")).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(str(installed.locate_file(theirs)), target / (ours + ".txt"))
+        unpacked = sdists / f"{dist}-{version}" / "pyproject.toml" if sdists else None
+        if unpacked is not None and unpacked.is_file():
+            shutil.copyfile(unpacked, kept)
+        elif pyproject is not None:
+            kept.write_bytes(pyproject)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if cases/ is stale")
     parser.add_argument("--vendor", action="store_true", help="copy upstream/ again first")
+    parser.add_argument(
+        "--sdists", type=Path, help="with --vendor: where the source distributions are unpacked"
+    )
     opts = parser.parse_args()
     if opts.vendor:
-        vendor()
+        vendor(opts.sdists)
     cases = build()
     if opts.check:
         stale = cases != on_disk()
