@@ -281,10 +281,11 @@ def test_a_secondary_rate_limit_is_waited_out(database: str) -> None:
         fake.add_repo(REPO, INSTALLATION, files=BASE_FILES)
         fake.push(REPO, "feature", {"app/a.py": "import os\n"})
         number = fake.open_pull(REPO, "feature")
-        fake.failures[f"/pulls/{number}/reviews"] = [(403, {"retry-after": "1"})]
+        fake.failures[f"POST /pulls/{number}/reviews"] = [(403, {"retry-after": "1"})]
         outcome = review_once(database, url, fake, number)
         assert outcome.status == "posted"
-        attempts = [c for c in fake.calls if c.path.endswith(f"/pulls/{number}/reviews")]
+        posted = f"/pulls/{number}/reviews"
+        attempts = [c for c in fake.calls if c.method == "POST" and c.path.endswith(posted)]
         assert len(attempts) == 2
         assert attempts[1].at - attempts[0].at >= 0.9
         assert len(fake.reviews) == 1

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.github.client import GitHubApp
 from app.github.once import first_time
 from app.memory import lessons
+from app.review import fingerprints
 from app.review.config import CONFIG_PATH, parse
 from app.review.pull import PullOnGitHub
 from app.routing import Event
@@ -88,7 +89,7 @@ class MemoryOnGitHub:
         if str((original.get("user") or {}).get("login")) != await self.app.bot_login():
             return "ignored: a reply to a person's comment"
         path = str(comment.get("path") or original.get("path") or "")
-        said = " ".join(str(original.get("body") or "").split())[:300]
+        said = " ".join(fingerprints.split(str(original.get("body") or ""))[0].split())[:300]
         text = (f"A review comment on {path} said: \"{said}\" — {login} disputed it: "
                 f"\"{' '.join(body.split())[:600]}\"")  # fmt: skip
         memory = (await self._conversations()).memory

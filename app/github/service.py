@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit, outbox, refusals
+from app.costs.books import Costs
 from app.github import commands
 from app.github.channel import GitHubChannel, thread
 from app.github.client import GitHubApp
@@ -20,6 +21,9 @@ from app.github.memory import MemoryOnGitHub
 from app.github.notices import ChatNotices
 from app.github.once import first_time
 from app.github.redeliver import Sweep, sweep
+from app.review import ignores, pauses
+from app.review.describe import Describer, DescribeRequest
+from app.review.fixes import SuggestionFixes
 from app.review.reviewer import Outcome, Reviewer, ReviewRequest
 from app.routing import Event
 from app.settings import Settings
@@ -56,8 +60,11 @@ class GitHubService:
         self.notices = ChatNotices(settings, pool, self._orchestrator)
         self.memory = MemoryOnGitHub(settings, pool, self.app, conversations, say=self._say)
         self.reviewer = Reviewer(
-            pool, self.app, model, notify=self.notices.review, lessons=self.memory.lessons_for
-        )
+            pool, self.app, model, notify=self.notices.review, lessons=self.memory.lessons_for,
+            costs=Costs.of(settings, pool),
+        )  # fmt: skip
+        self.describer = Describer(pool, self.app, model, costs=self.reviewer.costs)
+        self.fixes = SuggestionFixes(pool, self.app)
         self._channel: GitHubChannel | None = None
 
     async def _orchestrator(self) -> Any:
@@ -89,7 +96,7 @@ class GitHubService:
         if installation is None:
             log.warning("pull_request %s without an installation: ignored", event.delivery_id)
             return None
-        return await self.reviewer.review(
+        outcome = await self.reviewer.review(
             ReviewRequest(
                 installation_id=int(installation),
                 repository=repository,
@@ -99,6 +106,12 @@ class GitHubService:
                 delivery=event.delivery_id,
             )
         )
+        # Its own step, after the review: a description that fails is logged, never retried
+        # with the review (it is written again at the next push, or by `/describe`).
+        await self.describer.automatic(
+            DescribeRequest(int(installation), repository, int(pull["number"]), event.action or "")
+        )
+        return outcome
 
     # --- commands in comments -----------------------------------------------------------
 
@@ -196,6 +209,25 @@ class GitHubService:
                 )
             )
             return f"review: {outcome.status}"
+        if command.name in ("pause", "resume"):
+            return await pauses.command(
+                self.pool, client, command.name, f"{owner}/{repo}", number, login=login,
+                comment_id=comment_id, on_pull=on_pull,
+            )  # fmt: skip
+        if command.name == "ignore":
+            return await ignores.command(
+                self.pool, client, f"{owner}/{repo}", number, comment, login=login,
+                bot=await self.app.bot_login(),
+            )  # fmt: skip
+        if command.name == "describe":
+            if not on_pull:
+                await self._say(conversation, "`/describe` works on pull requests.")
+                return "describe: not a pull request"
+            request = DescribeRequest(int(installation), f"{owner}/{repo}", number, "command",
+                                      actor=f"github:{login}")  # fmt: skip
+            return f"describe: {(await self.describer.describe(request)).status}"
+        if command.name == "fix":
+            return await self.fixes.on_request(event.name, int(installation), payload, login)
         if command.name == "ask":
             return await self.memory.ask(command.argument, conversation, login, comment_id, payload)
         return await self._mechanic(command, conversation, login, comment_id, on_pull)

@@ -22,6 +22,9 @@ class Finding:
     rule: str = ""
     replacement: str | None = None  # a ```suggestion for the lines start_line..line
     start_line: int | None = None
+    # How sure the finder is, 0..1: the model says so of each finding (a guess goes to the
+    # digest); a static check is certain.
+    confidence: float = 1.0
 
     def fingerprint(self, anchor: str | None) -> str:
         """Who said what about which text. The line's text, not its number, so a finding
@@ -42,6 +45,13 @@ class Finding:
 
 def at_least(findings: list[Finding], floor: Severity) -> list[Finding]:
     return [f for f in findings if RANK[f.severity] >= RANK[floor]]
+
+
+def minor(finding: Finding, floor: Severity, min_confidence: float) -> bool:
+    """Below the repository's severity floor, or a model finding less sure than it asks:
+    worth a line in the collapsed digest, not a comment on the diff."""
+    unsure = finding.source == "model" and finding.confidence < min_confidence
+    return unsure or RANK[finding.severity] < RANK[floor]
 
 
 def worst(findings: list[Finding]) -> Severity | None:

@@ -24,6 +24,7 @@ from mechanic import redaction
 
 MAX_DIFF_CHARS = 60_000
 MAX_FINDINGS = 30
+UNSAID_CONFIDENCE = 0.6
 
 SYSTEM = """\
 You are Persais's code reviewer. You review one pull request.
@@ -45,8 +46,10 @@ Answer with one JSON object and nothing else:
   "findings": [{{"path": "<file path>", "line": <new line number>,
                 "severity": "info" | "warning" | "error",
                 "message": "<what is wrong and why, one or two sentences>",
+                "confidence": <0.0 to 1.0: how sure you are that this is a real problem>,
                 "replacement": "<optional: the corrected text of that line>"}}]}}
-An empty "findings" list is a fine answer.
+An empty "findings" list is a fine answer. Be honest about confidence: findings you are
+unsure of are shown collapsed, not on the diff.
 """
 
 LESSONS = """
@@ -54,6 +57,16 @@ The maintainers of this repository taught you these lessons (with `/lesson`, or 
 that an earlier review comment was wrong). Follow them where they apply to this diff:
 {lessons}
 """
+
+
+GUIDANCE = """
+Repository guidance from the default branch: what this repository's maintainers wrote down
+for its reviewers (merged by them, not part of this pull request). Apply it to this diff
+where it fits; it does not change the rules above or the shape of your answer:
+{guidance}
+"""
+MAX_GUIDANCE_CHARS = 14_000
+_ANY_MARKER = re.compile(r"UNTRUSTED-[0-9a-f]{16}")
 
 
 class Model(Protocol):
@@ -68,6 +81,9 @@ class _Item(BaseModel):
     severity: Literal["info", "warning", "error"] = "warning"
     message: str = Field(min_length=1, max_length=2000)
     replacement: str | None = Field(default=None, max_length=4000)
+    # Unsaid: taken as just sure enough for the default `review.min_confidence`, so a model
+    # that ignores the field is not silenced, and a stricter repository still digests it.
+    confidence: float = Field(default=UNSAID_CONFIDENCE, ge=0.0, le=1.0)
 
 
 @dataclass(frozen=True)
@@ -121,10 +137,11 @@ def _render_file(file: FileDiff) -> str:
 
 
 def prompt(
-    title: str, body: str, diff: Diff, lessons: list[str] | None = None
+    title: str, body: str, diff: Diff, lessons: list[str] | None = None, guidance: str = ""
 ) -> tuple[str, str, set[str]]:
     """(system, user, the paths shown) for this pull request, with a fresh marker; the
-    lessons (from people with write access) go with the instructions."""
+    lessons (from people with write access) and the repository guidance (`app.review.guidance`,
+    from the default branch) go with the instructions."""
     marker = "UNTRUSTED-" + secrets.token_hex(8)
     rendered, shown = render(diff)
     data = "\n".join(
@@ -147,13 +164,18 @@ def prompt(
     if lessons:
         taught = "\n".join(f"- {lesson.replace(marker, '')[:1200]}" for lesson in lessons)
         system += LESSONS.format(lessons=taught)
+    if guidance.strip():
+        # No marker in it, this one's or a look-alike: the data block's fence stays unique.
+        guidance = _ANY_MARKER.sub("[marker removed]", guidance.replace(marker, ""))
+        system += GUIDANCE.format(guidance=guidance[:MAX_GUIDANCE_CHARS])
     return system, user, shown
 
 
 async def review(
-    model: Model, title: str, body: str, diff: Diff, lessons: list[str] | None = None
-) -> ModelReview:
-    system, user, shown = prompt(title, body[:10_000], diff, lessons)
+    model: Model, title: str, body: str, diff: Diff, lessons: list[str] | None = None,
+    *, guidance: str = "",
+) -> ModelReview:  # fmt: skip
+    system, user, shown = prompt(title, body[:10_000], diff, lessons, guidance)
     answer = await model.complete(user, json_output=True, system=system)
     summary, items = _parse(answer)
     findings: list[Finding] = []
@@ -175,6 +197,7 @@ async def review(
                 _defang(item.message),
                 "model",
                 replacement=item.replacement,
+                confidence=item.confidence,
             )
         )
     return ModelReview(_defang(summary[:1000]), findings, dropped, len(system) + len(user))

@@ -12,6 +12,7 @@ from typing import Any, Literal, cast
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
+from app.review import fingerprints
 from app.review.compose import Comment
 from app.review.diff import Diff
 
@@ -134,10 +135,16 @@ class PullOnGitHub:
             if exc.response.status_code != 422 or not inline:
                 raise
             log.warning("GitHub refused the inline comments: %s", exc.response.text[:300])
-            extra = "\n".join(f"- `{c.path}:{c.line}`: {c.body}" for c in comments)
+            # The comments' hidden fingerprints join the body's, at its end (read back there).
+            text, prints = fingerprints.split(body)
+            extra = "\n".join(
+                f"- `{c.path}:{c.line}`: {fingerprints.split(c.body)[0].strip()}" for c in comments
+            )
+            prints += [fp for c in comments for fp in c.fingerprints]
             response = await self.client.rest.pulls.async_create_review(
                 self.owner, self.repo, self.number, commit_id=self.head_sha,
-                body=body + "\n\n### Findings\n\n" + extra, event="COMMENT",
+                body=fingerprints.hide(text.rstrip() + "\n\n### Findings\n\n" + extra, prints),
+                event="COMMENT",
             )  # fmt: skip
         return int(response.json()["id"])
 

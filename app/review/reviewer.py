@@ -14,6 +14,7 @@ run again: a retried delivery reuses its check run and never posts a second revi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,15 +26,18 @@ from githubkit import GitHub
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit
+from app.costs.books import Costs
 from app.github.client import GitHubApp
 from app.github.once import first_time
-from app.review import compose, static
+from app.review import compose, fingerprints, pauses, ruff_config, static
 from app.review import grants as review_grants
+from app.review import guidance as review_guidance
 from app.review import model as model_review
-from app.review.config import CONFIG_PATH, Loaded, parse
+from app.review.config import CONFIG_PATH, Loaded, ReviewConfig, parse
 from app.review.diff import Diff
-from app.review.findings import Finding, at_least
+from app.review.findings import Finding
 from app.review.pull import PullOnGitHub
+from mechanic.metering import BudgetReached
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,17 +85,21 @@ class Reviewer:
         *,
         notify: Notify | None = None,
         lessons: Lessons | None = None,
+        costs: Costs | None = None,
     ) -> None:
         self.pool = pool
         self.github = github
         self.model = model
         self.notify = notify
         self.lessons = lessons
+        self.costs = costs  # None: model calls are not counted, and no budget applies
 
     async def review(self, request: ReviewRequest) -> Outcome:
         review_id, status = await self._claim(request)
         if status in ("posted", "skipped", "superseded"):
             return Outcome(status, "this request was handled before")
+        if not request.force and await pauses.paused(self.pool, request.repository, request.number):
+            return await self._finish(review_id, Outcome("skipped", "paused with /pause"))
         if not request.force and await self._reviewed_before(request, review_id):
             return await self._finish(review_id, Outcome("skipped", "this head was reviewed"))
         run = _Run(self, request, review_id)
@@ -186,6 +194,7 @@ class _Run:
         self.check_run_id: int | None = None
         self.pull: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
+        self.config = ReviewConfig()  # the default branch's (`_config`)
 
     async def go(self) -> Outcome:
         started = time.monotonic()
@@ -217,29 +226,33 @@ class _Run:
         wanted = sorted(set(static.wanted(scope)) | set(review_grants.manifests(scope)))
         contents = await self.github.contents(scope, wanted[:MAX_FILES])
         head_branch = str(self.pull["head"]["ref"])
-        findings = await static.findings(scope, contents, head_branch=head_branch)
+        checked = await static.check(
+            scope, contents, head_branch=head_branch, ruff_config=await self._ruff_config(scope)
+        )
+        findings = checked.findings
         findings += review_grants.findings(scope, contents, await self._base_manifests(scope))
         self.timings["static"] = time.monotonic() - t
         await self._still_current()
 
-        notes: list[str] = []
+        notes: list[str] = list(checked.notes)
         if loaded.problem:
             notes.append(f"⚠️ {loaded.problem}; the defaults were used.")
         t = time.monotonic()
         notes.append(await self._model_findings(scope, findings))
         self.timings["model"] = time.monotonic() - t
 
-        findings = at_least(findings, config.severity_floor)
-        posted, standing = await self._earlier(scope)
-        pinned = compose.pin(findings, diff, posted)
-        verdict = compose.conclusion(findings + standing)
+        findings, minor = compose.split(findings, config.severity_floor, config.min_confidence)
+        posted, standing, dismissed = await self._earlier(scope)
+        pinned = compose.pin(findings, diff, posted, minor)
+        counted = compose.undismissed(findings, diff, dismissed)
+        verdict = compose.conclusion(counted + standing)
         body = compose.summary(
             head=self.request.head_sha, since=since, pinned=pinned, findings=findings,
             notes=[n for n in notes if n],
         )  # fmt: skip
         await self._still_current()
         review_id = None
-        if since is None or pinned.comments or pinned.loose:
+        if since is None or pinned.comments or pinned.loose or pinned.digest:
             review_id = await self.github.post_review(body, pinned.comments)
         await self._record(pinned, since)
         await self._check_run_completed(verdict, body, len(pinned.comments))
@@ -296,6 +309,7 @@ class _Run:
         default = str(self.pull["base"]["repo"]["default_branch"])
         text, sha = await self.github.read(CONFIG_PATH, default)
         loaded = parse(text)
+        self.config = loaded.config.review
         notice = f"config:{self.request.repository}:{sha}"
         if loaded.problem and sha and await first_time(self.pool, notice):
             await self.github.comment(
@@ -367,18 +381,27 @@ class _Run:
             return "The model review is off (no LLM_API_KEY); static checks only."
         if not scope.files:
             return ""
+        books = (
+            self.reviewer.costs.account("review", str(self.review_id))
+            if self.reviewer.costs is not None
+            else contextlib.nullcontext()
+        )
         try:
-            result = await self._guarded(
-                model_review.review(
-                    model,
-                    str(self.pull.get("title") or ""),
-                    str(self.pull.get("body") or ""),
-                    scope,
-                    await self._lessons(scope),
+            async with books:  # each call counted, and refused past a budget
+                result = await self._guarded(
+                    model_review.review(
+                        model,
+                        str(self.pull.get("title") or ""),
+                        str(self.pull.get("body") or ""),
+                        scope,
+                        await self._lessons(scope),
+                        guidance=await self._guidance(scope),
+                    )
                 )
-            )
         except Superseded:
             raise
+        except BudgetReached as exc:  # the static review stands, and says why it is alone
+            return f"The model review stopped: {exc}; static checks only."
         except Exception as exc:  # the model failing leaves the static review standing
             log.warning("the model review failed: %s", exc)
             return f"The model review failed ({type(exc).__name__}); static checks only."
@@ -398,34 +421,75 @@ class _Run:
             log.exception("could not read the lessons for %s", self.request.repository)
             return []
 
-    async def _earlier(self, scope: Diff) -> tuple[set[str], list[Finding]]:
+    def _default_branch(self) -> str:
+        return str(self.pull["base"]["repo"]["default_branch"])
+
+    async def _guidance(self, scope: Diff) -> str:
+        """What the maintainers wrote for reviewers (`review.paths` instructions, AGENTS.md
+        or the like), from the default branch; none if it cannot be read."""
+        try:
+            return await review_guidance.read(
+                self.github.read, self._default_branch(), self.config, list(scope.files)
+            )
+        except Exception:  # guidance is advice: the review goes on without it
+            log.exception("could not read the guidance for %s", self.request.repository)
+            return ""
+
+    async def _ruff_config(self, scope: Diff) -> ruff_config.RuffConfig | None:
+        """The default branch's ruff configuration, when there is Python to check."""
+        if not static.wanted(scope):
+            return None
+        return await ruff_config.read(self.github.read, self._default_branch())
+
+    async def _earlier(self, scope: Diff) -> tuple[set[str], list[Finding], set[str]]:
         """What was said on this pull request before: every fingerprint (not to be said
-        again), and the findings on files this review did not look at again (they still
-        count for the check run's verdict)."""
+        again), from Persais's records and from GitHub's (the source of truth, read back
+        each time), and the findings on files this review did not look at again (they still
+        count for the check run's verdict, unless minor or dismissed), and what was
+        dismissed (`/ignore`, 👎)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT fingerprint, path, line, severity FROM review_findings"
+                "SELECT fingerprint, path, line, severity, digest FROM review_findings"
                 " WHERE repository = %s AND pull_number = %s",
                 (self.request.repository, self.request.number),
             )
             rows = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT fingerprint FROM review_ignores WHERE repository = %s AND pull_number = %s",
+                (self.request.repository, self.request.number),
+            )
+            ignored = {row[0] for row in await cur.fetchall()}
+        on_github = await self._on_github()
+        dismissed = ignored | on_github.dismissed
         standing = [
             Finding(path, line, severity, "", "earlier")
-            for _, path, line, severity in rows
-            if path not in scope
+            for fingerprint, path, line, severity, digest in rows
+            if path not in scope and not digest and fingerprint not in dismissed
         ]
-        return {row[0] for row in rows}, standing
+        return {row[0] for row in rows} | on_github.posted | dismissed, standing, dismissed
+
+    async def _on_github(self) -> fingerprints.OnGitHub:
+        app, request = self.reviewer.github, self.request
+        owner, repo = request.repository.split("/", 1)
+
+        async def may_write(login: str) -> bool:
+            return await app.may_command(request.installation_id, owner, repo, login)
+
+        return await fingerprints.read_back(
+            self.client, request.repository, request.number, bot=await app.bot_login(),
+            may_write=may_write,
+        )  # fmt: skip
 
     async def _record(self, pinned: compose.Pinned, since: str | None) -> None:
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE reviews SET since_sha = %s WHERE id = %s", (since, self.review_id)
             )
-            for fingerprint, item in pinned.fingerprints:
+            for said in pinned.fingerprints:
                 await conn.execute(
                     "INSERT INTO review_findings (repository, pull_number, fingerprint, review,"
-                    " path, line, severity) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    " path, line, severity, digest) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT DO NOTHING",
-                    (self.request.repository, self.request.number, fingerprint, self.review_id,
-                     item.path, item.line, item.severity),
+                    (self.request.repository, self.request.number, said.fingerprint,
+                     self.review_id, said.path, said.line, said.severity, said.digest),
                 )  # fmt: skip

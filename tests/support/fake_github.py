@@ -12,9 +12,12 @@ What it imitates:
   rebase in the bare repository), their files (`git diff` from the merge base, renames,
   binary files without a patch, `Link` pagination) and comparisons;
 - reviews and review comments, validated against the diff as GitHub does (422 for a line
-  outside it), replies, one review comment by id, issue comments, reactions, check runs,
+  outside it), replies, one review comment by id, issue comments, reactions (counted in the
+  comments' rollups, listed, a person's: `fake_github_reactions`), check runs,
   file contents, branch deletion, and the App's webhook deliveries (cursor pagination,
   redelivery);
+- the git database (commits, trees, a branch moved only as a fast-forward unless forced)
+  and pull requests from forks (`fake_github_contents`);
 - git over smart HTTP on the same server (`fake_git_http`), with `x-access-token:<token>`;
 - the App manifest flow: the "new App" form and the code's conversion
   (`fake_github_manifests`, in `manifest_apps`);
@@ -67,9 +70,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support import fake_github_objects as objects
 from tests.support.fake_git_http import http_backend
+from tests.support.fake_github_contents import add_git_data_routes
 from tests.support.fake_github_manifests import ManifestApps, add_manifest_routes
 from tests.support.fake_github_oauth import OAuthClient, add_oauth_routes
 from tests.support.fake_github_objects import BOT_LOGIN, Json, Pull, Repo, now
+from tests.support.fake_github_reactions import add_reaction_routes, tally
 from tests.support.fake_github_repos import BareRepo, CommitInfo, DiffLine, FileChange
 from tests.support.loopback import serve
 from tests.support.webhooks import GITHUB_SECRET, example, github_headers
@@ -152,7 +157,8 @@ class FakeGitHub:
     custom_roles: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> (id, expiry)
     calls: list[Call] = field(default_factory=list)
-    # Failures to give before answering: path fragment -> [(status, headers), ...]
+    # Failures to give before answering: path fragment (or "METHOD fragment") ->
+    # [(status, headers), ...]
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     # Where bare repositories live and git's HOME; set by `fake_github`.
     root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
@@ -591,7 +597,8 @@ class FakeGitHub:
     def _record(self, request: web.Request, auth: str) -> None:
         self.calls.append(Call(request.method, request.path, auth, time.monotonic()))
         for fragment, queued in self.failures.items():
-            if fragment in request.path and queued:
+            method, _, path = fragment.rpartition(" ")  # "POST /x": only that method's calls
+            if path in request.path and method in ("", request.method) and queued:
                 status, headers = queued.pop(0)
                 message = "You have exceeded a secondary rate limit." if status == 403 else "Bad"
                 raise _error(status, message, headers=headers)
@@ -1376,6 +1383,7 @@ class FakeGitHub:
         made = objects.reaction(self.base_url, next(self._ids), BOT_LOGIN, content)
         made.update(_subject=subject, _comment_id=comment_id)
         self.reactions.append(made)
+        tally(self, subject, comment_id, content)
         return web.json_response(_public(made), status=201)
 
     # === check runs ======================================================================
@@ -1701,6 +1709,8 @@ def _routes(fake: FakeGitHub) -> web.Application:
     r.add_get(f"{repo}/commits/{{ref:.+}}/check-runs", fake.list_check_runs)
     add_manifest_routes(r, fake.manifest_apps)
     add_oauth_routes(r, fake.oauth)
+    add_reaction_routes(r, fake)
+    add_git_data_routes(r, fake)
     r.add_get("/user", fake.authenticated_user)
     r.add_route("*", "/{owner}/{name:[^/]+\\.git}/{tail:.+}", fake.git_http)
     return app
