@@ -28,8 +28,12 @@ def answer(*findings: dict[str, Any]) -> str:
 
 
 def system_prompts(llm: Any) -> list[str]:
+    """The reviews' system prompts (not the descriptions' that follow each review)."""
     return [
-        r["messages"][0]["content"] for r in llm.requests if r["messages"][0]["role"] == "system"
+        r["messages"][0]["content"]
+        for r in llm.requests
+        if r["messages"][0]["role"] == "system"
+        and "You describe one pull request" not in r["messages"][0]["content"]
     ]
 
 
@@ -38,7 +42,7 @@ def test_a_disputed_review_comment_teaches_the_next_review_of_that_file(
 ) -> None:
     finding = answer({"path": "app/a.py", "line": 2, "severity": "warning",
                       "message": "Use os.path.join instead of os.sep."})  # fmt: skip
-    replies = [finding, answer(), answer()]
+    replies = [finding, *[answer()] * 5]  # each review is followed by its description
     with (
         fake_github(PUBLIC) as (gh, fake), fake_telegram(BOT_ID) as (tg, _),
         scripted_llm(replies) as (api, llm),
