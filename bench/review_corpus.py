@@ -7,8 +7,8 @@ Each case is a small pull request on click 8.5.1 or attrs 26.1.0 (vendored, with
 licenses): half with one planted defect, half clean (see bench/review_corpus/README.md).
 For each, the static stage runs as the reviewer runs it: the `Diff` from the per-file
 patches (GitHub's shape: the hunks from the first `@@`), the head's text of the files
-`static.wanted` names, `static.findings`, the review's default severity floor, then
-`compose.pin` onto the diff with nothing posted before. Nothing is faked there: ruff runs
+`static.wanted` names, `static.findings`, `compose.split` with the default configuration,
+then `compose.pin` onto the diff with nothing posted before. Nothing is faked there: ruff runs
 for real, as in a review.
 
 A second pass gives the static stage each project's own ruff configuration (`[tool.ruff]`
@@ -50,7 +50,7 @@ from app.review import compose, ruff_config, static  # noqa: E402
 from app.review import model as model_review  # noqa: E402
 from app.review.config import ReviewConfig  # noqa: E402
 from app.review.diff import Diff, FileDiff  # noqa: E402
-from app.review.findings import Finding, at_least  # noqa: E402
+from app.review.findings import Finding  # noqa: E402
 from app.review.ruff_config import RuffConfig  # noqa: E402
 from mechanic import redaction  # noqa: E402
 from mechanic.llm import ChatModel  # noqa: E402
@@ -88,6 +88,7 @@ class Result:
     findings: list[Finding]
     pinned: compose.Pinned
     notes: list[str] = field(default_factory=list)  # the static stage's, for the review
+    digest: list[Finding] = field(default_factory=list)  # minor: not counted as findings
 
     @property
     def hits(self) -> list[Finding]:
@@ -208,9 +209,9 @@ def apply_patch(base: str, patch: str) -> str:
 async def static_stage(case: Case, ruff: RuffConfig | None = None) -> Result:
     """What the reviewer does between listing the files and posting: read the files the
     static checks want (the head's text), run them (with `ruff`, the repository's ruff
-    configuration, when it has one), keep what the default severity floor keeps, and pin
-    the findings onto the diff (nothing was posted before). Static findings are certain, so
-    the default `min_confidence` sends none of them to the digest."""
+    configuration, when it has one), split off what the default configuration sends to the
+    collapsed digest (static findings are certain, and the severity floor is `info`: none),
+    and pin the rest onto the diff (nothing was posted before)."""
     contents = {path: case.heads[path] for path in static.wanted(case.diff)}
     notes: list[str] = []
     if ruff is None:
@@ -218,8 +219,9 @@ async def static_stage(case: Case, ruff: RuffConfig | None = None) -> Result:
     else:
         checked = await static.check(case.diff, contents, ruff_config=ruff)
         found, notes = checked.findings, checked.notes
-    found = at_least(found, ReviewConfig().severity_floor)
-    return Result(case, found, compose.pin(found, case.diff, set()), notes)
+    config = ReviewConfig()  # the defaults: no .github/persais.yml
+    found, minor = compose.split(found, config.severity_floor, config.min_confidence)
+    return Result(case, found, compose.pin(found, case.diff, set(), minor), notes, minor)
 
 
 def project_ruff(project: str) -> RuffConfig | None:
@@ -268,7 +270,9 @@ async def model_stage(cases: list[Case], api: str, requests: list[dict[str, Any]
         seen.kept += len(result.findings)
         seen.dropped += result.dropped
         seen.prompt_chars.append(result.prompt_chars)
-        pinned = compose.pin(result.findings, case.diff, set())
+        config = ReviewConfig()
+        kept, minor = compose.split(result.findings, config.severity_floor, config.min_confidence)
+        pinned = compose.pin(kept, case.diff, set(), minor)
         seen.inline += len(pinned.comments)
         sent = "\n".join(str(m.get("content")) for m in requests[-1]["messages"])
         expected = json.loads(canned_answer(case))["findings"][0]
@@ -337,6 +341,9 @@ def report_static(title: str, results: list[Result]) -> None:
     print(f"  findings per pull request: defective {mean(r.findings for r in defective)}, "
           f"clean {mean(r.findings for r in clean)}; off the diff (summary only): "
           f"{sum(len(r.pinned.loose) for r in results)}")  # fmt: skip
+    digest = sum(len(r.digest) for r in results)
+    if digest:
+        print(f"  minor findings sent to the collapsed digest: {digest}")
     verdicts = Counter(compose.conclusion(r.findings) for r in clean)
     print(f"  check run on clean pull requests: {dict(sorted(verdicts.items()))}")
     rules = Counter(f.rule or f.source for r in results for f in r.false_alarms)
