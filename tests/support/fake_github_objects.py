@@ -67,6 +67,7 @@ class Pull:
     merged: bool = False
     merged_at: str | None = None
     merge_commit_sha: str | None = None
+    fork: str | None = None  # the fork holding the head branch ("owner/name"), if any
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
     closed_at: str | None = None
@@ -164,6 +165,19 @@ def repository(base: str, repo: Repo) -> Json:
     return found
 
 
+def fork(base: str, parent: Json, full: str) -> Json:
+    """`parent`'s fork `full`, as a pull request from it names its head repository."""
+    found: Json = json.loads(json.dumps(parent).replace(parent["full_name"], full))
+    number = zlib.crc32(full.encode()) % 10**8 + 3_000_000
+    found.update(
+        id=number, node_id=node_id("Repository", number), name=full.split("/")[1],
+        full_name=full, owner=user(base, full.split("/")[0]), fork=True,
+        permissions={"admin": False, "maintain": False, "push": False, "triage": False,
+                     "pull": True},
+    )  # fmt: skip
+    return found
+
+
 def push_repository(base: str, repo: Repo) -> Json:
     """The repository as `push` payloads carry it: the full object plus `master_branch`,
     `stargazers`, `created_at` and `pushed_at` as Unix times, and an owner with `name` and
@@ -227,13 +241,13 @@ def pull_request(
     found: Json = relink(example("pull_request", "opened")["pull_request"], base, full)
     commits, additions, deletions, files = stats
 
-    def side(ref: str, sha: str) -> Json:
+    def side(ref: str, sha: str, where: Json) -> Json:
         return {
-            "label": f"{owner['login']}:{ref}",
+            "label": f"{where['owner']['login']}:{ref}",
             "ref": ref,
             "sha": sha,
-            "user": owner,
-            "repo": repo,
+            "user": where["owner"],
+            "repo": where,
         }
 
     found.update(
@@ -263,8 +277,8 @@ def pull_request(
         closed_at=pull.closed_at,
         merged_at=pull.merged_at,
         merge_commit_sha=pull.merge_commit_sha,
-        head=side(pull.head, pull.head_sha),
-        base=side(pull.base, pull.base_sha),
+        head=side(pull.head, pull.head_sha, fork(base, repo, pull.fork) if pull.fork else repo),
+        base=side(pull.base, pull.base_sha, repo),
         author_association="OWNER" if pull.user == owner["login"] else "CONTRIBUTOR",
         auto_merge=None,
         merged=pull.merged,
