@@ -302,6 +302,11 @@ def test_ignore_pause_and_resume_in_comments(tmp_path: Path, database: str, sql:
                 said["pause"] = await comment("/pause")
                 said["pause again"] = await comment("/pause")
                 said["paused push"] = await pushed("app/b.py")
+                said["paused head"] = fake.pulls[(REPO, number)].head_sha
+                said["described while paused"] = [
+                    c["body"] for c in fake.issue_comments
+                    if c["body"].startswith("<!-- persais:description -->")
+                ]  # fmt: skip
                 said["review"] = await comment("/review")
                 said["resume"] = await comment("/resume")
                 said["resumed push"] = await pushed("app/c.py")
@@ -330,6 +335,10 @@ def test_ignore_pause_and_resume_in_comments(tmp_path: Path, database: str, sql:
         assert said["paused push"].status == "skipped"
         assert said["paused push"].reason == "paused with /pause"
         assert said["review"] == "review: posted"  # /review still works while paused
+        # Nor is the description comment edited for a paused push (quiet means quiet).
+        (described,) = said["described while paused"]
+        assert "<!-- persais:head " in described
+        assert f"<!-- persais:head {said['paused head']} -->" not in described
         assert said["resume"] == "resumed"
         assert said["resumed push"].status == "posted"
         reviewed = [r["commit_id"] for r in fake.reviews if r["user"]["login"] == BOT_LOGIN

@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from app import audit
 from app.costs.books import Costs
 from app.github.client import GitHubApp
-from app.review import describe_diff, describe_prompt
+from app.review import describe_diff, describe_prompt, pauses
 from app.review import grants as review_grants
 from app.review import model as model_review
 from app.review.config import CONFIG_PATH, parse
@@ -118,6 +118,8 @@ class Describer:
             return "a draft: described when it is ready"
         if str(pull["head"]["ref"]).startswith(BRANCH_PREFIX):
             return "the Mechanic's own pull request keeps its body"
+        if await pauses.paused(self.pool, f"{github.owner}/{github.repo}", github.number):
+            return "paused with /pause"  # quiet means no edits either; /describe still works
         text, _ = await github.read(CONFIG_PATH, str(pull["base"]["repo"]["default_branch"]))
         review = parse(text).config.review  # a broken file: the reviewer says so
         if not review.enabled or not review.describe:
