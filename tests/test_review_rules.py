@@ -87,6 +87,31 @@ def test_a_repository_ruff_config_selects_and_ignores_rules() -> None:
     assert checked.notes == []
 
 
+def test_requires_python_is_kept_and_layout_rules_are_not_judged_from_a_scratch_folder() -> None:
+    """Seen on the review corpus: with the project's pyproject.toml, ruff assumed Python 3.10
+    (UP045 on a project that supports 3.9) and called every file of a package an implicit
+    namespace package (INP001: the scratch folder holds the changed files alone)."""
+    text = (
+        '[project]\nname = "x"\nrequires-python = ">=3.9"\n\n'
+        '[tool.ruff.lint]\nselect = ["F", "UP", "INP"]\n'
+    )
+    config = ruff_config.parse("pyproject.toml", text)
+    assert config is not None
+    assert config.settings["target-version"] == "py39"
+    optional = "from typing import Optional\n\n\ndef f(x: Optional[int]) -> None:\n    pass\n"
+    checked = _check({"pkg/a.py": optional}, config)
+    assert _rules(checked.findings) == set()
+    newer = ruff_config.parse("pyproject.toml", text.replace(">=3.9", ">=3.11"))
+    assert newer is not None
+    assert _rules(_check({"pkg/a.py": optional}, newer).findings) == {("pkg/a.py", "UP045")}
+    own = ruff_config.parse(
+        "pyproject.toml",
+        text.replace("[tool.ruff.lint]", '[tool.ruff]\ntarget-version = "py312"\n[tool.ruff.lint]'),
+    )
+    assert own is not None
+    assert own.settings["target-version"] == "py312"  # the project's own setting wins
+
+
 def test_the_severity_mapping_holds_under_a_repository_config() -> None:
     config = ruff_config.parse("ruff.toml", 'lint.select = ["F", "UP"]\ntarget-version = "py311"\n')
     assert config is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,15 @@ def parse(source: str, text: str) -> RuffConfig | None:
             return None
         if not isinstance(ruff, dict):
             return RuffConfig(source, problem="`[tool.ruff]` in pyproject.toml is not a table")
-        data = ruff
+        # Ruff reads the oldest Python a project supports from `requires-python` when the
+        # file is a pyproject.toml; the ruff.toml written for the scratch folder would lose
+        # it (and ruff would assume 3.10: UP045 on a 3.9 project, seen on the corpus).
+        project = data.get("project")
+        requires = project.get("requires-python") if isinstance(project, dict) else None
+        data = dict(ruff)
+        oldest = _oldest_python(requires)
+        if "target-version" not in data and oldest is not None:
+            data["target-version"] = oldest
     settings, dropped = _kept(data)
     try:
         RuffConfig(source, settings).toml()
@@ -98,6 +107,15 @@ def _kept(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         else:
             settings[key] = value
     return settings, dropped
+
+
+def _oldest_python(requires: object) -> str | None:
+    """`">=3.9"` (or `"~=3.9"`, `"==3.9.*"`, `">=3.9,<4"`) as ruff's `"py39"`; None when it
+    says no lower bound ruff could use."""
+    if not isinstance(requires, str):
+        return None
+    found = re.search(r"(?:>=|~=|==)\s*3\.(\d+)", requires)
+    return f"py3{found.group(1)}" if found else None
 
 
 def _inside(path: str) -> bool:

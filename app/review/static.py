@@ -141,6 +141,12 @@ def _path_rules(paths: list[str]) -> list[policy.Violation]:
         return policy.check_paths(paths, Path(empty))
 
 
+# Rules that judge the repository's layout, which the scratch folder (the changed files
+# alone) does not have: INP001 (no `__init__.py` beside a file) flagged every file of a
+# package on the review corpus.
+WHOLE_TREE_RULES = "lint.extend-per-file-ignores = {'*' = ['INP001']}"
+
+
 async def _ruff(
     files: Mapping[str, str], config: RuffConfig | None = None
 ) -> tuple[list[Finding], str]:
@@ -159,7 +165,8 @@ async def _ruff(
             target.write_text(text)
         if config is not None:
             (root / CONFIG_NAME).write_text(config.toml())
-            code, out, err = await _run_ruff(root, files, ["--config", str(root / CONFIG_NAME)])
+            options = ["--config", str(root / CONFIG_NAME), "--config", WHOLE_TREE_RULES]
+            code, out, err = await _run_ruff(root, files, options)
             if code is None:  # out of time: no findings, as with Persais's rules
                 return [], note
             if code == 0:
