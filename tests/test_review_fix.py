@@ -11,17 +11,20 @@ import re
 import subprocess
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from app.github.client import GitHubApp
 from app.github.service import GitHubService
+from app.mechanic_jobs.service import MechanicJobs
 from app.review.compose import Comment
 from app.review.fixes import replace_lines, suggestions_in, unified_diff
 from app.review.pull import PullOnGitHub
 from app.routing import Event
 from app.settings import Settings, load_settings
+from app.worker.queue import DeliveryQueue
 from tests.support.fake_github import APP_ID, BOT_LOGIN, FakeGitHub, fake_github
 from tests.support.fake_github_contents import on_ref_update, open_fork_pull
 from tests.support.fake_github_repos import git_env
@@ -259,9 +262,9 @@ def test_a_person_s_comment_one_without_a_suggestion_and_a_fix_outside_a_thread(
         ask = fake.reply_to_review_comment(REPO, number, undefined["id"], "/fix", "ada")
         assert on_comment(database, url, ask) == "fix: refused"
         assert (
-            "No suggestion here; `/mechanic fix <request>`"
+            "No suggestion here; `/fix` on a home-repository pull request asks the Mechanic"
             in thread_replies(fake, undefined["id"])[0]
-        )
+        )  # this is not the home repository
         ask = fake.reply_to_review_comment(REPO, number, person["comment"]["id"], WRENCH, "ada")
         assert on_comment(database, url, ask) == "fix: refused"
         assert "not Persais's" in thread_replies(fake, person["comment"]["id"])[0]
@@ -274,6 +277,62 @@ def test_a_person_s_comment_one_without_a_suggestion_and_a_fix_outside_a_thread(
         ("review.fix_refused", "not Persais's comment"),
         ("review.fix_refused", "not in a review thread"),
     ]
+
+
+def test_a_finding_without_a_suggestion_on_the_home_repository_goes_to_the_mechanic(
+    database: str, sql: Any
+) -> None:
+    """ "Or has the Mechanic make the change": a `/mechanic fix` job on the pull request's
+    branch, queued in the real job queue, with the finding (never its hidden fingerprint)
+    as the request."""
+    with fake_github(PUBLIC) as (url, fake):
+        fake.add_repo(REPO, INSTALLATION, files=FILES)
+        fake.permissions[(REPO, "ada")] = "write"
+        fake.push(REPO, "feature", {"app/a.py": "x = undefined_name\n"})
+        number = fake.open_pull(REPO, "feature")
+        assert review_once(database, url, fake, number).status == "posted"
+        (undefined,) = [c for c in fake.review_comments if "F821" in c["body"]]
+        ask = fake.reply_to_review_comment(REPO, number, undefined["id"], "/fix", "ada")
+        event = Event("github", "pull_request_review_comment", "created", "d-1", ask)
+        settings = load_settings(
+            None, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=PRIVATE, GITHUB_API_URL=url,
+            PERSAIS_HOME_REPO=REPO, LLM_API_KEY="sk-test", LLM_API_BASE="http://127.0.0.1:9",
+        )  # fmt: skip
+
+        async def body() -> str:
+            async with open_pool(database, max_size=4) as pool:
+                queue = DeliveryQueue(max_attempts=1, retry_base_seconds=0)
+                await queue.open(pool)
+                jobs = MechanicJobs(settings, pool, defer=queue.defer_mechanic, ask=_no_asking)
+
+                async def conversations() -> Any:
+                    return SimpleNamespace(mechanic=jobs)
+
+                try:
+                    service = GitHubService(settings, pool, conversations, app=GitHubApp(settings))
+                    return await service.on_comment(event)
+                finally:
+                    await queue.close()
+
+        assert asyncio.run(body()) == "fix: mechanic"
+        (reply,) = thread_replies(fake, undefined["id"])
+        assert "the Mechanic makes the change" in reply
+    ((job, kind, target, request, conversation),) = sql(
+        "SELECT id, kind, target_pr, request, conversation FROM jobs"
+    )
+    assert (kind, target, conversation) == ("fix", number, f"gh:{REPO}#{number}")
+    assert request.startswith("Address this review finding at app/a.py:1:")
+    assert "F821" in request
+    assert "persais:fp" not in request  # the hidden fingerprint is not a request
+    assert f"`{job}`" in reply
+    assert sql("SELECT count(*) FROM procrastinate_jobs WHERE task_name LIKE '%mechanic%'") == [
+        (1,)
+    ]
+    assert fix_audit(sql) == [("review.fix_mechanic", None)]
+
+
+async def _no_asking(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("queuing a fix job asks nobody")
 
 
 # --- the pure parts -----------------------------------------------------------------------

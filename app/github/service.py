@@ -64,7 +64,7 @@ class GitHubService:
             costs=Costs.of(settings, pool),
         )  # fmt: skip
         self.describer = Describer(pool, self.app, model, costs=self.reviewer.costs)
-        self.fixes = SuggestionFixes(pool, self.app)
+        self.fixes = SuggestionFixes(pool, self.app, mechanic=self._mechanic_fix)
         self._channel: GitHubChannel | None = None
 
     async def _orchestrator(self) -> Any:
@@ -276,6 +276,20 @@ class GitHubService:
             fix_pr=int(number),
         )
         return f"fix: job {job}"
+
+    async def _mechanic_fix(
+        self, repository: str, number: int, login: str, request: str
+    ) -> str | None:
+        """`/fix` on a Persais finding without a suggestion: a Mechanic fix job on the pull
+        request's branch, if it is the home repository's and a model is configured."""
+        if repository != self.settings.home_repo or self.settings.llm_api_key is None:
+            return None
+        owner, repo = repository.split("/", 1)
+        jobs = (await self._conversations()).mechanic
+        return await jobs.start(
+            conversation=thread(owner, repo, number), user=f"github:{login}",
+            request=request, fix_pr=number,
+        )  # fmt: skip
 
     async def _say(self, conversation: str, text: str) -> None:
         async with self.pool.connection() as conn:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from app import audit
 from app.github.client import GitHubApp
 from app.github.once import first_time
+from app.review import fingerprints
 from app.review.pull import PullOnGitHub
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,8 @@ log = logging.getLogger(__name__)
 # fence (none at all, or an empty line, deletes the lines).
 _SUGGESTION = re.compile(r"^```suggestion[ \t]*\r?\n(?:(.*?)\r?\n)?```[ \t]*$", re.S | re.M)
 NO_SUGGESTION = (
-    "No suggestion here; `/mechanic fix <request>` on a home-repository pull request asks "
-    "the Mechanic."
+    "No suggestion here; `/fix` on a home-repository pull request asks the Mechanic to make "
+    "the change (as `/mechanic fix <request>` does)."
 )
 NOT_PERSAIS = (
     "That comment is not Persais's: `/fix` applies the suggestions of Persais's own review "
@@ -48,7 +50,7 @@ Mode = Literal["100644", "100755"]
 class Result:
     """What became of one request: `kind` is pushed, patch or refused."""
 
-    kind: Literal["pushed", "patch", "refused"]
+    kind: Literal["pushed", "patch", "refused", "mechanic"]
     reply: str
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -75,10 +77,18 @@ class CannotPush(Exception):
     """GitHub refused the App a write to the branch (permissions, a protected branch)."""
 
 
+# (repository, pull request, login, what to change) -> the Mechanic job's id, or None when
+# the Mechanic cannot take it here (not the home repository, no model).
+MechanicFix = Callable[[str, int, str, str], Awaitable[str | None]]
+
+
 class SuggestionFixes:
-    def __init__(self, pool: AsyncConnectionPool, app: GitHubApp) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, app: GitHubApp, *, mechanic: MechanicFix | None = None
+    ) -> None:
         self.pool = pool
         self.app = app
+        self.mechanic = mechanic  # a Persais comment without a suggestion: the Mechanic
 
     async def on_request(self, event: str, installation: int, payload: Any, login: str) -> str:
         """A `/fix` from `login`, who may write here (checked before dispatch)."""
@@ -99,6 +109,8 @@ class SuggestionFixes:
         else:
             target = (await client.rest.pulls.async_get_review_comment(owner, repo, thread)).json()
             result = await self._apply(client, owner, repo, number, target, login)
+            if result.detail.get("reason") == "no suggestion" and self.mechanic is not None:
+                result = await self._by_mechanic(f"{owner}/{repo}", number, target, login, result)
             await client.rest.pulls.async_create_reply_for_review_comment(
                 owner, repo, number, int(thread), body=result.reply
             )
@@ -109,6 +121,27 @@ class SuggestionFixes:
                 detail={"request": request, "comment": thread, **result.detail},
             )  # fmt: skip
         return f"fix: {result.kind}"
+
+    async def _by_mechanic(
+        self, repository: str, number: int, target: Any, login: str, refused: Result
+    ) -> Result:
+        """A Persais finding with no suggestion to apply: on a home-repository pull request
+        the Mechanic makes the change (a `/mechanic fix` job on its branch, validated before
+        it is pushed); elsewhere the refusal stands."""
+        assert self.mechanic is not None
+        finding = fingerprints.split(str(target.get("body") or ""))[0].strip()
+        where = f"{target.get('path')}:{target.get('line') or target.get('original_line')}"
+        request = f"Address this review finding at {where}:\n\n{finding}"
+        job = await self.mechanic(repository, number, login, request)
+        if job is None:
+            return refused
+        return Result(
+            "mechanic",
+            f"That comment has no suggestion to apply, so the Mechanic makes the change (job "
+            f"`{job}`): it validates it and pushes to this branch; its progress shows in this "
+            "pull request's conversation.",
+            {"job": job, "where": where},
+        )
 
     async def _apply(
         self, client: GitHub[Any], owner: str, repo: str, number: int, target: Any, login: str
