@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from psycopg_pool import AsyncConnectionPool
+
+from app.db import locks
 
 
 def repository_lock(
     pool: AsyncConnectionPool, repository: str
 ) -> Callable[[], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def hold() -> AsyncIterator[None]:
-        # A session-level lock on one dedicated connection, released on every path out.
-        async with pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"repo:{repository}",))
-            try:
-                yield
-            finally:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtext(%s))", (f"repo:{repository}",)
-                )
+    def hold() -> AbstractAsyncContextManager[None]:
+        return locks.held(pool, f"repo:{repository}")
 
     return hold

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.costs.books import Costs
+from app.db import locks
 from app.github.client import GitHubApp
 from app.review import describe_diff, describe_prompt, pauses
 from app.review import grants as review_grants
@@ -126,15 +126,8 @@ class Describer:
             return f"descriptions are off in {CONFIG_PATH}"
         return ""
 
-    @asynccontextmanager
-    async def _lock(self, request: DescribeRequest) -> AsyncIterator[None]:
-        key = f"describe:{request.repository}#{request.number}"
-        async with self.pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+    def _lock(self, request: DescribeRequest) -> AbstractAsyncContextManager[None]:
+        return locks.held(self.pool, f"describe:{request.repository}#{request.number}")
 
     async def _write(
         self, request: DescribeRequest, client: GitHub[Any], github: PullOnGitHub,

@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.costs.books import Costs
+from app.db import locks
 from app.github.client import GitHubApp
 from app.github.once import first_time
 from app.review import compose, fingerprints, pauses, ruff_config, static
@@ -151,15 +152,8 @@ class Reviewer:
             )
             return await cur.fetchone() is not None
 
-    @asynccontextmanager
-    async def _pull_lock(self, request: ReviewRequest) -> AsyncIterator[None]:
-        key = f"review:{request.repository}#{request.number}"
-        async with self.pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+    def _pull_lock(self, request: ReviewRequest) -> AbstractAsyncContextManager[None]:
+        return locks.held(self.pool, f"review:{request.repository}#{request.number}")
 
     async def _finish(self, review_id: int, outcome: Outcome) -> Outcome:
         async with self.pool.connection() as conn:
