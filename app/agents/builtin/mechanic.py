@@ -17,6 +17,11 @@ _NAMED = re.compile(
     r"\b(agent|tool)\s+(?:called\s+|named\s+)?[\"'`]?([A-Za-z][A-Za-z0-9_]{1,31})\b", re.I
 )
 _FILLER = {"that", "which", "who", "to", "for", "with", "and"}
+# Jobs held until a person says yes, by question kind: (the yes choice, said on a no).
+HELD = {
+    "quote": ("start", "Cancelled job {job}; no model was called."),
+    "template": ("go", "Cancelled; nothing was built."),
+}
 
 
 def template_guess(request: str) -> tuple[str, str] | None:
@@ -88,20 +93,14 @@ class MechanicAgent(Agent):
     async def on_choice(self, question: str, choice: str, ctx: AgentContext) -> Reply | str:
         jobs = ctx.capability("mechanic")
         kind, _, job_id = question.partition(":")
-        if kind == "quote":
-            if choice == "start":
+        if kind in HELD:  # a job held for a yes: its estimate, or its template-only plan
+            go, cancelled = HELD[kind]
+            if choice == go:
                 if await jobs.confirm(job_id):
                     return f"On it: job {job_id}. Progress shows here; /abort stops it."
                 return f"Job {job_id} is no longer waiting."
             await jobs.decline(job_id)
-            return f"Cancelled job {job_id}; no model was called."
-        if kind == "template":
-            if choice == "go":
-                if await jobs.confirm(job_id):
-                    return f"On it: job {job_id}. Progress shows here; /abort stops it."
-                return f"Job {job_id} is no longer waiting."
-            await jobs.decline(job_id)
-            return "Cancelled; nothing was built."
+            return cancelled.format(job=job_id)
         if kind == "pr":
             if choice == "abort":
                 return str(await jobs.withdraw(job_id, by="mechanic"))
