@@ -203,7 +203,7 @@ def test_guidance_composition_first_match_bounds_and_redaction() -> None:
     assert len(found.text) < conventions.MAX_CHARS + 100
     assert found.text.endswith("longer than 8192 characters]")
     text = guidance.compose(found, matched)
-    assert "- `app/db/**` (`app/db/q.py`, `app/db/r.py`): Every query is parameterised." in text
+    assert "- `app/db/**` (2 file(s) of this diff): Every query is parameterised." in text
     assert token not in text
     assert "[redacted: GitHub token]" in text
     assert text.index("review.paths") < text.index("The repository's conventions (AGENTS.md)")
@@ -324,7 +324,7 @@ def test_path_rules_and_agents_md_reach_the_system_message_from_the_default_bran
         assert outcome.status == "posted"
         system, user = (m["content"] for m in llm.requests[0]["messages"])
         assert "Repository guidance from the default branch" in system
-        assert "- `app/db/**` (`app/db/q.py`): Every query is parameterised." in system
+        assert "- `app/db/**` (1 file(s) of this diff): Every query is parameterised." in system
         assert "Log with the logging module, never print." in system
         assert "The repository's conventions (AGENTS.md)" in system
         assert token not in system

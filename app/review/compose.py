@@ -210,7 +210,8 @@ def summary(
 def _listed(finding: Finding) -> str:
     sure = f", {finding.confidence:.0%} sure" if finding.confidence < 1 else ""
     return (
-        f"- {ICON[finding.severity]} `{finding.where()}` ({finding.source}{sure}): "
+        f"- {ICON[finding.severity]} `{fingerprints.defuse(finding.where())}` "
+        f"({finding.source}{sure}): "
         f"{fingerprints.defuse(finding.message)}"
     )
 

@@ -344,7 +344,9 @@ def unified_diff(path: str, old: str, new: str) -> str:
 
 def _patch(change: Change, why: str) -> Result:
     diff = unified_diff(change.path, change.before, change.after)
-    fence = "````" if "```" in diff else "```"
+    # Longer than any run of backticks in the file, so its text cannot close the fence
+    # (and go on as Markdown: mentions, HTML) in Persais's reply.
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", diff)), default=0))
     reply = (
         f"I did not push the suggestion on `{change.where}`: {why}. Here it is as a patch. "
         "Save it as `persais.patch` at the top of a checkout of this pull request's branch, "

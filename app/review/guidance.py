@@ -17,7 +17,6 @@ from mechanic import conventions, redaction
 from mechanic.conventions import Conventions
 
 MAX_RULES_CHARS = 4000  # every matching rule's instructions together
-MAX_PATHS_SHOWN = 5  # per rule, the files it applies to (then "and N more")
 # (path, ref) -> (text, blob sha), None when absent: `PullOnGitHub.read`.
 Reader = Callable[[str, str], Awaitable[tuple[str | None, str | None]]]
 
@@ -57,11 +56,10 @@ def compose(found: Conventions | None, rules: list[tuple[PathRule, list[str]]]) 
         lines = [f"Instructions for files of this diff (`review.paths` in {CONFIG_PATH}):"]
         used = 0
         for rule, paths in rules:
-            shown = ", ".join(f"`{p}`" for p in paths[:MAX_PATHS_SHOWN])
-            if len(paths) > MAX_PATHS_SHOWN:
-                shown += f" and {len(paths) - MAX_PATHS_SHOWN} more"
+            # How many files, not their names: a path is the pull request's text (it may hold
+            # spaces, line breaks, "SYSTEM: ..."), and this goes into the system message.
             said = " ".join(redaction.redact(rule.instructions).split())
-            line = f"- `{rule.path}` ({shown}): {said}"
+            line = f"- `{rule.path}` ({len(paths)} file(s) of this diff): {said}"
             if used + len(line) > MAX_RULES_CHARS:
                 lines.append("- (further rules left out: too long)")
                 break
