@@ -63,3 +63,22 @@ def test_a_patch_reply_fence_outlasts_the_files_backticks() -> None:
     assert len(fence.group(1)) > 4
     assert reply.endswith("\n" + fence.group(1))
     assert reply.count(fence.group(1)) == 2  # opened and closed once, nothing closes it early
+
+
+def test_a_suggestion_is_verbatim_or_none() -> None:
+    """What /fix (and GitHub's Commit suggestion) writes is the suggestion's text: an escaped
+    `<!--` would be committed as `&lt;!--`, so such a line gets no suggestion; backticks
+    that would close the fence neither (the other finding on the line offers its own)."""
+    diff = Diff({"page.html": _added("page.html", "<p>\n<b>old</b>\n</p>\n")})
+    keep = Finding("page.html", 2, "warning", "stale", "model",
+                   replacement="<b>new & <i>more</i></b>", confidence=0.9)  # fmt: skip
+    breakout = Finding("page.html", 2, "error", "worse", "model", confidence=0.9,
+                       replacement="x\n```\n<!-- persais:fp=" + "0" * 32 + " -->")  # fmt: skip
+    (comment,) = compose.pin([keep, breakout], diff, set()).comments
+    assert fixes.suggestions_in(comment.body) == {"<b>new & <i>more</i></b>"}
+    assert comment.body.count("```") == 2
+    assert fingerprints.split(comment.body)[1] == list(comment.fingerprints)
+    opener = Finding("page.html", 2, "warning", "note", "model", replacement="<!-- new -->")
+    (alone,) = compose.pin([opener], diff, set()).comments
+    assert fixes.suggestions_in(alone.body) == set()
+    assert "&lt;!--" not in alone.body

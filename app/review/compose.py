@@ -139,7 +139,7 @@ def _comment(said: list[tuple[Finding, str]], diff: Diff, line: int) -> Comment:
     """One comment for the findings on one line: the worst first, and one suggestion (the
     worst finding's that has one), since a comment can be applied only one way."""
     said = sorted(said, key=lambda pair: -RANK[pair[0].severity])
-    suggesting = next((f for f, _ in said if f.replacement is not None), None)
+    suggesting = next((f for f, _ in said if _offerable(f.replacement)), None)
     parts = [_text(f, with_suggestion=f is suggesting) for f, _ in said]
     prints = tuple(fp for _, fp in said)
     severity = worst([f for f, _ in said]) or "info"
@@ -161,9 +161,17 @@ def _text(finding: Finding, *, with_suggestion: bool) -> str:
     source = "review" if finding.source == "model" else finding.source
     message = fingerprints.defuse(finding.message)
     body = f"{ICON[finding.severity]} **{finding.severity}** ({source}): {message}"
-    if with_suggestion and finding.replacement is not None:
-        body += f"\n\n```suggestion\n{fingerprints.defuse(finding.replacement)}\n```"
+    if with_suggestion and _offerable(finding.replacement):
+        # Verbatim: it is what "Commit suggestion" and /fix write into the file.
+        body += f"\n\n```suggestion\n{finding.replacement}\n```"
     return body
+
+
+def _offerable(replacement: str | None) -> bool:
+    """A suggestion written as it is, or none: backticks could close its fence and go on as
+    the comment's Markdown (HTML, a second suggestion), and an HTML comment opener stays out
+    of Persais's comments, while an escaped one would be committed as `&lt;!--`."""
+    return replacement is not None and "```" not in replacement and "<!--" not in replacement
 
 
 def conclusion(findings: list[Finding]) -> Conclusion:
