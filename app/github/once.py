@@ -14,3 +14,10 @@ async def first_time(pool: AsyncConnectionPool, key: str) -> bool:
             (key,),
         )
         return await cur.fetchone() is not None
+
+
+async def release(pool: AsyncConnectionPool, key: str) -> None:
+    """Give `key` back: the work that claimed it failed before it was done, and a retried
+    delivery should do it."""
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM github_notices WHERE key = %s", (key,))

@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.github.client import GitHubApp
-from app.github.once import first_time
+from app.github.once import first_time, release
 from app.review import fingerprints
 from app.review.pull import PullOnGitHub
 
@@ -38,6 +38,10 @@ _SUGGESTION = re.compile(r"^```suggestion[ \t]*\r?\n(?:(.*?)\r?\n)?```[ \t]*$", 
 NO_SUGGESTION = (
     "No suggestion here; `/fix` on a home-repository pull request asks the Mechanic to make "
     "the change (as `/mechanic fix <request>` does)."
+)
+OUTSIDE = (
+    "`/fix` works as a reply in the thread of one of Persais's review comments: it applies "
+    "that comment's suggestion."
 )
 NOT_PERSAIS = (
     "That comment is not Persais's: `/fix` applies the suggestions of Persais's own review "
@@ -99,18 +103,18 @@ class SuggestionFixes:
         client = self.app.installation(installation)
         if not await first_time(self.pool, f"fix:{request}"):
             return "fix: handled before"
-        thread = comment.get("in_reply_to_id") if event == "pull_request_review_comment" else None
+        try:
+            thread, result = await self._act(event, client, payload, login, owner, repo, number)
+        except Exception:
+            # GitHub or the database failed before anything was done: the retried delivery
+            # must act, not find the request handled. (A push that did land then reads as
+            # already applied.) Past this point a failure loses the reply, never repeats a push
+            # or a Mechanic job.
+            await release(self.pool, f"fix:{request}")
+            raise
         if thread is None:
-            await client.rest.issues.async_create_comment(
-                owner, repo, number, body="`/fix` works as a reply in the thread of one of "
-                "Persais's review comments: it applies that comment's suggestion.",
-            )  # fmt: skip
-            result = Result("refused", "", {"reason": "not in a review thread"})
+            await client.rest.issues.async_create_comment(owner, repo, number, body=result.reply)
         else:
-            target = (await client.rest.pulls.async_get_review_comment(owner, repo, thread)).json()
-            result = await self._apply(client, owner, repo, number, target, login)
-            if result.detail.get("reason") == "no suggestion" and self.mechanic is not None:
-                result = await self._by_mechanic(f"{owner}/{repo}", number, target, login, result)
             await client.rest.pulls.async_create_reply_for_review_comment(
                 owner, repo, number, int(thread), body=result.reply
             )
@@ -121,6 +125,22 @@ class SuggestionFixes:
                 detail={"request": request, "comment": thread, **result.detail},
             )  # fmt: skip
         return f"fix: {result.kind}"
+
+    async def _act(
+        self, event: str, client: GitHub[Any], payload: Any, login: str, owner: str, repo: str,
+        number: int,
+    ) -> tuple[int | None, Result]:  # fmt: skip
+        """(the thread to answer in, what became of the request): the push, the patch, the
+        Mechanic's job or the refusal, not yet said."""
+        comment = payload["comment"]
+        thread = comment.get("in_reply_to_id") if event == "pull_request_review_comment" else None
+        if thread is None:
+            return None, Result("refused", OUTSIDE, {"reason": "not in a review thread"})
+        target = (await client.rest.pulls.async_get_review_comment(owner, repo, thread)).json()
+        result = await self._apply(client, owner, repo, number, target, login)
+        if result.detail.get("reason") == "no suggestion" and self.mechanic is not None:
+            result = await self._by_mechanic(f"{owner}/{repo}", number, target, login, result)
+        return int(thread), result
 
     async def _by_mechanic(
         self, repository: str, number: int, target: Any, login: str, refused: Result
