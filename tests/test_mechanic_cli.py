@@ -39,10 +39,13 @@ def test_a_request_ends_in_a_pull_request_and_a_job_record(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "… plan" in done.stdout
     assert "Pull request #1 is open: persais pr show 1" in done.stdout
-    ((status, branch, pr),) = sql("SELECT status, branch, pr_number FROM jobs")
+    ((job, status, branch, pr),) = sql("SELECT id, status, branch, pr_number FROM jobs")
     assert status == "opened"
     assert branch.startswith("mechanic/echo-")
     assert pr == 1
+    # Its model calls count like a chat job's (the planner's here; Aider reports its own).
+    kinds = sql("SELECT DISTINCT kind, subject FROM model_costs")
+    assert ("job", job) in kinds
 
 
 def test_without_a_model_it_says_so_and_the_template_alone_works(

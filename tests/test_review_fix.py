@@ -321,7 +321,8 @@ def test_a_finding_without_a_suggestion_on_the_home_repository_goes_to_the_mecha
         "SELECT id, kind, target_pr, request, conversation FROM jobs"
     )
     assert (kind, target, conversation) == ("fix", number, f"gh:{REPO}#{number}")
-    assert request.startswith("Address this review finding at app/a.py:1:")
+    assert request.startswith("Fix the problem an automated review reported at app/a.py:1")
+    assert "\n> " in request  # quoted: a description, not instructions
     assert "F821" in request
     assert "persais:fp" not in request  # the hidden fingerprint is not a request
     assert f"`{job}`" in reply

@@ -40,6 +40,7 @@ def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
     if (no_home := home_repository.missing(settings)) is not None:
         raise Exit(2, f"mechanic: {no_home}")
 
+    from app.costs.books import Costs
     from app.mechanic_jobs import composed
     from mechanic.job import run_job
     from mechanic.plan import PlanError
@@ -69,8 +70,9 @@ def cmd_mechanic(settings: Settings, args: argparse.Namespace) -> int:
         await composed.record_start(
             runtime.pool, job_id, conversation="cli:mechanic", user="cli", request=args.request
         )
-        try:
-            outcome = await run_job(job_id, args.request, deps, plan=plan)
+        try:  # its model calls count like a chat job's: recorded, and under the budgets
+            async with Costs.of(settings, runtime.pool).account("job", job_id):
+                outcome = await run_job(job_id, args.request, deps, plan=plan)
         except (PlanError, ScaffoldError) as exc:
             from mechanic.job import JobOutcome
 
