@@ -19,6 +19,7 @@ from typing import Any
 from app import doctor_asks
 from app.agents.jail import Jail, find_bwrap
 from app.agents.probe import probe
+from app.costs.price import Price
 from app.db import migrate
 from app.db.database import DatabaseError, connect
 from app.db.embedded import EmbeddedDatabaseError
@@ -36,6 +37,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "github": ("GITHUB_", "PERSAIS_HOME_REPO"),
     "telegram": ("TELEGRAM_", "PERSAIS_TELEGRAM_"),
     "fly": ("FLY_", "PERSAIS_FLY_"),
+    "cost": ("LLM_PRICE_", "PERSAIS_BUDGET_", "PERSAIS_QUOTE_"),  # before "model": LLM_
     "model": ("LLM_",),
     "embeddings": ("EMBEDDINGS_",),
 }
@@ -202,6 +204,28 @@ def check_model(settings: Settings) -> Check:
     return Check("model", OK, f"{settings.llm_model} at {settings.llm_api_base}")
 
 
+def check_cost(settings: Settings) -> Check:
+    """Budgets and the Mechanic's quote count dollars: without a price they count only what
+    the provider reports (OpenRouter does; most do not), so a cap would silently not cap."""
+    caps = {
+        "review": settings.budget_review_usd, "job": settings.budget_job_usd,
+        "day": settings.budget_day_usd, "quote above": settings.quote_above_usd,
+    }  # fmt: skip
+    said = ", ".join(f"{name} ${value:g}" for name, value in caps.items() if value is not None)
+    price = Price.of(settings)
+    if price.known:
+        priced = f"${price.input_per_mtok:g} / ${price.output_per_mtok:g} per million tokens"
+        return Check("cost", OK, f"{priced}; " + (said or "no budgets"))
+    if not said:
+        return Check("cost", OK, "no price and no budgets: each call's tokens are recorded")
+    if "openrouter.ai" in settings.llm_api_base:
+        return Check("cost", OK, f"{said}; the provider reports each call's cost")
+    return Check(
+        "cost", BROKEN, f"{said} set, but no price: they count nothing the provider does not "
+        "report", "set LLM_PRICE_INPUT_PER_MTOK and LLM_PRICE_OUTPUT_PER_MTOK",
+    )  # fmt: skip
+
+
 def check_embeddings(settings: Settings) -> Check:
     if settings.embeddings_model is None:
         return Check(
@@ -241,12 +265,14 @@ def checks(offline: bool, timeout: float = TIMEOUT) -> dict[str, Callable[[Setti
     }  # fmt: skip
     if offline:
         return local | {"github": check_github, "telegram": check_telegram, "fly": check_fly,
-                        "model": check_model, "embeddings": check_embeddings}  # fmt: skip
+                        "model": check_model, "cost": check_cost,
+                        "embeddings": check_embeddings}  # fmt: skip
     return local | {
         "github": _asked(check_github, doctor_asks.ask_github, timeout),
         "telegram": _asked(check_telegram, doctor_asks.ask_telegram, timeout),
         "fly": _asked(check_fly, doctor_asks.ask_fly, timeout),
         "model": _asked(check_model, doctor_asks.ask_model, timeout),
+        "cost": check_cost,
         "embeddings": _asked(check_embeddings, doctor_asks.ask_embeddings, timeout),
     }
 

@@ -50,7 +50,7 @@ def test_a_configured_machine_is_all_ok(tmp_path: Path, database: str) -> None:
     code, lines = doctor(env, tmp_path)
     assert set(lines) == {
         "settings", "database", "git", "aider", "sandbox", "github", "telegram", "fly", "model",
-        "embeddings",
+        "cost", "embeddings",
     }  # fmt: skip
     sandbox = "ok" if shutil.which("bwrap") else "missing"  # missing is allowed, not broken
     for name, line in lines.items():
@@ -119,3 +119,35 @@ def test_a_bad_dotenv_is_listed_variable_by_variable(tmp_path: Path, database: s
     assert "not-a-token" not in done.stdout + done.stderr
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
+
+
+def test_budgets_without_a_price_are_broken_since_they_would_cap_nothing(
+    tmp_path: Path, database: str
+) -> None:
+    """A budget counts dollars; without a price only what the provider reports counts, and
+    most report nothing: a cap that silently does not cap is the surprise issue 20 forbids."""
+    env = persais_env(
+        tmp_path / "home", database, PERSAIS_BUDGET_DAY_USD="2",
+        LLM_API_BASE="https://api.openai.com/v1",  # reports tokens, not what they cost
+    )  # fmt: skip
+    code, lines = doctor(env, tmp_path)
+    assert code == 1
+    assert lines["cost"].split()[1] == "broken"
+    assert "day $2 set, but no price" in lines["cost"]
+    assert "LLM_PRICE_INPUT_PER_MTOK" in lines["cost"]
+
+    env.update(LLM_PRICE_INPUT_PER_MTOK="3", LLM_PRICE_OUTPUT_PER_MTOK="15")
+    code, lines = doctor(env, tmp_path)
+    assert lines["cost"].split()[1] == "ok"
+    assert "$3 / $15 per million tokens; day $2" in lines["cost"]
+
+    bare = persais_env(tmp_path / "home", database)
+    _, lines = doctor(bare, tmp_path)
+    assert lines["cost"].split()[1] == "ok"
+    assert "no budgets" in lines["cost"]
+
+    # OpenRouter (the default LLM_API_BASE) reports each call's cost in its usage.
+    routed = persais_env(tmp_path / "home", database, PERSAIS_BUDGET_JOB_USD="0.5")
+    _, lines = doctor(routed, tmp_path)
+    assert lines["cost"].split()[1] == "ok"
+    assert "the provider reports each call's cost" in lines["cost"]
